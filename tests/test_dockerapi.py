@@ -946,6 +946,42 @@ def test_events_followed_in_order(clean: Daemon) -> None:
     assert (status, names) == (200, {"evt"})
 
 
+def test_an_execs_events_carry_the_id_its_client_was_given(clean: Daemon) -> None:
+    """exec_create, exec_start and exec_die name the exec by the id its create answered,
+    as dockerd's do (moby's TestEventsExecDie): boxd's carried a new id of their own, so a
+    client could not tell which of its execs had ended."""
+    since = time.time()
+    body = json.dumps({"Image": "default", "Cmd": ["sleep", "60"]}).encode()
+    assert _call(clean, "POST", "/containers/create?name=evx", body)[0] == 201
+    assert _call(clean, "POST", "/containers/evx/start")[0] == 204
+    made = {}
+    for detach in (True, False):
+        body = json.dumps({"Cmd": ["true"], "AttachStdout": not detach}).encode()
+        exec_id = json.loads(_call(clean, "POST", "/containers/evx/exec", body)[2])["Id"]
+        start = json.dumps({"Detach": detach}).encode()
+        assert _call(clean, "POST", f"/exec/{exec_id}/start", start)[0] == 200
+        made[exec_id] = detach
+
+    def ended() -> bool:
+        states = [json.loads(_call(clean, "GET", f"/exec/{i}/json")[2]) for i in made]
+        return not any(state["Running"] for state in states)
+
+    until(ended, "the execs' ends")
+    wanted = {"container": ["evx"], "event": ["exec_create", "exec_start", "exec_die"]}
+    query = urllib.parse.urlencode(
+        {"since": since, "until": time.time() + 1, "filters": json.dumps(wanted)}
+    )
+    _, _, data = _call(clean, "GET", f"/events?{query}")
+    seen: dict[str, list[str]] = {}
+    for line in data.splitlines():
+        event = json.loads(line)
+        seen.setdefault(event["Actor"]["Attributes"]["execID"], []).append(
+            event["Action"].split(":")[0]
+        )
+    assert seen == {i: ["exec_create", "exec_start", "exec_die"] for i in made}
+    assert _call(clean, "DELETE", "/containers/evx?force=1")[0] == 204
+
+
 @needs_cli
 def test_an_ambiguous_id_prefix_is_named_as_docker_names_it(clean: Daemon) -> None:
     """A prefix of several containers' ids names none of them, in Docker's words and

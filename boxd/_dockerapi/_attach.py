@@ -67,6 +67,7 @@ class Exec:
             "console_size": spec.console_size,
             "interactive": self.stdin,
             "privileged": spec.privileged,
+            "exec_id": self.id,  # its events' execID: the id the client was given
         }
 
     def start_failed(self, exc: BaseException) -> NoReturn:
