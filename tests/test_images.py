@@ -1134,6 +1134,12 @@ def test_commits_within_a_second_are_stamped_apart(daemon: Daemon) -> None:
     query = urllib.parse.quote(json.dumps({"since": ["st:v0"], "before": ["st:v2"]}))
     _, _, body = api_call(daemon, "GET", f"/images/json?filters={query}")
     assert [i["Id"] for i in json.loads(body)] == [ids[1]]
+    # Several untils, the earliest deciding, as dockerd's list takes them (was a 400).
+    (v2,) = json.loads(daemon.ctl("image", "inspect", "st:v2").stdout)
+    untils = [str(time.time() + 60), v2["Created"]]
+    query = urllib.parse.quote(json.dumps({"since": ["st:v0"], "until": untils}))
+    status, _, body = api_call(daemon, "GET", f"/images/json?filters={query}")
+    assert (status, [i["Id"] for i in json.loads(body)]) == (200, [ids[1]]), body
 
 
 def test_a_tag_named_as_a_digest_algorithm_is_refused(daemon: Daemon) -> None:
