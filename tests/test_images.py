@@ -4,6 +4,7 @@ with skopeo, pulled and run by a real boxd through boxctl."""
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import re
@@ -1158,6 +1159,36 @@ def test_a_tag_named_as_a_digest_algorithm_is_refused(daemon: Daemon) -> None:
     r = daemon.ctl("commit", "tagged", "sha256:y", check=False)
     assert r.returncode != 0 and words in r.stderr
     assert "sha256" not in daemon.ctl("images", "--format", "{{.Repository}}").stdout
+
+
+def test_an_archive_of_an_image_with_no_layer_loads(daemon: Daemon) -> None:
+    """Go writes an empty list as null: dockerd's save of an image of no layer (FROM
+    scratch and a LABEL) has ``"Layers": null`` (moby's specialimage.Dangling).  boxd
+    refused it: "an entry lacks Config or Layers".  Untagged, its inspect's RepoTags and
+    RepoDigests are empty lists, not null."""
+    config = json.dumps({
+        "architecture": "amd64", "os": "linux", "created": None,
+        "config": {"Labels": {"org.example.empty": "1"}},
+        "history": [{"created_by": "LABEL org.example.empty=1", "empty_layer": True}],
+        "rootfs": {"type": "layers", "diff_ids": None},
+    }).encode()  # fmt: skip
+    digest = hashlib.sha256(config).hexdigest()
+    manifest = [{"Config": f"blobs/sha256/{digest}", "RepoTags": None, "Layers": None}]
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w") as tar:
+        for name, data in [
+            (f"blobs/sha256/{digest}", config),
+            ("manifest.json", json.dumps(manifest).encode()),
+        ]:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    status, _, body = api_call(daemon, "POST", "/images/load?quiet=1", archive.getvalue())
+    assert status == 200 and b"error" not in body, body
+    status, _, body = api_call(daemon, "GET", f"/images/sha256:{digest}/json")
+    image = json.loads(body)
+    assert (status, image["RepoTags"], image["RepoDigests"]) == (200, [], []), body
+    assert image["Config"]["Labels"] == {"org.example.empty": "1"}
 
 
 def test_commit_and_export_keep_file_capabilities(

@@ -266,7 +266,7 @@ def _load_image(
         raise ArchiveError(f"config {config_name!r} does not match its digest {config_digest}")
     try:
         config = json.loads(config_bytes)
-        diff_ids = list(config["rootfs"]["diff_ids"])
+        diff_ids = list(config["rootfs"]["diff_ids"] or [])  # null: no layer, as Go writes it
     except (ValueError, KeyError, TypeError):
         raise ArchiveError(f"config {config_name!r} has no rootfs.diff_ids") from None
     system = config.get("os") or "linux"
@@ -348,7 +348,9 @@ def _load(store: ImageStore, path: Path) -> list[LoadedImage]:
             for entry in entries:
                 try:
                     config_name = str(entry["Config"])
-                    layer_names = [(str(n), _digest_of(str(n))) for n in entry["Layers"]]
+                    # null: an image of no layer (FROM scratch), as Go writes an empty list
+                    layers = entry["Layers"] if entry["Layers"] is not None else []
+                    layer_names = [(str(n), _digest_of(str(n))) for n in layers]
                     tags = [str(t) for t in entry.get("RepoTags") or []]
                     parent = str(entry.get("Parent") or "")
                 except (KeyError, TypeError):
