@@ -2543,6 +2543,30 @@ def test_a_tmpfs_takes_the_place_of_an_anonymous_volume(clean: Daemon) -> None:
     assert _call(clean, "DELETE", "/containers/tv")[0] == 204
 
 
+def test_a_pids_limit_of_0_is_no_limit_at_create_and_update(clean: Daemon) -> None:
+    """dockerd reads a PidsLimit given as 0 as no limit, at create and at update, and
+    before API 1.40 an update's is ignored (moby's TestUpdatePidsLimit).  boxd took 0 as
+    not given: its default limit at create, the limit kept at update."""
+
+    def pids(name: str) -> Any:
+        return json.loads(_call(clean, "GET", f"/containers/{name}/json")[2])["HostConfig"][
+            "PidsLimit"
+        ]
+
+    for name, limit in (("p0", 0), ("p32", 32), ("pnone", None)):
+        host = {} if limit is None else {"PidsLimit": limit}
+        body = json.dumps({"Image": "default", "Cmd": ["sleep", "60"], "HostConfig": host})
+        assert _call(clean, "POST", f"/containers/create?name={name}", body.encode())[0] == 201
+    assert (pids("p0"), pids("p32"), pids("pnone")) == (-1, 32, None)
+    assert _call(clean, "POST", "/containers/p32/start")[0] == 204
+    for version, limit, shown in (("v1.39", 16, 32), ("v1.40", 16, 16), ("v1.44", 0, -1)):
+        body = json.dumps({"PidsLimit": limit}).encode()
+        assert _call(clean, "POST", f"/{version}/containers/p32/update", body)[0] == 200
+        assert pids("p32") == shown, version
+    for name in ("p0", "p32", "pnone"):
+        assert _call(clean, "DELETE", f"/containers/{name}?force=1")[0] == 204
+
+
 def test_a_json_body_must_be_sent_as_json(clean: Daemon) -> None:
     """dockerd reads a route's JSON body only when it comes as ``application/json``
     (moby's TestContainerInvalidJSON, TestNetworkInvalidJSON, TestVolumesInvalidJSON):

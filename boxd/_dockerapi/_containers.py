@@ -10,6 +10,7 @@ import shlex
 import time
 from typing import Any
 
+import attrs
 import trio
 
 from .. import _lifecycle, _listing, _logattrs, _logs, _platforms, _prune, protocol
@@ -342,6 +343,8 @@ async def update(api: Api, conn: HttpConnection, req: Request, ref: str) -> None
     if policy.text("Name"):  # the CLI sends an empty one when --restart is not given
         restart = _shapes.restart_policy(policy.text("Name"), policy.integer("MaximumRetryCount"))
     changes = _shapes.resources(body)
+    if not req.at_least("1.40"):  # dockerd's update took no PidsLimit before
+        changes = attrs.evolve(changes, pids_limit=None)
     await api.sup.update(ref, changes, restart)
     warnings = _shapes.warnings(body) + api.sup.limit_warnings(changes)
     await conn.respond_json(200, {"Warnings": warnings})

@@ -794,7 +794,9 @@ def _resources(host: Fields) -> Resources:
         memory_swap=swap or None,
         cpus=nano / 1e9 if nano else None,
         cpu_shares=host.integer("CpuShares") or None,
-        pids_limit=pids if pids > 0 else (-1 if pids < 0 else None),  # -1: no limit
+        # -1: no limit.  A PidsLimit given as 0 is no limit too, as dockerd reads it (the
+        # clients send none when not asked): absent or null, boxd's default one.
+        pids_limit=pids if pids > 0 else (None if host.value("PidsLimit") is None else -1),
         cpuset_cpus=host.text("CpusetCpus") or None,
         **_more_resources(host),
     )
