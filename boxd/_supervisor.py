@@ -197,6 +197,9 @@ class _Entry:
     gone: trio.Event = attrs.Factory(trio.Event)  # set once it is removed
     # Its current or last run ends because somebody asked (stop, kill): no restart.
     stopping: bool = False
+    # A restart's stop: an auto_remove container stays for the start that follows, as
+    # Docker's restart keeps it.
+    restarting: bool = False
     lock: trio.Lock = attrs.Factory(trio.Lock)  # held while it starts, pauses, is removed
     # Set once the last run's cgroup is removed (in the background, after its end), and
     # once its mount namespace is dismantled too (see Supervisor._dismantle_later).
@@ -1102,7 +1105,7 @@ class Supervisor:
                 self._save(c)
         finally:
             entry.idle.set()
-        if c.config.auto_remove:
+        if c.config.auto_remove and not entry.restarting:
             await self._remove_now(entry)
 
     def _after_run(self, entry: _Entry, exit_code: int) -> Status:
@@ -1639,7 +1642,12 @@ class Supervisor:
     async def restart(
         self, ref: str, grace: float | None = None, *, sig: str | None = None
     ) -> Container:
-        await self.stop(ref, grace, sig=sig)
+        entry = self._lookup(ref)
+        entry.restarting = True
+        try:
+            await self.stop(ref, grace, sig=sig)
+        finally:
+            entry.restarting = False
         c = await self.start(ref)
         self.events.report("restart", c)
         return c
