@@ -1992,6 +1992,11 @@ def test_ping_version_and_prefixes(clean: Daemon) -> None:
     assert info["SecurityOptions"] == [
         "name=seccomp,profile=builtin", "name=cgroupns", "name=no-new-privileges",
     ]  # fmt: skip
+    # API 1.24's ExecutionDriver, as dockerd gives it to such a client (moby's
+    # TestInfoAPIVersioned), and only to one.
+    assert "ExecutionDriver" not in info
+    old = json.loads(_call(clean, "GET", "/v1.24/info")[2])
+    assert old["ExecutionDriver"] == "<not supported>"
     status, _, body = _call(clean, "GET", "/system/df")
     assert status == 200
     assert [i["RepoTags"] for i in json.loads(body)["Images"]] == [["default:latest"]]
