@@ -7,6 +7,7 @@ import hashlib
 import io
 import json
 import os
+import platform
 import re
 import shutil
 import stat
@@ -1189,6 +1190,33 @@ def test_an_archive_of_an_image_with_no_layer_loads(daemon: Daemon) -> None:
     image = json.loads(body)
     assert (status, image["RepoTags"], image["RepoDigests"]) == (200, [], []), body
     assert image["Config"]["Labels"] == {"org.example.empty": "1"}
+
+
+def test_an_import_is_for_the_platform_asked_for(daemon: Daemon, busybox_root: Path) -> None:
+    """``docker import --platform``: the image says it is for that os/arch (an os alone:
+    the host's architecture), as dockerd's import does (moby's TestImportWithCustomPlatform);
+    another os than Linux, or no platform, refused by name.  boxd ignored the platform."""
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w") as tar:
+        tar.add(busybox_root / "bin", arcname="bin")
+    host = platform.machine().replace("x86_64", "amd64").replace("aarch64", "arm64")
+    cases = [("", (host, "")), ("linux", (host, "")), ("LINUX", (host, "")),
+             ("linux/arm/v7", ("arm", "v7")), ("linux/sparc64", ("sparc64", ""))]  # fmt: skip
+    for asked, shown in cases:
+        query = urllib.parse.urlencode(
+            {"fromSrc": "-", "repo": "plat", "tag": "x", "platform": asked}
+        )
+        status, _, body = api_call(daemon, "POST", f"/images/create?{query}", archive.getvalue())
+        assert status == 200 and b"error" not in body, (asked, body)
+        image = json.loads(api_call(daemon, "GET", "/images/plat:x/json")[2])
+        assert (image["Os"], image["Architecture"], image.get("Variant", "")) == ("linux", *shown)
+    for asked, words in [("macos", "operating system is not supported"),
+                         ("macos/arm64", "operating system is not supported"),
+                         ("       ", "invalid platform"), ("/", "invalid platform")]:  # fmt: skip
+        query = urllib.parse.urlencode({"fromSrc": "-", "repo": "bad", "platform": asked})
+        status, _, body = api_call(daemon, "POST", f"/images/create?{query}", archive.getvalue())
+        assert words in body.decode(), (asked, body)
+    assert b"bad" not in api_call(daemon, "GET", "/images/json")[2]
 
 
 def test_commit_and_export_keep_file_capabilities(

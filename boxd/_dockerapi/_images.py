@@ -188,6 +188,7 @@ async def create(api: Api, conn: HttpConnection, req: Request) -> None:
         reference=ref,
         changes=tuple(req.query.get("changes", ())),
         comment=req.arg("message") or "",
+        platform=req.arg("platform") or "",
     )
     loaded = await _archive_verb(answers, api.images.import_, request)
     if loaded is not None:

@@ -549,9 +549,10 @@ def import_rootfs(
     ref: Reference | None,
     container_config: dict[str, Any],
     comment: str,
+    platform: tuple[str, str, str],
 ) -> ImageRecord:
     """``import``: a root filesystem tarball as a one-layer image with ``container_config``
-    (empty: no command of its own)."""
+    (empty: no command of its own), for ``platform`` (os, architecture, variant)."""
     if not tar_path.stat().st_size:
         raise ArchiveError("the tarball is empty")  # as Docker's (no image of nothing)
     _unwrap(tar_path, ("xz", "bzip2"))  # the layer reader reads gzip and zstd
@@ -562,7 +563,9 @@ def import_rootfs(
             if isinstance(exc, OSError) and exc.errno is not None:
                 raise  # a system call's (a full disk), not the tarball's (gzip's)
             raise ArchiveError(f"not a readable tarball: {exc}") from None
-        config = _config([layer.diff_id], None, container_config, comment=comment)
+        os_name, arch, variant = platform
+        base = {"architecture": arch, "os": os_name, **({"variant": variant} if variant else {})}
+        config = _config([layer.diff_id], base, container_config, comment=comment)
         image_id = store.put_blob(_json_bytes(config))
         return store.add(image_id, (layer,), ref)
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
 import trio
 
-from .. import _prune, _volserver, protocol
+from .. import _platforms, _prune, _volserver, protocol
 from .._healthcheck import to_api
 from .._lifecycle import LIVE, RUNNING, Conflict
 from .._logs import format_time
@@ -546,6 +546,7 @@ class ImageVerbs:
         from . import archive  # tarfile and zstandard: on first use
 
         ref = parse_reference(req.reference) if req.reference else None
+        platform = _platforms.of_import(req.platform) if req.platform else _platforms.host()
         inner: dict[str, Any] = {}
         _changed(inner, req.changes)
         await conn.send(OkResponse())
@@ -558,6 +559,7 @@ class ImageVerbs:
                 ref,
                 inner,
                 req.comment or "Imported from -",
+                platform,
             )
         finally:
             path.unlink(missing_ok=True)
