@@ -922,7 +922,11 @@ class Supervisor:
             entry = self._lookup(ref)
             run = entry.run
             if run is None or run.exited.is_set():
-                raise Conflict(f"container {entry.container.id} is not running")
+                joined = "PID" if kind is Namespace.PID else "IPC"  # dockerd's words
+                raise Conflict(
+                    f"failed to join {joined} namespace: container {entry.container.id} is "
+                    "not running"
+                )
             if kind is Namespace.IPC and entry.container.config.ipc_mode not in ("", "shareable"):
                 raise ValueError(
                     f"container {entry.container.name}: non-shareable IPC (hint: use "

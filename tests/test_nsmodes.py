@@ -153,7 +153,7 @@ def test_a_donor_must_run(clean: Daemon) -> None:
     cid = clean.ctl("inspect", "-f", "{{.Id}}", "idle").stdout.strip()
     bad = clean.ctl("run", "--rm", "--pid", "container:idle", "default", "true", check=False)
     assert bad.returncode == 125
-    assert f"container {cid} is not running" in bad.stderr
+    assert f"failed to join PID namespace: container {cid} is not running" in bad.stderr
     bad = clean.ctl("run", "--rm", "--pid", "container:nope", "default", "true", check=False)
     assert bad.returncode == 125 and "No such container: nope" in bad.stderr
     # A donor that does not exist is refused at create, as dockerd refuses it; one that is
