@@ -2560,13 +2560,13 @@ def test_a_pids_limit_of_0_is_no_limit_at_create_and_update(clean: Daemon) -> No
 
     for name, limit in (("p0", 0), ("p32", 32), ("pnone", None)):
         host = {} if limit is None else {"PidsLimit": limit}
-        body = json.dumps({"Image": "default", "Cmd": ["sleep", "60"], "HostConfig": host})
-        assert _call(clean, "POST", f"/containers/create?name={name}", body.encode())[0] == 201
+        made = json.dumps({"Image": "default", "Cmd": ["sleep", "60"], "HostConfig": host})
+        assert _call(clean, "POST", f"/containers/create?name={name}", made.encode())[0] == 201
     assert (pids("p0"), pids("p32"), pids("pnone")) == (-1, 32, None)
     assert _call(clean, "POST", "/containers/p32/start")[0] == 204
     for version, limit, shown in (("v1.39", 16, 32), ("v1.40", 16, 16), ("v1.44", 0, -1)):
-        body = json.dumps({"PidsLimit": limit}).encode()
-        assert _call(clean, "POST", f"/{version}/containers/p32/update", body)[0] == 200
+        update = json.dumps({"PidsLimit": limit}).encode()
+        assert _call(clean, "POST", f"/{version}/containers/p32/update", update)[0] == 200
         assert pids("p32") == shown, version
     for name in ("p0", "p32", "pnone"):
         assert _call(clean, "DELETE", f"/containers/{name}?force=1")[0] == 204
