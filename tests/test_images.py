@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 from daemon_harness import Daemon, daemon_cli, running_daemon
-from docker_clients import api_call, docker
+from docker_clients import UnixHTTP, api_call, docker
 from registry_harness import (
     Registry,
     add_index,
@@ -1217,6 +1217,34 @@ def test_an_import_is_for_the_platform_asked_for(daemon: Daemon, busybox_root: P
         status, _, body = api_call(daemon, "POST", f"/images/create?{query}", archive.getvalue())
         assert words in body.decode(), (asked, body)
     assert b"bad" not in api_call(daemon, "GET", "/images/json")[2]
+
+
+def test_an_engine_api_import_answers_once_its_image_is_made(
+    daemon: Daemon, busybox_root: Path
+) -> None:
+    """As dockerd's import: the response begins once the image is made, so a client that
+    reads only the head (Go's ImageImport returns then) finds the image, and a failure is
+    the response's status, not a line after a 200.  A refusal sent before the body was
+    read says ``Connection: close``: Go's client sent its next request on the connection,
+    which boxd closes, and read EOF."""
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w") as tar:
+        tar.add(busybox_root / "bin", arcname="bin")
+    conn = UnixHTTP(daemon.docker_socket)
+    try:
+        conn.request("POST", "/images/create?fromSrc=-&repo=headfirst", body=archive.getvalue())
+        r = conn.getresponse()  # the head alone
+        assert r.status == 200
+        assert api_call(daemon, "GET", "/images/headfirst/json")[0] == 200
+        assert json.loads(r.read())["status"].startswith("sha256:")
+    finally:
+        conn.close()
+    status, _, body = api_call(daemon, "POST", "/images/create?fromSrc=-&repo=none", b"")
+    assert (status, json.loads(body)) == (400, {"message": "the tarball is empty"}), body
+    query = "fromSrc=-&repo=bad&platform=macos"
+    status, headers, _ = api_call(daemon, "POST", f"/images/create?{query}", b"x" * (1 << 20))
+    assert (status, headers["connection"]) == (400, "close")
+    assert api_call(daemon, "GET", "/_ping")[0] == 200
 
 
 def test_commit_and_export_keep_file_capabilities(

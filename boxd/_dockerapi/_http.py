@@ -433,6 +433,11 @@ class HttpConnection:
         ]
         if content_type:
             headers.append(("Content-Type", content_type))
+        if self.h11.their_state is h11.SEND_BODY:
+            # Answered before its body was read (an import or a load refused at once): the
+            # connection is not kept, and says so, or a client (Go's) sent its next request
+            # on it and read no answer, as boxd lingers and closes (see close_gently).
+            headers.append(("Connection", "close"))
         headers.extend(extra.items())
         return headers
 

@@ -183,7 +183,7 @@ async def create(api: Api, conn: HttpConnection, req: Request) -> None:
         raise ApiError(400, "importing from a URL is not supported: send the tar as the body")
     repo, tag = req.arg("repo") or "", req.arg("tag") or ""
     ref = f"{repo}:{tag}" if repo and tag else repo
-    answers = Streamed(conn, conn.body_chunks())
+    answers = Streamed(conn, conn.body_chunks(), head_at_first_output=True)
     request = ImportRequest(
         reference=ref,
         changes=tuple(req.query.get("changes", ())),
