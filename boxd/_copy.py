@@ -235,8 +235,10 @@ def _locate(root_fd: int, path: str, container: str) -> _Located:
     try:
         dir_fd = open_in_root(root_fd, head, os.O_RDONLY | os.O_DIRECTORY)
     except OSError as exc:
-        if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
+        if exc.errno in (errno.ENOENT, errno.ELOOP):
             raise NoSuchPath(abs_path, container) from None
+        if exc.errno == errno.ENOTDIR:  # /etc/passwd/: not missing, dockerd says so too
+            raise _not_a_directory(abs_path, container) from None
         raise
     return _Located(abs_path, dir_fd, "" if base in ("", ".") else base)
 
@@ -246,8 +248,14 @@ def _lstat(found: _Located, container: str) -> os.stat_result:
         return os.fstat(found.dir_fd)
     try:
         return os.stat(found.base, dir_fd=found.dir_fd, follow_symlinks=False)
-    except (FileNotFoundError, NotADirectoryError):
+    except FileNotFoundError:
         raise NoSuchPath(found.path, container) from None
+    except NotADirectoryError:
+        raise _not_a_directory(found.path, container) from None
+
+
+def _not_a_directory(path: str, container: str) -> CopyError:
+    return CopyError(f"not a directory: {path} in container {container}")
 
 
 def stat_path(root_fd: int, path: str, container: str) -> PathStat:

@@ -93,8 +93,8 @@ class Copier:
     async def stat(self, ref: str, path: str) -> PathStat:
         from . import _copy
 
-        async with self.sup.open_root(ref) as (c, root):
-            return await trio.to_thread.run_sync(_copy.stat_path, root, path, c.name)
+        async with self.sup.open_root(ref) as (_c, root):
+            return await trio.to_thread.run_sync(_copy.stat_path, root, path, ref)
 
     @contextlib.asynccontextmanager
     async def archive(
@@ -107,13 +107,13 @@ class Copier:
         from . import _copy
 
         async with self.sup.open_root(ref) as (c, root):
-            st = await trio.to_thread.run_sync(_copy.stat_path, root, path, c.name)
+            st = await trio.to_thread.run_sync(_copy.stat_path, root, path, ref)
             self.sup.events.report("archive-path", c)
             send, receive = trio.open_memory_channel[bytes](2)
 
             def write() -> None:
                 with io.BufferedWriter(_ChannelWriter(send), CHUNK) as out:
-                    _copy.write_archive(root, path, out, container=c.name, ids=id_map(c))
+                    _copy.write_archive(root, path, out, container=ref, ids=id_map(c))
 
             async def produce() -> None:
                 async with send:
@@ -147,7 +147,7 @@ class Copier:
                     root,
                     path,
                     str(tar_path),
-                    container=c.name,
+                    container=ref,
                     no_overwrite_dir_non_dir=no_overwrite_dir_non_dir,
                 )
                 _check_writable(c, root, path)
@@ -155,7 +155,7 @@ class Copier:
                     root,
                     path,
                     str(tar_path),
-                    container=c.name,
+                    container=ref,
                     ids=id_map(c),
                     copy_uid_gid=copy_uid_gid,
                 )

@@ -139,11 +139,13 @@ async def _probe(sup: Supervisor, entry: _Entry, check: Healthcheck) -> HealthRe
                 _kill_group(proc)  # if frozen, it goes at the unpause
     if interrupted:  # paused, stopped or ended meanwhile: no result, as Docker's
         return None
-    if timed_out:  # the exit code of what was killed does not count
+    said = kept.decode(errors="replace") + ("..." if truncated else "")
+    if timed_out:  # the exit code of what was killed does not count; what it said does
         code = -1
         text = f"Health check exceeded timeout ({go_duration(check.timeout)})"
+        text += f": {said}" if said else ""
     if not text:
-        text = kept.decode(errors="replace") + ("..." if truncated else "")
+        text = said
     return HealthResult(start=start, end=time.time(), exit_code=code, output=text)
 
 

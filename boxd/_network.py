@@ -631,7 +631,9 @@ class Networks:
         return self.get(ref)
 
     def get(self, ref: str) -> Network:
-        net = self._nets.get(ref)
+        """By full id, then name, then id prefix: dockerd's order (a network may be named
+        as another's id or a prefix of it; its id still names the other)."""
+        net = next((n for n in self._nets.values() if n.id == ref), None) or self._nets.get(ref)
         if net is None:
             matches = [n for n in self._nets.values() if n.id.startswith(ref)] if ref else []
             if len(matches) != 1:

@@ -55,6 +55,21 @@ def parse(text: str) -> Platform:
     return _normal(parts[0], parts[1], parts[2] if len(parts) == 3 else "")
 
 
+def of_import(text: str) -> Platform:
+    """An import's platform (``docker import --platform``): ``os[/arch[/variant]]``, the
+    host's architecture when none is given, as dockerd takes it; Linux only."""
+    wanted = parse(text) if "/" in text else None
+    if wanted is None:
+        if not text or text.strip() != text:
+            raise ValueError(
+                f"invalid platform {text!r}: use os[/arch[/variant]], e.g. linux/amd64"
+            )
+        wanted = (text.lower(), *host()[1:])
+    if wanted[0] != "linux":
+        raise ValueError(f"invalid platform {text!r}: operating system is not supported (linux is)")
+    return wanted
+
+
 def host() -> Platform:
     machine = _host.machine()
     return _normal("linux", machine, "v7" if machine == "armv7l" else "")

@@ -362,6 +362,10 @@ def check_name(name: str) -> str:
     return name
 
 
+# Docker's words (a mount's destination), refused at create as dockerd does, not at start.
+_ON_ROOT = "destination can't be '/': it would cover the container's root"
+
+
 def check_volume(v: Volume) -> None:
     """What a volume must be, whoever sent it."""
     what = f"{v.volume or v.host}:{v.container}" if v.volume or v.host else v.container
@@ -369,6 +373,8 @@ def check_volume(v: Volume) -> None:
         raise invalid("volumes", what, "contains a NUL byte")
     if not v.container.startswith("/"):
         raise invalid("volumes", what, f"{v.container!r} is not an absolute path")
+    if not v.container.strip("/"):
+        raise invalid("volumes", what, _ON_ROOT)
     if v.volume:
         check_volume_name(v.volume)
     elif v.host and v.nocopy:
@@ -624,6 +630,9 @@ def validate_config(config: ContainerConfig) -> None:
     for v in config.volumes:
         check_volume(v)
     points = [posixpath.normpath(v.container) for v in config.volumes]
+    for spec in config.tmpfs:
+        if not parse_tmpfs(spec)[0].strip("/"):
+            raise invalid("tmpfs", spec, _ON_ROOT)
     points += [posixpath.normpath(parse_tmpfs(spec)[0]) for spec in config.tmpfs]
     for point in points:
         if points.count(point) > 1:

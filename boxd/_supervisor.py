@@ -198,6 +198,9 @@ class _Entry:
     gone: trio.Event = attrs.Factory(trio.Event)  # set once it is removed
     # Its current or last run ends because somebody asked (stop, kill): no restart.
     stopping: bool = False
+    # A restart's stop: an auto_remove container stays for the start that follows, as
+    # Docker's restart keeps it.
+    restarting: bool = False
     lock: trio.Lock = attrs.Factory(trio.Lock)  # held while it starts, pauses, is removed
     # Set once the last run's cgroup is removed (in the background, after its end), and
     # once its mount namespace is dismantled too (see Supervisor._dismantle_later).
@@ -808,14 +811,25 @@ class Supervisor:
     def _with_peer_ids(self, config: ContainerConfig) -> ContainerConfig:
         """``container:NAME`` of ``--network``, ``--pid`` and ``--ipc`` as
         ``container:ID``, as Docker's create keeps them: the sharing follows that container
-        through a rename, and never reaches a newer one given its old name.  A reference
-        that finds none is left as it is (its start says so)."""
+        through a rename, and never reaches a newer one given its old name.  A ``--pid`` or
+        ``--ipc`` one that finds none is refused here, as dockerd refuses it at create; a
+        ``--network`` one is left as it is (its start says so)."""
         found: dict[str, Any] = {}
         for field in ("network", "pid_mode", "ipc_mode"):
             ref = _nsmodes.peer(getattr(config, field))
-            if ref is not None:
-                with contextlib.suppress(NoSuchContainer, AmbiguousContainer):
-                    found[field] = "container:" + self._lookup(ref).container.id
+            if ref is None:
+                continue
+            try:
+                found[field] = "container:" + self._lookup(ref).container.id
+            except NoSuchContainer:
+                if field != "network":  # in Docker's words, as the API and boxctl show them
+                    option = "--pid" if field == "pid_mode" else "--ipc"
+                    mode = getattr(config, field)
+                    raise ValueError(
+                        f"invalid {option} {mode!r}: No such container: {ref}"
+                    ) from None
+            except AmbiguousContainer:
+                pass
         return attrs.evolve(config, **found) if found else config
 
     def _network_peer(self, ref: str) -> tuple[Container, int]:
@@ -909,7 +923,11 @@ class Supervisor:
             entry = self._lookup(ref)
             run = entry.run
             if run is None or run.exited.is_set():
-                raise Conflict(f"container {entry.container.id} is not running")
+                joined = "PID" if kind is Namespace.PID else "IPC"  # dockerd's words
+                raise Conflict(
+                    f"failed to join {joined} namespace: container {entry.container.id} is "
+                    "not running"
+                )
             if kind is Namespace.IPC and entry.container.config.ipc_mode not in ("", "shareable"):
                 raise ValueError(
                     f"container {entry.container.name}: non-shareable IPC (hint: use "
@@ -1092,7 +1110,7 @@ class Supervisor:
                 self._save(c)
         finally:
             entry.idle.set()
-        if c.config.auto_remove:
+        if c.config.auto_remove and not entry.restarting:
             await self._remove_now(entry)
 
     def _after_run(self, entry: _Entry, exit_code: int) -> Status:
@@ -1629,7 +1647,12 @@ class Supervisor:
     async def restart(
         self, ref: str, grace: float | None = None, *, sig: str | None = None
     ) -> Container:
-        await self.stop(ref, grace, sig=sig)
+        entry = self._lookup(ref)
+        entry.restarting = True
+        try:
+            await self.stop(ref, grace, sig=sig)
+        finally:
+            entry.restarting = False
         c = await self.start(ref)
         self.events.report("restart", c)
         return c

@@ -980,6 +980,18 @@ def test_boxctl_context_on_stdin_and_a_dockerfile_outside(clean: Daemon, tmp_pat
     assert clean.ctl("run", "--rm", image_id).stdout == "lone\n"
 
 
+def test_the_go_clients_null_buildargs_labels_and_cachefrom(clean: Daemon) -> None:
+    # moby's Go client (docker/client's ImageBuild, so testcontainers-go) sends each of
+    # these JSON parameters as ``null`` when its option is unset, as Go marshals a nil map
+    # or slice: no build arg, no label, no cache image, as dockerd reads them.
+    context = _tar({"Dockerfile": f"FROM {BASE}\nLABEL from=file\n".encode()})
+    query = "t=gonull:1&buildargs=null&labels=null&cachefrom=null"
+    status, _, body = api_call(clean, "POST", f"/build?{query}", body=context)
+    assert status == 200, body
+    assert b'"errorDetail"' not in body, body
+    assert _image(clean, "gonull:1")["Config"]["Labels"] == {"from": "file"}  # type: ignore[index]
+
+
 def test_testcontainers_docker_image(clean: Daemon, tmp_path: Path) -> None:
     pytest.importorskip("testcontainers")
     ctx = _context(

@@ -946,6 +946,42 @@ def test_events_followed_in_order(clean: Daemon) -> None:
     assert (status, names) == (200, {"evt"})
 
 
+def test_an_execs_events_carry_the_id_its_client_was_given(clean: Daemon) -> None:
+    """exec_create, exec_start and exec_die name the exec by the id its create answered,
+    as dockerd's do (moby's TestEventsExecDie): boxd's carried a new id of their own, so a
+    client could not tell which of its execs had ended."""
+    since = time.time()
+    body = json.dumps({"Image": "default", "Cmd": ["sleep", "60"]}).encode()
+    assert _call(clean, "POST", "/containers/create?name=evx", body)[0] == 201
+    assert _call(clean, "POST", "/containers/evx/start")[0] == 204
+    made = {}
+    for detach in (True, False):
+        body = json.dumps({"Cmd": ["true"], "AttachStdout": not detach}).encode()
+        exec_id = json.loads(_call(clean, "POST", "/containers/evx/exec", body)[2])["Id"]
+        start = json.dumps({"Detach": detach}).encode()
+        assert _call(clean, "POST", f"/exec/{exec_id}/start", start)[0] == 200
+        made[exec_id] = detach
+
+    def ended() -> bool:
+        states = [json.loads(_call(clean, "GET", f"/exec/{i}/json")[2]) for i in made]
+        return not any(state["Running"] for state in states)
+
+    until(ended, "the execs' ends")
+    wanted = {"container": ["evx"], "event": ["exec_create", "exec_start", "exec_die"]}
+    query = urllib.parse.urlencode(
+        {"since": since, "until": time.time() + 1, "filters": json.dumps(wanted)}
+    )
+    _, _, data = _call(clean, "GET", f"/events?{query}")
+    seen: dict[str, list[str]] = {}
+    for line in data.splitlines():
+        event = json.loads(line)
+        seen.setdefault(event["Actor"]["Attributes"]["execID"], []).append(
+            event["Action"].split(":")[0]
+        )
+    assert seen == {i: ["exec_create", "exec_start", "exec_die"] for i in made}
+    assert _call(clean, "DELETE", "/containers/evx?force=1")[0] == 204
+
+
 @needs_cli
 def test_an_ambiguous_id_prefix_is_named_as_docker_names_it(clean: Daemon) -> None:
     """A prefix of several containers' ids names none of them, in Docker's words and
@@ -1956,6 +1992,11 @@ def test_ping_version_and_prefixes(clean: Daemon) -> None:
     assert info["SecurityOptions"] == [
         "name=seccomp,profile=builtin", "name=cgroupns", "name=no-new-privileges",
     ]  # fmt: skip
+    # API 1.24's ExecutionDriver, as dockerd gives it to such a client (moby's
+    # TestInfoAPIVersioned), and only to one.
+    assert "ExecutionDriver" not in info
+    old = json.loads(_call(clean, "GET", "/v1.24/info")[2])
+    assert old["ExecutionDriver"] == "<not supported>"
     status, _, body = _call(clean, "GET", "/system/df")
     assert status == 200
     assert [i["RepoTags"] for i in json.loads(body)["Images"]] == [["default:latest"]]
@@ -2166,6 +2207,28 @@ BAD: list[tuple[str, str, bytes | None, int, str]] = [
     ("POST", "/containers/create", b"[" * 100_000 + b"]" * 100_000, 400, "invalid JSON"),
     ("GET", "/containers/json?filters=" + "[" * 100_000, None, 400, "invalid filters"),
     ("POST", "/containers/create", b"[1]", 400, "expected a JSON object"),
+    ("POST", "/containers/create", b"{} trailing", 400, "unexpected content after JSON"),
+    # A mount on / is refused at create, in dockerd's words (it was refused only at start).
+    *[
+        (
+            "POST",
+            "/containers/create",
+            json.dumps({"Image": "default", "Cmd": ["true"], "HostConfig": host}).encode(),
+            400,
+            "destination can't be '/'",
+        )
+        for host in [
+            {"Tmpfs": {"/": ""}},
+            {"Tmpfs": {"//": "size=1m"}},
+            {"Binds": ["/tmp:/"]},
+            {"Mounts": [{"Type": "tmpfs", "Target": "/"}]},
+            {"Binds": ["vol:/"]},
+        ]
+    ],
+    # A bad body is a 400 before what the path names is looked up, as dockerd reads it.
+    ("POST", "/containers/nope/exec", b"{not json", 400, "invalid JSON"),
+    ("POST", "/exec/nope/start", b"{} {}", 400, "unexpected content after JSON"),
+    ("POST", "/networks/nope/connect", b"{not json", 400, "invalid JSON"),
     ("POST", "/containers/create", b'{"Image":"default"}', 400, "no command"),
     (
         "POST",
@@ -2297,6 +2360,8 @@ BAD: list[tuple[str, str, bytes | None, int, str]] = [
     ("POST", "/commit?container=nope", None, 404, "No such container: nope"),
     ("POST", "/build/prune?filters=%7Bnope", None, 400, "invalid filters"),
     ("GET", "/networks?filters=%7B%22colour%22:%5B%22red%22%5D%7D", None, 400, "colour"),
+    # The list at /networks/ too, as dockerd's (moby#24595): was a 404 "page not found".
+    ("GET", "/networks/?filters=%7B%22colour%22:%5B%22red%22%5D%7D", None, 400, "colour"),
     ("POST", "/networks/create", b"{}", 400, "Name"),
     ("POST", "/networks/create", b'{"Name":"s","Scope":"swarm"}', 403, "swarm is not active"),
     ("POST", "/networks/create", b'{"Name":"g","Scope":"global"}', 400, "scope 'global' is not"),
@@ -2457,6 +2522,85 @@ def test_bad_input_gets_dockers_error_shape(
     # Nothing was created by a bad request, and the daemon keeps serving.
     status, _, listing = _call(clean, "GET", "/containers/json?all=1")
     assert (status, json.loads(listing)) == (200, [])
+
+
+def test_a_tmpfs_takes_the_place_of_an_anonymous_volume(clean: Daemon) -> None:
+    """``Config.Volumes`` and ``HostConfig.Tmpfs`` on the same path: the tmpfs is mounted
+    there and no volume is made, as dockerd does (moby#40446,
+    TestCreateTmpfsOverrideAnonymousVolume); boxd refused "duplicate mount point"."""
+    script = "mount | grep ' /foo type tmpfs' && mount | grep ' /bar type tmpfs'"
+    body = {
+        "Image": "default",
+        "Cmd": ["sh", "-c", script],
+        "Volumes": {"/foo": {}, "/bar": {}},
+        "HostConfig": {"Tmpfs": {"/foo": "", "/bar": "size=999k"}},
+    }
+    status, _, data = _call(clean, "POST", "/containers/create?name=tv", json.dumps(body).encode())
+    assert status == 201, data
+    assert _call(clean, "POST", "/containers/tv/start")[0] == 204
+    status, _, data = _call(clean, "POST", "/containers/tv/wait")
+    assert json.loads(data)["StatusCode"] == 0, _call(
+        clean, "GET", "/containers/tv/logs?stdout=1&stderr=1"
+    )
+    inspect = json.loads(_call(clean, "GET", "/containers/tv/json")[2])
+    assert inspect["Config"]["Volumes"] == {"/foo": {}, "/bar": {}}
+    assert json.loads(_call(clean, "GET", "/volumes")[2])["Volumes"] == []
+    assert _call(clean, "DELETE", "/containers/tv")[0] == 204
+
+
+def test_a_pids_limit_of_0_is_no_limit_at_create_and_update(clean: Daemon) -> None:
+    """dockerd reads a PidsLimit given as 0 as no limit, at create and at update, and
+    before API 1.40 an update's is ignored (moby's TestUpdatePidsLimit).  boxd took 0 as
+    not given: its default limit at create, the limit kept at update."""
+
+    def pids(name: str) -> Any:
+        return json.loads(_call(clean, "GET", f"/containers/{name}/json")[2])["HostConfig"][
+            "PidsLimit"
+        ]
+
+    for name, limit in (("p0", 0), ("p32", 32), ("pnone", None)):
+        host = {} if limit is None else {"PidsLimit": limit}
+        made = json.dumps({"Image": "default", "Cmd": ["sleep", "60"], "HostConfig": host})
+        assert _call(clean, "POST", f"/containers/create?name={name}", made.encode())[0] == 201
+    assert (pids("p0"), pids("p32"), pids("pnone")) == (-1, 32, None)
+    assert _call(clean, "POST", "/containers/p32/start")[0] == 204
+    for version, limit, shown in (("v1.39", 16, 32), ("v1.40", 16, 16), ("v1.44", 0, -1)):
+        update = json.dumps({"PidsLimit": limit}).encode()
+        assert _call(clean, "POST", f"/{version}/containers/p32/update", update)[0] == 200
+        assert pids("p32") == shown, version
+    for name in ("p0", "p32", "pnone"):
+        assert _call(clean, "DELETE", f"/containers/{name}?force=1")[0] == 204
+
+
+def test_a_json_body_must_be_sent_as_json(clean: Daemon) -> None:
+    """dockerd reads a route's JSON body only when it comes as ``application/json``
+    (moby's TestContainerInvalidJSON, TestNetworkInvalidJSON, TestVolumesInvalidJSON):
+    boxd read a form's or a text's as JSON, and created what it asked for."""
+    create = json.dumps({"Image": "default", "Cmd": ["true"]}).encode()
+    for path in ["/containers/create", "/containers/nope/exec", "/volumes/create",
+                 "/networks/create", "/networks/nope/disconnect"]:  # fmt: skip
+        for kind in ["text/plain", "application/x-www-form-urlencoded", None]:
+            conn = UnixHTTP(clean.docker_socket)
+            try:
+                conn.request(
+                    "POST", path, body=create, headers={"Content-Type": kind} if kind else {}
+                )
+                r = conn.getresponse()
+                status, message = r.status, json.loads(r.read())["message"]
+            finally:
+                conn.close()
+            want = f"unsupported Content-Type header ({kind or ''}): must be 'application/json'"
+            assert (status, message) == (400, want), (path, kind)
+    # A media type's parameters are its own: JSON still.
+    conn = UnixHTTP(clean.docker_socket)
+    try:
+        headers = {"Content-Type": "Application/JSON; charset=utf-8"}
+        conn.request("POST", "/containers/create?name=typed", body=create, headers=headers)
+        assert conn.getresponse().status == 201
+    finally:
+        conn.close()
+    assert _call(clean, "GET", "/volumes")[2].count(b'"Name"') == 0
+    assert _call(clean, "DELETE", "/containers/typed")[0] == 204
 
 
 def test_container_state_errors(clean: Daemon) -> None:

@@ -224,6 +224,15 @@ def test_a_check_that_outlives_its_timeout_is_killed_and_fails(clean: Daemon) ->
     ]
     shells = {pid for pid, _, args in rows if args == "/bin/sh -c sleep 37"}
     assert all(ppid in shells for _, ppid, args in rows if args == "sleep 37"), rows
+    # What a check said before its timeout follows Docker's words for it (moby's
+    # TestHealthCheckProcessKilled): it was dropped.
+    d.ctl("rm", "-f", "slow")
+    d.ctl(
+        "run", "-d", "--name", "talky", "--health-cmd", "echo logs logs logs; sleep 37", *FAST,
+        "--health-timeout", "200ms", "--health-retries", "1", "default", "sleep", "60",
+    )  # fmt: skip
+    health = _health_once(d, "talky", lambda h: h["Status"] == "unhealthy")
+    assert health["Log"][0]["Output"] == "Health check exceeded timeout (200ms): logs logs logs\n"
 
 
 def test_a_check_running_at_a_pause_is_forgotten_not_failed(clean: Daemon) -> None:

@@ -4,8 +4,11 @@ with skopeo, pulled and run by a real boxd through boxctl."""
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
+import platform
+import re
 import shutil
 import stat
 import struct
@@ -13,6 +16,7 @@ import subprocess
 import tarfile
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +24,7 @@ from typing import Any
 
 import pytest
 from daemon_harness import Daemon, daemon_cli, running_daemon
-from docker_clients import docker
+from docker_clients import UnixHTTP, api_call, docker
 from registry_harness import (
     Registry,
     add_index,
@@ -1113,6 +1117,135 @@ def test_a_file_capability_in_a_layer_survives_the_unpack(
     ref = _caps_image(tmp_path, registry, busybox_root)
     assert _effective_caps(daemon, ref) == ["CapEff:", f"{1 << 13:016x}"]
     daemon.ctl("rmi", ref)
+
+
+def test_commits_within_a_second_are_stamped_apart(daemon: Daemon) -> None:
+    """dockerd stamps a commit to the nanosecond (Go's RFC3339Nano): the same container
+    committed twice in a second makes two images, listed in order by ``since``/``before``
+    (moby's TestImagesFilterUntil).  boxd stamped whole seconds, so both commits were one
+    image, the second tag moved onto the first."""
+    daemon.ctl("create", "--name", "still", "default", "true")
+    ids = []
+    for tag in ("v0", "v1", "v2"):
+        status, _, body = api_call(daemon, "POST", f"/commit?container=still&repo=st&tag={tag}")
+        assert status == 201, body
+        ids.append(json.loads(body)["Id"])
+    assert len(set(ids)) == 3
+    (image,) = json.loads(daemon.ctl("image", "inspect", "st:v1").stdout)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?Z", image["Created"])
+    query = urllib.parse.quote(json.dumps({"since": ["st:v0"], "before": ["st:v2"]}))
+    _, _, body = api_call(daemon, "GET", f"/images/json?filters={query}")
+    assert [i["Id"] for i in json.loads(body)] == [ids[1]]
+    # Several untils, the earliest deciding, as dockerd's list takes them (was a 400).
+    (v2,) = json.loads(daemon.ctl("image", "inspect", "st:v2").stdout)
+    untils = [str(time.time() + 60), v2["Created"]]
+    query = urllib.parse.quote(json.dumps({"since": ["st:v0"], "until": untils}))
+    status, _, body = api_call(daemon, "GET", f"/images/json?filters={query}")
+    assert (status, [i["Id"] for i in json.loads(body)]) == (200, [ids[1]]), body
+
+
+def test_a_tag_named_as_a_digest_algorithm_is_refused(daemon: Daemon) -> None:
+    """``sha256:x`` would read as a digest or an image id: dockerd refuses it as a name
+    (moby's TestTagUsingDigestAlgorithmAsName), for a tag, a commit and an import alike;
+    boxd made it."""
+    daemon.ctl("create", "--name", "tagged", "default", "true")
+    daemon.ctl("commit", "tagged", "base:1")
+    words = "refusing to create an ambiguous tag using digest algorithm as name"
+    for path in [
+        "/images/base:1/tag?repo=sha256&tag=sometag",
+        "/commit?container=tagged&repo=sha256&tag=x",
+    ]:
+        status, _, body = api_call(daemon, "POST", path)
+        assert status == 400 and words in json.loads(body)["message"], (path, body)
+    r = daemon.ctl("commit", "tagged", "sha256:y", check=False)
+    assert r.returncode != 0 and words in r.stderr
+    assert "sha256" not in daemon.ctl("images", "--format", "{{.Repository}}").stdout
+
+
+def test_an_archive_of_an_image_with_no_layer_loads(daemon: Daemon) -> None:
+    """Go writes an empty list as null: dockerd's save of an image of no layer (FROM
+    scratch and a LABEL) has ``"Layers": null`` (moby's specialimage.Dangling).  boxd
+    refused it: "an entry lacks Config or Layers".  Untagged, its inspect's RepoTags and
+    RepoDigests are empty lists, not null."""
+    config = json.dumps({
+        "architecture": "amd64", "os": "linux", "created": None,
+        "config": {"Labels": {"org.example.empty": "1"}},
+        "history": [{"created_by": "LABEL org.example.empty=1", "empty_layer": True}],
+        "rootfs": {"type": "layers", "diff_ids": None},
+    }).encode()  # fmt: skip
+    digest = hashlib.sha256(config).hexdigest()
+    manifest = [{"Config": f"blobs/sha256/{digest}", "RepoTags": None, "Layers": None}]
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w") as tar:
+        for name, data in [
+            (f"blobs/sha256/{digest}", config),
+            ("manifest.json", json.dumps(manifest).encode()),
+        ]:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    status, _, body = api_call(daemon, "POST", "/images/load?quiet=1", archive.getvalue())
+    assert status == 200 and b"error" not in body, body
+    status, _, body = api_call(daemon, "GET", f"/images/sha256:{digest}/json")
+    image = json.loads(body)
+    assert (status, image["RepoTags"], image["RepoDigests"]) == (200, [], []), body
+    assert image["Config"]["Labels"] == {"org.example.empty": "1"}
+
+
+def test_an_import_is_for_the_platform_asked_for(daemon: Daemon, busybox_root: Path) -> None:
+    """``docker import --platform``: the image says it is for that os/arch (an os alone:
+    the host's architecture), as dockerd's import does (moby's TestImportWithCustomPlatform);
+    another os than Linux, or no platform, refused by name.  boxd ignored the platform."""
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w") as tar:
+        tar.add(busybox_root / "bin", arcname="bin")
+    host = platform.machine().replace("x86_64", "amd64").replace("aarch64", "arm64")
+    cases = [("", (host, "")), ("linux", (host, "")), ("LINUX", (host, "")),
+             ("linux/arm/v7", ("arm", "v7")), ("linux/sparc64", ("sparc64", ""))]  # fmt: skip
+    for asked, shown in cases:
+        query = urllib.parse.urlencode(
+            {"fromSrc": "-", "repo": "plat", "tag": "x", "platform": asked}
+        )
+        status, _, body = api_call(daemon, "POST", f"/images/create?{query}", archive.getvalue())
+        assert status == 200 and b"error" not in body, (asked, body)
+        image = json.loads(api_call(daemon, "GET", "/images/plat:x/json")[2])
+        assert (image["Os"], image["Architecture"], image.get("Variant", "")) == ("linux", *shown)
+    for asked, words in [("macos", "operating system is not supported"),
+                         ("macos/arm64", "operating system is not supported"),
+                         ("       ", "invalid platform"), ("/", "invalid platform")]:  # fmt: skip
+        query = urllib.parse.urlencode({"fromSrc": "-", "repo": "bad", "platform": asked})
+        status, _, body = api_call(daemon, "POST", f"/images/create?{query}", archive.getvalue())
+        assert words in body.decode(), (asked, body)
+    listed = json.loads(api_call(daemon, "GET", "/images/json")[2])
+    assert not [t for i in listed for t in i["RepoTags"] if t.startswith("bad:")]
+
+
+def test_an_engine_api_import_answers_once_its_image_is_made(
+    daemon: Daemon, busybox_root: Path
+) -> None:
+    """As dockerd's import: the response begins once the image is made, so a client that
+    reads only the head (Go's ImageImport returns then) finds the image, and a failure is
+    the response's status, not a line after a 200.  A refusal sent before the body was
+    read says ``Connection: close``: Go's client sent its next request on the connection,
+    which boxd closes, and read EOF."""
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w") as tar:
+        tar.add(busybox_root / "bin", arcname="bin")
+    conn = UnixHTTP(daemon.docker_socket)
+    try:
+        conn.request("POST", "/images/create?fromSrc=-&repo=headfirst", body=archive.getvalue())
+        r = conn.getresponse()  # the head alone
+        assert r.status == 200
+        assert api_call(daemon, "GET", "/images/headfirst/json")[0] == 200
+        assert json.loads(r.read())["status"].startswith("sha256:")
+    finally:
+        conn.close()
+    status, _, body = api_call(daemon, "POST", "/images/create?fromSrc=-&repo=none", b"")
+    assert (status, json.loads(body)) == (400, {"message": "the tarball is empty"}), body
+    query = "fromSrc=-&repo=bad&platform=macos"
+    status, headers, _ = api_call(daemon, "POST", f"/images/create?{query}", b"x" * (1 << 20))
+    assert (status, headers["connection"]) == (400, "close")
+    assert api_call(daemon, "GET", "/_ping")[0] == 200
 
 
 def test_commit_and_export_keep_file_capabilities(

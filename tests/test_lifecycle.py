@@ -214,6 +214,20 @@ def test_restart_always_is_stopped_by_stop(daemon: Daemon) -> None:
     assert daemon.inspect("loop")["state"]["restart_count"] == count
 
 
+def test_a_rm_container_survives_its_restart(daemon: Daemon) -> None:
+    """``docker restart`` of a ``--rm`` container stops and starts it, as Docker's restart
+    does (moby's TestContainerWithAutoRemoveCanBeRestarted); its stop removed it, and the
+    start that followed failed ("container is marked for removal").  Its end after that
+    removes it as before."""
+    daemon.ctl("run", "-d", "--rm", "--name", "rmr", "default", "sleep", "60")
+    pid = daemon.inspect("rmr")["state"]["pid"]
+    daemon.ctl("restart", "-t", "0", "rmr")
+    c = daemon.inspect("rmr")
+    assert c["state"]["status"] == "running" and c["state"]["pid"] != pid
+    daemon.ctl("kill", "rmr")
+    daemon.wait_for_gone("rmr")
+
+
 def test_a_kill_with_its_own_stop_signal_keeps_it_down(daemon: Daemon) -> None:
     """As Docker's: a kill with the container's stop signal (nginx's QUIT, systemd's
     SIGRTMIN+3) stops it, its restart policy does not bring it back (it did)."""

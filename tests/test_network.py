@@ -1062,6 +1062,25 @@ def test_network_names_as_moby_takes_them(netd: Daemon) -> None:
 
 
 @pytest.mark.root
+def test_a_network_id_names_its_network_before_another_named_so(netd: Daemon) -> None:
+    """dockerd finds a network by its full id, then by name, then by a prefix of its id
+    (moby's TestDockerNetworkDeletePreferID): boxd took the name first, and removed the
+    network named as another's id instead of that other."""
+    made = netd.ctl("network", "create", "pref1").stdout.strip()
+    net_id = netd.ctl("network", "inspect", "-f", "{{.Id}}", made).stdout.strip()
+    netd.ctl("network", "create", net_id[:12])
+    netd.ctl("network", "create", net_id)
+    try:
+        netd.ctl("network", "rm", net_id[:12])  # the one named so, not pref1
+        netd.ctl("network", "rm", net_id)  # pref1, not the one named so
+        names = netd.ctl("network", "ls", "--format", "{{.Name}}").stdout.split()
+        assert "pref1" not in names and net_id[:12] not in names and net_id in names
+    finally:
+        for name in ("pref1", net_id[:12], net_id):
+            netd.ctl("network", "rm", name, check=False)
+
+
+@pytest.mark.root
 def test_network_list_filters_as_dockers(netd: Daemon) -> None:
     """Docker's network list filters, the same through the Engine API and boxctl (the
     daemon applies them): dangling (true or false), scope, type, name, every label; a

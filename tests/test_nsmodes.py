@@ -153,9 +153,19 @@ def test_a_donor_must_run(clean: Daemon) -> None:
     cid = clean.ctl("inspect", "-f", "{{.Id}}", "idle").stdout.strip()
     bad = clean.ctl("run", "--rm", "--pid", "container:idle", "default", "true", check=False)
     assert bad.returncode == 125
-    assert f"container {cid} is not running" in bad.stderr
+    assert f"failed to join PID namespace: container {cid} is not running" in bad.stderr
     bad = clean.ctl("run", "--rm", "--pid", "container:nope", "default", "true", check=False)
     assert bad.returncode == 125 and "No such container: nope" in bad.stderr
+    # A donor that does not exist is refused at create, as dockerd refuses it; one that is
+    # not running only at start (it may be by then).
+    for option in ("--pid", "--ipc"):
+        bad = clean.ctl(
+            "create", "--name", "joiner", option, "container:nope", "default", "true", check=False
+        )
+        assert bad.returncode != 0, option
+        assert f"invalid {option} 'container:nope': No such container: nope" in bad.stderr
+    assert "joiner" not in clean.ctl("ps", "-a", "--format", "{{.Names}}").stdout
+    clean.ctl("create", "--name", "joiner", "--pid", "container:idle", "default", "true")
     bad = clean.ctl("run", "--rm", "--pid", "nope", "default", "true", check=False)
     assert bad.returncode == 125 and "invalid --pid 'nope'" in bad.stderr
 

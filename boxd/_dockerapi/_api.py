@@ -154,7 +154,9 @@ async def one_answer(verb: Callable[[Any, Any], Awaitable[None]], request: objec
 class Streamed(Answers):
     """A verb's byte-stream conversation (save, load, import, export) over HTTP: its
     OkResponse starts the response, its byte frames are the body; the request body is
-    its input."""
+    its input.  ``head_at_first_output``: the response starts with the first thing said
+    instead (dockerd's import: its client is answered once the image is made, and a
+    failure before that is the response's status)."""
 
     def __init__(
         self,
@@ -162,21 +164,29 @@ class Streamed(Answers):
         body: AsyncIterator[bytes] | None = None,
         *,
         content_type: str = "application/json",
+        head_at_first_output: bool = False,
     ) -> None:
         super().__init__()
         self.conn = conn
         self.started = False
         self._body = body
         self._content_type = content_type
+        self._lazy = head_at_first_output
 
-    async def send(self, message: object) -> None:
-        if isinstance(message, OkResponse) and not self.started:
+    async def _start(self) -> None:
+        if not self.started:
             await self.conn.start_stream(self._content_type)
             self.started = True
+
+    async def send(self, message: object) -> None:
+        if isinstance(message, OkResponse):
+            if not self._lazy:
+                await self._start()
         elif not isinstance(message, EndFrame):
             self.last = message
 
     async def send_bytes(self, stream_id: int, data: bytes) -> None:
+        await self._start()
         await self.conn.send(data)
 
     async def receive(self) -> tuple[int, bytes] | None:
@@ -185,4 +195,5 @@ class Streamed(Answers):
         return protocol.STDIN, data
 
     async def line(self, value: dict[str, Any]) -> None:
+        await self._start()
         await self.conn.send(json.dumps(value).encode() + b"\r\n")

@@ -67,6 +67,7 @@ class Exec:
             "console_size": spec.console_size,
             "interactive": self.stdin,
             "privileged": spec.privileged,
+            "exec_id": self.id,  # its events' execID: the id the client was given
         }
 
     def start_failed(self, exc: BaseException) -> NoReturn:
@@ -470,8 +471,8 @@ ROUTES = [
     route("POST", CONTAINER + r"/attach", attach),
     route("GET", CONTAINER + r"/attach/ws", functools.partial(attach, websocket=True)),
     route("POST", CONTAINER + r"/resize", resize),
-    route("POST", CONTAINER + r"/exec", exec_create),
-    route("POST", r"/exec/([^/]+)/start", exec_start),
+    route("POST", CONTAINER + r"/exec", exec_create, json=True),
+    route("POST", r"/exec/([^/]+)/start", exec_start, json=True),
     route("POST", r"/exec/([^/]+)/resize", exec_resize),
     route("GET", r"/exec/([^/]+)/json", exec_inspect),
 ]

@@ -45,6 +45,8 @@ def _json_map(req: Request, name: str) -> dict[str, str]:
         value = json.loads(text)
     except (ValueError, RecursionError):
         raise ApiError(400, f"invalid {name}: not JSON: {text!r}") from None
+    if value is None:  # Go's client marshals a nil map so: ImageBuild without BuildArgs
+        return {}
     if not isinstance(value, dict):
         raise ApiError(400, f"invalid {name}: expected an object: {text!r}")
     # A build arg of null takes its value from the client's environment in the CLI;

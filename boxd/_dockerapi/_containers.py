@@ -10,6 +10,7 @@ import shlex
 import time
 from typing import Any
 
+import attrs
 import trio
 
 from .. import _lifecycle, _listing, _logattrs, _logs, _platforms, _prune, protocol
@@ -342,6 +343,8 @@ async def update(api: Api, conn: HttpConnection, req: Request, ref: str) -> None
     if policy.text("Name"):  # the CLI sends an empty one when --restart is not given
         restart = _shapes.restart_policy(policy.text("Name"), policy.integer("MaximumRetryCount"))
     changes = _shapes.resources(body)
+    if not req.at_least("1.40"):  # dockerd's update took no PidsLimit before
+        changes = attrs.evolve(changes, pids_limit=None)
     await api.sup.update(ref, changes, restart)
     warnings = _shapes.warnings(body) + api.sup.limit_warnings(changes)
     await conn.respond_json(200, {"Warnings": warnings})
@@ -522,7 +525,7 @@ async def top(api: Api, conn: HttpConnection, req: Request, ref: str) -> None:
 
 
 ROUTES = [
-    route("POST", r"/containers/create", create),
+    route("POST", r"/containers/create", create, json=True),
     route("GET", r"/containers/json", containers),
     route("POST", r"/containers/prune", prune),
     route("GET", CONTAINER + r"/json", inspect),
@@ -536,7 +539,7 @@ ROUTES = [
     route("DELETE", CONTAINER, remove),
     route("DELETE", CONTAINER + r"/([^/]+)", remove_link),
     route("GET", CONTAINER + r"/logs", logs),
-    route("POST", CONTAINER + r"/update", update),
+    route("POST", CONTAINER + r"/update", update, json=True),
     route("GET", CONTAINER + r"/stats", stats),
     route("GET", CONTAINER + r"/top", top),
     route("POST", CONTAINER + r"/rename", rename),

@@ -188,13 +188,26 @@ class Request:
         return int(seconds) * 1_000_000_000 + nanos
 
     def json(self) -> Any:
-        """The body as JSON; an empty body is ``{}``."""
+        """The body as JSON; an empty body is ``{}``.  As dockerd reads one, it must be
+        sent as ``application/json`` (a form's or a missing type is refused) and hold one
+        JSON value, nothing after it."""
         if not self.body.strip():
             return {}
+        kind = self.headers.get("content-type", "")
+        if kind.partition(";")[0].strip().lower() != "application/json":
+            raise ApiError(
+                400, f"unsupported Content-Type header ({kind}): must be 'application/json'"
+            )
         try:
             return json.loads(self.body)
-        except (ValueError, RecursionError) as exc:  # UnicodeDecodeError too; too deep
-            raise ApiError(400, f"invalid JSON in the request body: {exc}") from None
+        except json.JSONDecodeError as exc:
+            if exc.msg == "Extra data":
+                raise ApiError(
+                    400, f"unexpected content after JSON (line {exc.lineno} column {exc.colno})"
+                ) from None
+            raise ApiError(400, f"invalid JSON: {exc}") from None
+        except (ValueError, RecursionError) as exc:  # UnicodeDecodeError; too deep
+            raise ApiError(400, f"invalid JSON: {exc}") from None
 
     def json_object(self) -> dict[str, Any]:
         data = self.json()
@@ -420,6 +433,11 @@ class HttpConnection:
         ]
         if content_type:
             headers.append(("Content-Type", content_type))
+        if self.h11.their_state is h11.SEND_BODY:
+            # Answered before its body was read (an import or a load refused at once): the
+            # connection is not kept, and says so, or a client (Go's) sent its next request
+            # on it and read no answer, as boxd lingers and closes (see close_gently).
+            headers.append(("Connection", "close"))
         headers.extend(extra.items())
         return headers
 

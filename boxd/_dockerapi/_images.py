@@ -183,11 +183,12 @@ async def create(api: Api, conn: HttpConnection, req: Request) -> None:
         raise ApiError(400, "importing from a URL is not supported: send the tar as the body")
     repo, tag = req.arg("repo") or "", req.arg("tag") or ""
     ref = f"{repo}:{tag}" if repo and tag else repo
-    answers = Streamed(conn, conn.body_chunks())
+    answers = Streamed(conn, conn.body_chunks(), head_at_first_output=True)
     request = ImportRequest(
         reference=ref,
         changes=tuple(req.query.get("changes", ())),
         comment=req.arg("message") or "",
+        platform=req.arg("platform") or "",
     )
     loaded = await _archive_verb(answers, api.images.import_, request)
     if loaded is not None:
@@ -494,13 +495,13 @@ ROUTES = [
     route("GET", r"/images/get", save),
     route("POST", r"/images/load", load, streamed=lambda req: True),
     route("POST", r"/images/prune", prune),
-    route("POST", r"/commit", commit),
+    route("POST", r"/commit", commit, json=True),
     route("GET", r"/images/(.+)/json", inspect),
     route("GET", r"/images/(.+)/history", history),
     route("GET", r"/distribution/(.+)/json", distribution),
     route("GET", r"/images/(.+)/get", save),
     route("POST", r"/images/(.+)/tag", tag_image),
     route("POST", r"/images/(.+)/push", push),
-    route("POST", r"/auth", auth),
+    route("POST", r"/auth", auth, json=True),
     route("DELETE", r"/images/(.+)", remove),
 ]

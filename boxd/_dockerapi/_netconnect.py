@@ -50,6 +50,6 @@ async def disconnect(api: Api, conn: HttpConnection, req: Request, ref: str) -> 
 
 
 ROUTES = [
-    route("POST", r"/networks/(.+)/connect", connect),
-    route("POST", r"/networks/(.+)/disconnect", disconnect),
+    route("POST", r"/networks/(.+)/connect", connect, json=True),
+    route("POST", r"/networks/(.+)/disconnect", disconnect, json=True),
 ]

@@ -111,7 +111,8 @@ async def prune(api: Api, conn: HttpConnection, req: Request) -> None:
 
 ROUTES = [
     route("GET", r"/networks", networks),
-    route("POST", r"/networks/create", create),
+    route("GET", r"/networks/", networks),  # dockerd lists there too (moby#24595)
+    route("POST", r"/networks/create", create, json=True),
     route("POST", r"/networks/prune", prune),
     route("GET", r"/networks/(.+)", inspect),
     route("DELETE", r"/networks/(.+)", remove),

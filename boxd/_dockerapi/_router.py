@@ -29,6 +29,9 @@ class Route:
     handler: Handler
     # The request body is one the handler reads as it comes (an image archive), not whole.
     streamed: Callable[[Request], bool] | None = None
+    # The body is JSON (Docker's ReadJSON): checked before the handler looks anything up,
+    # so that a bad one is a 400 whether or not what the path names exists.
+    json: bool = False
     pattern: re.Pattern[str] = attrs.field(init=False)
 
     @pattern.default
@@ -41,9 +44,14 @@ class Route:
 
 
 def route(
-    method: str, path: str, handler: Handler, *, streamed: Callable[[Request], bool] | None = None
+    method: str,
+    path: str,
+    handler: Handler,
+    *,
+    streamed: Callable[[Request], bool] | None = None,
+    json: bool = False,
 ) -> Route:
-    return Route(method, path, handler, streamed)
+    return Route(method, path, handler, streamed, json)
 
 
 class Router:

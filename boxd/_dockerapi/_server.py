@@ -175,4 +175,6 @@ class DockerApi:
     async def _dispatch(self, conn: HttpConnection, request: Request) -> None:
         _check_version(request.version)
         route, groups = self._routes_for(request).find(request)
+        if route.json:
+            request.json()
         await route.handler(self.api, conn, request, *groups)

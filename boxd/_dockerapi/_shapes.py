@@ -696,8 +696,9 @@ def _port_rows(c: Container) -> list[dict[str, Any]]:
 
 def _volumes(host: Fields, volumes: list[str]) -> Iterable[Volume]:
     """``Binds`` (as ``-v`` takes them: a host path, a volume's name or none), the bind
-    and volume ``Mounts``, and the paths of ``Config.Volumes`` that none of them covers
-    (anonymous volumes: ``docker run -v /data``; clients also list there what they bind)."""
+    and volume ``Mounts``, and the paths of ``Config.Volumes`` that none of them, and no
+    ``Tmpfs``, covers (anonymous volumes: ``docker run -v /data``; clients also list there
+    what they bind; a tmpfs there wins, as in dockerd, moby#40446)."""
     found = []
     for spec in host.strings("Binds"):
         try:
@@ -710,6 +711,7 @@ def _volumes(host: Fields, volumes: list[str]) -> Iterable[Volume]:
             found.append(_volume(mount.volume_fields(), mount.what))
     taken = {os.path.normpath(v.container) for v in found}
     taken |= {os.path.normpath(m.target) for m in _api_mounts(host)}
+    taken |= {os.path.normpath(path) for path in host.mapping_keys("Tmpfs")}
     for path in volumes:
         if os.path.normpath(path) not in taken:
             found.append(_volume({"host": "", "container": path}, f"Config.Volumes {path}"))
@@ -792,7 +794,9 @@ def _resources(host: Fields) -> Resources:
         memory_swap=swap or None,
         cpus=nano / 1e9 if nano else None,
         cpu_shares=host.integer("CpuShares") or None,
-        pids_limit=pids if pids > 0 else (-1 if pids < 0 else None),  # -1: no limit
+        # -1: no limit.  A PidsLimit given as 0 is no limit too, as dockerd reads it (the
+        # clients send none when not asked): absent or null, boxd's default one.
+        pids_limit=pids if pids > 0 else (None if host.value("PidsLimit") is None else -1),
         cpuset_cpus=host.text("CpusetCpus") or None,
         **_more_resources(host),
     )

@@ -161,6 +161,8 @@ async def info(api: Api, conn: HttpConnection, req: Request) -> None:
             "InitCommit": {"ID": ""},
             "Swarm": {"LocalNodeState": "inactive"},
             "Warnings": None,
+            # API 1.24's field, as dockerd still gives it to such a client.
+            **({} if req.at_least("1.25") else {"ExecutionDriver": "<not supported>"}),
         },
     )
 

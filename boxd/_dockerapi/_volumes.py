@@ -77,7 +77,7 @@ async def prune(api: Api, conn: HttpConnection, req: Request) -> None:
 
 ROUTES = [
     route("GET", r"/volumes", volumes),
-    route("POST", r"/volumes/create", create),
+    route("POST", r"/volumes/create", create, json=True),
     route("POST", r"/volumes/prune", prune),
     route("GET", r"/volumes/([^/]+)", inspect),
     route("DELETE", r"/volumes/([^/]+)", remove),

@@ -266,7 +266,7 @@ def _load_image(
         raise ArchiveError(f"config {config_name!r} does not match its digest {config_digest}")
     try:
         config = json.loads(config_bytes)
-        diff_ids = list(config["rootfs"]["diff_ids"])
+        diff_ids = list(config["rootfs"]["diff_ids"] or [])  # null: no layer, as Go writes it
     except (ValueError, KeyError, TypeError):
         raise ArchiveError(f"config {config_name!r} has no rootfs.diff_ids") from None
     system = config.get("os") or "linux"
@@ -348,7 +348,9 @@ def _load(store: ImageStore, path: Path) -> list[LoadedImage]:
             for entry in entries:
                 try:
                     config_name = str(entry["Config"])
-                    layer_names = [(str(n), _digest_of(str(n))) for n in entry["Layers"]]
+                    # null: an image of no layer (FROM scratch), as Go writes an empty list
+                    layers = entry["Layers"] if entry["Layers"] is not None else []
+                    layer_names = [(str(n), _digest_of(str(n))) for n in layers]
                     tags = [str(t) for t in entry.get("RepoTags") or []]
                     parent = str(entry.get("Parent") or "")
                 except (KeyError, TypeError):
@@ -459,6 +461,15 @@ def _record(
 # ---- import and commit ----------------------------------------------------------------
 
 
+def _rfc3339_nano(ns: int) -> str:
+    """A UTC time as Go's RFC3339Nano writes it, as dockerd stamps a commit or import:
+    to the nanosecond, so that two made within a second differ (in id too) and list in
+    order (``since``, ``before``); trailing zeros are dropped."""
+    seconds, fraction = divmod(ns, 1_000_000_000)
+    head = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+    return head + f".{fraction:09d}".rstrip("0").rstrip(".") + "Z"
+
+
 def _config(
     diff_ids: list[str],
     base: dict[str, Any] | None,
@@ -472,7 +483,7 @@ def _config(
     """The new image's configuration over ``base``'s: its layers, ``config``, and a history
     entry (``empty_layer``: one that made no layer); ``comment`` and ``author`` are also
     the image's own (``docker inspect``'s Comment and Author)."""
-    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    now = _rfc3339_nano(time.time_ns())
     base = dict(base or {"architecture": _arch(), "os": "linux"})
     base.pop("comment", None)
     base.pop("author", None)
@@ -538,9 +549,10 @@ def import_rootfs(
     ref: Reference | None,
     container_config: dict[str, Any],
     comment: str,
+    platform: tuple[str, str, str],
 ) -> ImageRecord:
     """``import``: a root filesystem tarball as a one-layer image with ``container_config``
-    (empty: no command of its own)."""
+    (empty: no command of its own), for ``platform`` (os, architecture, variant)."""
     if not tar_path.stat().st_size:
         raise ArchiveError("the tarball is empty")  # as Docker's (no image of nothing)
     _unwrap(tar_path, ("xz", "bzip2"))  # the layer reader reads gzip and zstd
@@ -551,7 +563,9 @@ def import_rootfs(
             if isinstance(exc, OSError) and exc.errno is not None:
                 raise  # a system call's (a full disk), not the tarball's (gzip's)
             raise ArchiveError(f"not a readable tarball: {exc}") from None
-        config = _config([layer.diff_id], None, container_config, comment=comment)
+        os_name, arch, variant = platform
+        base = {"architecture": arch, "os": os_name, **({"variant": variant} if variant else {})}
+        config = _config([layer.diff_id], base, container_config, comment=comment)
         image_id = store.put_blob(_json_bytes(config))
         return store.add(image_id, (layer,), ref)
 

@@ -187,6 +187,7 @@ class ImportRequest:
     reference: str = ""
     changes: tuple[str, ...] = ()
     comment: str = ""
+    platform: str = ""  # os[/arch[/variant]] the image says it is for; empty: the host's
 
 
 @attrs.frozen

@@ -429,6 +429,11 @@ class ImageStore:
         """Point ``ref`` (a tag) at the image, taking it from any image that had it: the
         id of that image ("" when none had it).  ``stamp``: the image's tag time is now
         (Docker's tag, commit, import and build; not its pull and load)."""
+        if ref.familiar_name == "sha256":  # sha256:abc would read as a digest or an id
+            raise ValueError(
+                f"invalid tag {ref.familiar!r}: refusing to create an ambiguous tag using"
+                " digest algorithm as name"
+            )
         name = str(ref.with_tag(ref.tag or "latest"))
         taken = ""
         for record in self.images():

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
 import trio
 
-from .. import _prune, _volserver, protocol
+from .. import _platforms, _prune, _volserver, protocol
 from .._healthcheck import to_api
 from .._lifecycle import LIVE, RUNNING, Conflict
 from .._logs import format_time
@@ -546,6 +546,7 @@ class ImageVerbs:
         from . import archive  # tarfile and zstandard: on first use
 
         ref = parse_reference(req.reference) if req.reference else None
+        platform = _platforms.of_import(req.platform) if req.platform else _platforms.host()
         inner: dict[str, Any] = {}
         _changed(inner, req.changes)
         await conn.send(OkResponse())
@@ -558,6 +559,7 @@ class ImageVerbs:
                 ref,
                 inner,
                 req.comment or "Imported from -",
+                platform,
             )
         finally:
             path.unlink(missing_ok=True)
@@ -858,9 +860,11 @@ def _image_filter(
         for ref in filters.get(key, ()):
             image_id = DEFAULT_ID if is_default(ref) else store.lookup(ref).id
             bounds.append((key, _created_at(configs.get(image_id) or {})))
-    by_time_and_label = _prune.parse(
-        {k: filters[k] for k in ("label", "until") if k in filters}, time.time()
-    )
+    # Several untils are all applied, the earliest deciding, as dockerd's list takes them
+    # (prune refuses more than one).
+    now = time.time()
+    bounds += [("before", _prune.parse_time(text, now)) for text in filters.get("until", ())]
+    by_label = _prune.parse({k: filters[k] for k in ("label",) if k in filters}, now)
     references = filters.get("reference", ())
 
     def keep(record: ImageRecord) -> bool:
@@ -875,7 +879,7 @@ def _image_filter(
         for key, at in bounds:
             if (created >= at) if key == "before" else (created <= at):
                 return False
-        if not by_time_and_label.selects(created, (config.get("config") or {}).get("Labels") or {}):
+        if not by_label.selects(created, (config.get("config") or {}).get("Labels") or {}):
             return False
         return not references or bool(
             matching((*record.repo_tags, *record.repo_digests), references)
