@@ -2496,6 +2496,7 @@ def test_container_state_errors(clean: Daemon) -> None:
             f"cannot kill container: {cid}: invalid signal: SIGNOPE"
         ),
         f"/containers/{cid}/stop?t=1.5": "invalid value for 't': '1.5' is not an integer",
+        f"/containers/{cid}/stop?t=soon": "invalid value for 't': 'soon' is not an integer",
         f"/containers/{cid}/resize?h=10": "missing w: a terminal size needs h and w in 1..65535",
         f"/containers/{cid}/resize": "missing h and w: a terminal size needs h and w in 1..65535",
         f"/containers/{cid}/logs?stdout=1&since=1.5e9": (
@@ -2508,6 +2509,7 @@ def test_container_state_errors(clean: Daemon) -> None:
         ("POST", f"/containers/{cid}/resize?h=10&w=10", 409),
         ("POST", f"/containers/{cid}/exec", 409),
         ("POST", f"/containers/{cid}/stop", 304),
+        ("POST", f"/containers/{cid}/stop?t=soon", 400),  # checked before the 304, as moby
         ("POST", f"/containers/{cid}/start", 204),
         ("POST", f"/containers/{cid}/start", 304),
         ("GET", f"/containers/{cid}/top?ps_args=--bogus", 400),
