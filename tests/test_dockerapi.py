@@ -2345,6 +2345,14 @@ BAD: list[tuple[str, str, bytes | None, int, str]] = [
     ("POST", "/volumes/prune?filters=%7B%22colour%22:%5B%22red%22%5D%7D", None, 400, "colour"),
     ("GET", "/volumes/nope", None, 404, "No such volume: nope"),
     ("DELETE", "/volumes/nope", None, 404, "No such volume: nope"),
+    # dockerd's words (`docker volume update`), not a 404 "page not found" as before.
+    (
+        "PUT",
+        "/volumes/nope?version=1",
+        b"{}",
+        503,
+        "volume update only valid for cluster volumes, but swarm is unavailable",
+    ),
     ("GET", "/v1.45/containers/json", None, 400, "Maximum supported API version is 1.44"),
     ("POST", "/containers/nope/stop?signal=SIGNOPE", None, 404, "No such container: nope"),
     ("GET", '/images/json?filters={"until":["soon"]}', None, 400, "invalid until 'soon'"),
