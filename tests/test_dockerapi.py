@@ -2328,6 +2328,17 @@ BAD: list[tuple[str, str, bytes | None, int, str]] = [
     ("POST", "/commit", None, 400, "container"),
     ("POST", "/commit?container=nope", None, 404, "No such container: nope"),
     ("POST", "/build/prune?filters=%7Bnope", None, 400, "invalid filters"),
+    ("POST", "/build/prune?keep-storage=lots", None, 400, "'keep-storage': 'lots' is not an"),
+    # Integers as Go reads them: ASCII digits, 64 bits (Python's int() took these).
+    ("POST", "/containers/nope/restart?t=1_0", None, 400, "'t': '1_0' is not an integer"),
+    ("POST", "/containers/nope/restart?t=%205", None, 400, "'t': ' 5' is not an integer"),
+    (
+        "GET",
+        "/containers/json?limit=9223372036854775808",
+        None,
+        400,
+        "invalid value for 'limit': 9223372036854775808 is out of range (64 bits)",
+    ),
     ("GET", "/networks?filters=%7B%22colour%22:%5B%22red%22%5D%7D", None, 400, "colour"),
     ("POST", "/networks/create", b"{}", 400, "Name"),
     ("POST", "/networks/create", b'{"Name":"s","Scope":"swarm"}', 403, "swarm is not active"),

@@ -245,6 +245,7 @@ async def build_prune(api: Api, conn: HttpConnection, req: Request) -> None:
     from .._build.runner import prune_cache
 
     _shapes.parse_filters(req.arg("filters"))  # well-formed, at least
+    req.integer("keep-storage")  # an integer, as dockerd refuses another; nothing to keep
     deleted = prune_cache(api.sup.images)
     await conn.respond_json(200, {"CachesDeleted": deleted or None, "SpaceReclaimed": 0})
 
