@@ -2306,6 +2306,13 @@ BAD: list[tuple[str, str, bytes | None, int, str]] = [
     ("HEAD", "/containers/nope/archive?path=/", None, 404, ""),
     ("GET", "/containers/nope/archive?path=/", None, 404, "No such container: nope"),
     ("PUT", "/containers/nope/archive?path=/", b"x", 404, "No such container: nope"),
+    (
+        "GET",
+        "/containers/nope/archive?path=/a%00",
+        None,
+        400,
+        "invalid path '/a\\x00': contains a NUL",
+    ),
     ("POST", "/containers/prune?filters=%7B%22colour%22:%5B%22red%22%5D%7D", None, 400, "colour"),
     ("POST", "/containers/prune?filters=%7B%22until%22:%5B%22soon%22%5D%7D", None, 400, "soon"),
     ("GET", "/images/json?filters=%7B%22colour%22:%5B%22red%22%5D%7D", None, 400, "colour"),
