@@ -66,6 +66,13 @@ class NoSuchVolume(LookupError):
         super().__init__(f"no such volume: {name}")
 
 
+class NoSuchDriver(ValueError):
+    """A volume driver other than local: a plugin boxd has not (dockerd's NotFound)."""
+
+    def __init__(self, driver: str) -> None:
+        super().__init__(f"volume driver {driver!r} not found: the one driver is local")
+
+
 class VolumeInUse(RuntimeError):
     def __init__(self, name: str, users: Iterable[str]) -> None:
         super().__init__(f"remove {name}: volume is in use - [{', '.join(users)}]")
@@ -96,7 +103,7 @@ _BIND = "type=none,o=bind,device=DIR"
 
 def check_options(driver: str, options: dict[str, str]) -> None:
     if driver != DRIVER:
-        raise ValueError(f"invalid volume driver {driver!r}: the one driver is local")
+        raise NoSuchDriver(driver)
     if not options:
         return
     for key in options:

@@ -2000,6 +2000,14 @@ def test_ping_version_and_prefixes(clean: Daemon) -> None:
     status, _, body = _call(clean, "GET", "/system/df")
     assert status == 200
     assert [i["RepoTags"] for i in json.loads(body)["Images"]] == [["default:latest"]]
+    # API 1.42's type asks for some areas only, the others null, as moby's (boxd ignored it).
+    status, _, body = _call(clean, "GET", "/system/df?type=volume&type=build-cache")
+    assert status == 200
+    assert json.loads(body) == {
+        "LayersSize": 0, "Images": None, "Containers": None, "Volumes": [], "BuildCache": [],
+    }  # fmt: skip
+    status, _, body = _call(clean, "GET", "/v1.41/system/df?type=bogus")  # before 1.42: none
+    assert status == 200 and json.loads(body)["Images"]
 
 
 def test_filters_null_are_no_filters(clean: Daemon) -> None:
@@ -2324,6 +2332,30 @@ BAD: list[tuple[str, str, bytes | None, int, str]] = [
     ("POST", "/images/default/tag", None, 400, "repo"),
     ("POST", "/images/nope/push", None, 404, "An image does not exist locally with the tag: nope"),
     ("POST", "/auth", b"{}", 400, "a username is required"),
+    ("POST", "/auth", b'{"username": 7}', 400, "invalid body.username: expected a string, got 7"),
+    (
+        "POST",
+        "/auth",
+        b'{"username": "u", "serveraddress": true}',
+        400,
+        "invalid body.serveraddress: expected a string, got True",
+    ),
+    # Refused before any connection: httpx could not make a URL of either (a 500 once).
+    (
+        "POST",
+        "/auth",
+        b'{"username": "u", "serveraddress": "https://\\f"}',
+        400,
+        "invalid registry 'https://\\x0c': give a host[:port]",
+    ),
+    (
+        "POST",
+        "/auth",
+        b'{"username": "u", "serveraddress": "\\u00b9\\u00bf"}',
+        400,
+        "invalid registry '\xb9\xbf': give a host[:port]",
+    ),
+    ("GET", "/system/df?type=image&type=bogus", None, 400, "unknown object type: bogus"),
     ("GET", "/containers/nope/top", None, 404, "No such container: nope"),
     ("POST", "/containers/nope/pause", None, 404, "No such container: nope"),
     ("POST", "/containers/nope/update", b"{}", 404, "No such container: nope"),
@@ -2337,6 +2369,13 @@ BAD: list[tuple[str, str, bytes | None, int, str]] = [
     ("HEAD", "/containers/nope/archive?path=/", None, 404, ""),
     ("GET", "/containers/nope/archive?path=/", None, 404, "No such container: nope"),
     ("PUT", "/containers/nope/archive?path=/", b"x", 404, "No such container: nope"),
+    (
+        "GET",
+        "/containers/nope/archive?path=/a%00",
+        None,
+        400,
+        "invalid path '/a\\x00': contains a NUL",
+    ),
     ("POST", "/containers/prune?filters=%7B%22colour%22:%5B%22red%22%5D%7D", None, 400, "colour"),
     ("POST", "/containers/prune?filters=%7B%22until%22:%5B%22soon%22%5D%7D", None, 400, "soon"),
     ("GET", "/images/json?filters=%7B%22colour%22:%5B%22red%22%5D%7D", None, 400, "colour"),
@@ -2359,6 +2398,17 @@ BAD: list[tuple[str, str, bytes | None, int, str]] = [
     ("POST", "/commit", None, 400, "container"),
     ("POST", "/commit?container=nope", None, 404, "No such container: nope"),
     ("POST", "/build/prune?filters=%7Bnope", None, 400, "invalid filters"),
+    ("POST", "/build/prune?keep-storage=lots", None, 400, "'keep-storage': 'lots' is not an"),
+    # Integers as Go reads them: ASCII digits, 64 bits (Python's int() took these).
+    ("POST", "/containers/nope/restart?t=1_0", None, 400, "'t': '1_0' is not an integer"),
+    ("POST", "/containers/nope/restart?t=%205", None, 400, "'t': ' 5' is not an integer"),
+    (
+        "GET",
+        "/containers/json?limit=9223372036854775808",
+        None,
+        400,
+        "invalid value for 'limit': 9223372036854775808 is out of range (64 bits)",
+    ),
     ("GET", "/networks?filters=%7B%22colour%22:%5B%22red%22%5D%7D", None, 400, "colour"),
     # The list at /networks/ too, as dockerd's (moby#24595): was a 404 "page not found".
     ("GET", "/networks/?filters=%7B%22colour%22:%5B%22red%22%5D%7D", None, 400, "colour"),
@@ -2378,6 +2428,14 @@ BAD: list[tuple[str, str, bytes | None, int, str]] = [
     ("POST", "/volumes/prune?filters=%7B%22colour%22:%5B%22red%22%5D%7D", None, 400, "colour"),
     ("GET", "/volumes/nope", None, 404, "No such volume: nope"),
     ("DELETE", "/volumes/nope", None, 404, "No such volume: nope"),
+    # dockerd's words (`docker volume update`), not a 404 "page not found" as before.
+    (
+        "PUT",
+        "/volumes/nope?version=1",
+        b"{}",
+        503,
+        "volume update only valid for cluster volumes, but swarm is unavailable",
+    ),
     ("GET", "/v1.45/containers/json", None, 400, "Maximum supported API version is 1.44"),
     ("POST", "/containers/nope/stop?signal=SIGNOPE", None, 404, "No such container: nope"),
     ("GET", '/images/json?filters={"until":["soon"]}', None, 400, "invalid until 'soon'"),
@@ -2453,8 +2511,7 @@ BAD += [
 
 
 # What takes no input at all, so that no input can be bad (``/_ping``, ``/version``, ...).
-NO_INPUT = {("GET", "/_ping"), ("HEAD", "/_ping"), ("GET", "/version"), ("GET", "/info"),
-            ("GET", "/system/df")}  # fmt: skip
+NO_INPUT = {("GET", "/_ping"), ("HEAD", "/_ping"), ("GET", "/version"), ("GET", "/info")}
 
 
 def test_bad_input_covers_every_route() -> None:
@@ -2617,6 +2674,7 @@ def test_container_state_errors(clean: Daemon) -> None:
             f"cannot kill container: {cid}: invalid signal: SIGNOPE"
         ),
         f"/containers/{cid}/stop?t=1.5": "invalid value for 't': '1.5' is not an integer",
+        f"/containers/{cid}/stop?t=soon": "invalid value for 't': 'soon' is not an integer",
         f"/containers/{cid}/resize?h=10": "missing w: a terminal size needs h and w in 1..65535",
         f"/containers/{cid}/resize": "missing h and w: a terminal size needs h and w in 1..65535",
         f"/containers/{cid}/logs?stdout=1&since=1.5e9": (
@@ -2629,6 +2687,7 @@ def test_container_state_errors(clean: Daemon) -> None:
         ("POST", f"/containers/{cid}/resize?h=10&w=10", 409),
         ("POST", f"/containers/{cid}/exec", 409),
         ("POST", f"/containers/{cid}/stop", 304),
+        ("POST", f"/containers/{cid}/stop?t=soon", 400),  # checked before the 304, as moby
         ("POST", f"/containers/{cid}/start", 204),
         ("POST", f"/containers/{cid}/start", 304),
         ("GET", f"/containers/{cid}/top?ps_args=--bogus", 400),

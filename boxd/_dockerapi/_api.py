@@ -22,7 +22,7 @@ from .._lifecycle import error_text
 from .._messages import EndFrame, OkResponse
 from .._network import NetworkConflict, NetworkError, NoSuchNetwork, PredefinedNetwork
 from .._supervisor import AmbiguousContainer, Conflict, NoSuchContainer, StartError, Supervisor
-from .._volumes import NoSuchVolume, VolumeInUse
+from .._volumes import NoSuchDriver, NoSuchVolume, VolumeInUse
 from ._http import ApiError, HttpConnection
 
 if TYPE_CHECKING:
@@ -87,6 +87,8 @@ def api_error(exc: BaseException) -> ApiError | None:
     if isinstance(exc, NoSuchContainer | NoSuchImage | NoSuchVolume):
         text = str(exc)
         return ApiError(404, text[:1].upper() + text[1:])
+    if isinstance(exc, NoSuchDriver):  # dockerd's: no plugin of that name
+        return ApiError(404, str(exc))
     if isinstance(exc, NetworkError) and str(exc).startswith("no such network"):
         return ApiError(404, str(exc)[:1].upper() + str(exc)[1:])
     if isinstance(exc, PredefinedNetwork):

@@ -74,6 +74,8 @@ def _path(req: Request) -> str:
     path = req.arg("path")
     if not path:
         raise ApiError(400, "bad parameter: path cannot be empty")
+    if "\0" in path:  # no file has one: Python's own words would not name the path
+        raise ApiError(400, f"invalid path {path!r}: contains a NUL byte")
     return path
 
 

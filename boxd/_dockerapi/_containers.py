@@ -235,12 +235,13 @@ async def start(api: Api, conn: HttpConnection, req: Request, ref: str) -> None:
 
 async def stop(api: Api, conn: HttpConnection, req: Request, ref: str) -> None:
     c = api.sup.inspect(ref)
+    timeout = req.integer("t")  # refused before the 304, as moby's; the signal is not
     # Docker's 304 is for a container at rest; one waiting to restart has no process,
     # and its stop keeps it down.
     if not _lifecycle.can_stop(c.state.status):
         await conn.respond(304, content_type=None)
         return
-    await api.sup.stop(c.id, req.integer("t"), sig=req.arg("signal") or None)
+    await api.sup.stop(c.id, timeout, sig=req.arg("signal") or None)
     await conn.respond(204, content_type=None)
 
 

@@ -145,15 +145,16 @@ class Request:
         raise ApiError(400, f"invalid value for {name!r}: {value!r} is not a boolean")
 
     def integer(self, name: str) -> int | None:
+        """A 64-bit integer in ASCII digits, as Go's strconv reads one (Python's int()
+        also takes spaces, underscores and other scripts' digits)."""
         value = self.arg(name)
         if value is None or value == "":
             return None
-        try:
-            return int(value)
-        except ValueError:
-            raise ApiError(
-                400, f"invalid value for {name!r}: {value!r} is not an integer"
-            ) from None
+        if not _INTEGER.match(value):
+            raise ApiError(400, f"invalid value for {name!r}: {value!r} is not an integer")
+        if not -(2**63) <= int(value) < 2**63:
+            raise ApiError(400, f"invalid value for {name!r}: {value} is out of range (64 bits)")
+        return int(value)
 
     def number(self, name: str) -> float | None:
         value = self.arg(name)
@@ -221,6 +222,8 @@ def stream_type(req: Request, tty: bool) -> str:
     as such from API 1.42, as Docker names them; a terminal's bytes are raw."""
     return MULTIPLEXED if not tty and req.at_least("1.42") else RAW_STREAM
 
+
+_INTEGER = re.compile(r"[+-]?[0-9]+\Z")  # strconv.Atoi's
 
 # h11 names the bad bytes by their repr: bytearray(b'NONSENSE').
 _BYTES_REPR = re.compile(r"""bytearray\(b('[^']*'|"[^"]*")\)""")

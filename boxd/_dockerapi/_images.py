@@ -392,11 +392,11 @@ def _pull_status(name: str, downloaded: bool) -> str:
 async def auth(api: Api, conn: HttpConnection, req: Request) -> None:
     """``docker login``: the credentials are tried on the registry and kept, as
     ``boxctl login`` keeps them (the CLI keeps its own copy for X-Registry-Auth)."""
-    body = req.json_object()
-    user, password = str(body.get("username") or ""), str(body.get("password") or "")
+    body = _shapes.Fields(req.json_object(), "body")  # strings, names in any case: as Go's
+    user, password = body.text("username"), body.text("password")
     if not user:
         raise ApiError(400, "a username is required")
-    server = str(body.get("serveraddress") or "")
+    server = body.text("serveraddress")
     await one_answer(
         api.images.login, LoginRequest(registry=server, username=user, password=password)
     )

@@ -210,24 +210,34 @@ async def events(api: Api, conn: HttpConnection, req: Request) -> None:
     await conn.end()
 
 
+DF_TYPES = ("container", "image", "volume", "build-cache")  # system/df's areas, moby's names
+
+
 async def df(api: Api, conn: HttpConnection, req: Request) -> None:
     from ._containers import summaries
     from ._images import image_rows, versioned
     from ._volumes import df_rows
 
-    # The images as the list shows them (Docker's df: not the intermediate ones).
-    images = [versioned(req, row) for row in await image_rows(api, shared=True, all=False)]
-    containers = await summaries(api, api.sup.list(all=True), sizes=True)
-    await conn.respond_json(
-        200,
-        {
-            "LayersSize": api.sup.images.layers_size(),
-            "Images": images,
-            "Containers": containers,
-            "Volumes": await df_rows(api),
-            "BuildCache": [],
-        },
-    )
+    # API 1.42's ``type`` (repeated) asks for some of the areas only; the others are null
+    # (LayersSize 0 without the images), as moby's; before 1.42 it is ignored.
+    wanted = set(DF_TYPES)
+    if req.at_least("1.42") and "type" in req.query:
+        wanted = set(req.query["type"])
+        unknown = [t for t in req.query["type"] if t not in DF_TYPES]
+        if unknown:
+            raise ApiError(400, f"unknown object type: {unknown[0]}")
+    usage: dict[str, Any] = {"LayersSize": 0, "Images": None, "Containers": None, "Volumes": None}
+    usage["BuildCache"] = [] if "build-cache" in wanted else None
+    if "image" in wanted:
+        # The images as the list shows them (Docker's df: not the intermediate ones).
+        rows = await image_rows(api, shared=True, all=False)
+        usage["LayersSize"] = api.sup.images.layers_size()
+        usage["Images"] = [versioned(req, row) for row in rows]
+    if "container" in wanted:
+        usage["Containers"] = await summaries(api, api.sup.list(all=True), sizes=True)
+    if "volume" in wanted:
+        usage["Volumes"] = await df_rows(api)
+    await conn.respond_json(200, usage)
 
 
 async def build_prune(api: Api, conn: HttpConnection, req: Request) -> None:
@@ -237,6 +247,7 @@ async def build_prune(api: Api, conn: HttpConnection, req: Request) -> None:
     from .._build.runner import prune_cache
 
     _shapes.parse_filters(req.arg("filters"))  # well-formed, at least
+    req.integer("keep-storage")  # an integer, as dockerd refuses another; nothing to keep
     deleted = prune_cache(api.sup.images)
     await conn.respond_json(200, {"CachesDeleted": deleted or None, "SpaceReclaimed": 0})
 

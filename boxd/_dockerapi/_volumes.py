@@ -1,4 +1,5 @@
-"""Volumes: list (filters), create, inspect, remove (``force``), prune, in Docker's shape."""
+"""Volumes: list (filters), create, inspect, remove (``force``), prune, in Docker's shape;
+update (cluster volumes only) refused as dockerd in no swarm refuses it."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from .. import _volserver
 from .._volserver import VolumeInfo
 from . import _shapes
 from ._api import Api
-from ._http import HttpConnection, Request
+from ._http import ApiError, HttpConnection, Request
 from ._router import route
 from ._shapes import Fields
 
@@ -66,6 +67,12 @@ async def remove(api: Api, conn: HttpConnection, req: Request, name: str) -> Non
     await conn.respond(204, content_type=None)
 
 
+async def update(api: Api, conn: HttpConnection, req: Request, name: str) -> None:
+    """``docker volume update``: only a swarm's cluster volumes have one; dockerd in no
+    swarm refuses it before reading anything (503), as boxd does."""
+    raise ApiError(503, "volume update only valid for cluster volumes, but swarm is unavailable")
+
+
 async def prune(api: Api, conn: HttpConnection, req: Request) -> None:
     """Unused anonymous volumes (``all=true``: named ones too); a client of API 1.41 or
     older gets every unused volume pruned, as Docker's daemon does for it."""
@@ -81,6 +88,7 @@ ROUTES = [
     route("POST", r"/volumes/prune", prune),
     route("GET", r"/volumes/([^/]+)", inspect),
     route("DELETE", r"/volumes/([^/]+)", remove),
+    route("PUT", r"/volumes/([^/]+)", update),
 ]
 
 

@@ -85,6 +85,11 @@ class Reference:
         return attrs.evolve(self, tag=tag, digest=None)
 
 
+def is_registry(host: str) -> bool:
+    """Whether ``host`` is a registry's ``host[:port]`` as a reference names one."""
+    return _DOMAIN_RE.match(host) is not None
+
+
 def _split_domain(name: str) -> tuple[str, str]:
     first, slash, rest = name.partition("/")
     if slash and (any(c in first for c in ".:") or first == "localhost" or first != first.lower()):
@@ -130,7 +135,7 @@ def parse_reference(text: str, *, default_tag: bool = True) -> Reference:
             f"invalid repository name {name!r}: 64-character hexadecimal names are image ids"
         )
     registry, path = _split_domain(name)
-    if not _DOMAIN_RE.match(registry):
+    if not is_registry(registry):
         raise ReferenceError(f"invalid reference format {text!r}: bad registry {registry!r}")
     if registry in _LEGACY_HUB:
         registry = DEFAULT_REGISTRY

@@ -68,7 +68,7 @@ from .messages import (
     TagRequest,
 )
 from .pull import Platform, Progress, parse_platform
-from .reference import Reference, matching, parse_reference
+from .reference import Reference, is_registry, matching, parse_reference
 from .registry import RegistryError, open_registry
 from .store import ImageInUse, ImageRecord, ImageStore, NoSuchImage, written_size
 
@@ -794,7 +794,7 @@ def _registry(text: str) -> str:
     host = text.removeprefix("https://").removeprefix("http://").rstrip("/") or "docker.io"
     if host in ("index.docker.io", "registry-1.docker.io", "index.docker.io/v1"):
         return "docker.io"
-    if "/" in host:
+    if not is_registry(host):  # a path, a space, a control or non-ASCII character
         raise ValueError(f"invalid registry {text!r}: give a host[:port]")
     return host
 
