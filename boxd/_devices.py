@@ -51,7 +51,7 @@ import struct
 from collections.abc import Sequence
 
 from ._record import frozen
-from ._syscalls import AARCH64, X86_64, libc
+from ._syscalls import BY_MACHINE, libc
 
 # --- bpf(2) constants (linux/bpf.h) ---------------------------------------------------
 
@@ -60,7 +60,6 @@ _BPF_PROG_ATTACH = 8
 _BPF_PROG_TYPE_CGROUP_DEVICE = 15
 _BPF_CGROUP_DEVICE = 6  # enum bpf_attach_type
 _BPF_F_ALLOW_MULTI = 2
-_SYS_BPF = {"x86_64": X86_64["bpf"], "aarch64": AARCH64["bpf"]}
 
 _DEV_BLOCK = 1  # BPF_DEVCG_DEV_BLOCK
 _DEV_CHAR = 2  # BPF_DEVCG_DEV_CHAR
@@ -214,11 +213,12 @@ def _bpf(cmd: int, attr: bytes) -> int:
     import ctypes  # on first use: see _syscalls.libc
 
     machine = os.uname().machine
-    number = _SYS_BPF.get(machine)
-    if number is None:
+    numbers = BY_MACHINE.get(machine)
+    if numbers is None:
         raise DeviceFilterError(
-            errno.ENOSYS, f"no bpf(2) number for {machine!r} (known: {', '.join(_SYS_BPF)})"
+            errno.ENOSYS, f"no bpf(2) number for {machine!r} (known: {', '.join(BY_MACHINE)})"
         )
+    number = numbers["bpf"]
     buffer = ctypes.create_string_buffer(attr, len(attr))
     result: int = libc().syscall(
         ctypes.c_long(number),

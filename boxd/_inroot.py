@@ -20,9 +20,7 @@ from . import _syscalls
 RESOLVE_NO_MAGICLINKS = 0x02
 RESOLVE_IN_ROOT = 0x10
 
-_NR_OPENAT2 = {"x86_64": _syscalls.X86_64, "aarch64": _syscalls.AARCH64}.get(
-    os.uname().machine, _syscalls.X86_64
-)["openat2"]
+_NR_OPENAT2 = _syscalls.BY_MACHINE.get(os.uname().machine, _syscalls.X86_64)["openat2"]
 
 
 _OPEN_HOW = struct.Struct("=QQQ")  # struct open_how: flags, mode, resolve

@@ -708,6 +708,10 @@ AARCH64: dict[str, int] = {
     **_UNIFIED,
 }
 
+# Each machine's own calls (os.uname().machine), for the calls boxd makes through libc's
+# syscall(): the seccomp filter reads the tables by audit architecture instead.
+BY_MACHINE: dict[str, dict[str, int]] = {"x86_64": X86_64, "aarch64": AARCH64}
+
 # 32-bit x86 (i386), the compat ABI an x86_64 kernel also runs: ``asm/unistd_32.h`` of the
 # same headers below 424, the unified numbers above.
 I386: dict[str, int] = {

@@ -427,7 +427,7 @@ _KCMP_VM = 1  # linux/kcmp.h
 def _sharing_our_memory() -> int:
     """Processes besides this one that run in its memory (children before their exec,
     whoever reaps them): kcmp(2) says whether two processes share one address space."""
-    kcmp = _syscalls.X86_64["kcmp"] if platform.machine() == "x86_64" else _syscalls.AARCH64["kcmp"]
+    kcmp = _syscalls.BY_MACHINE[platform.machine()]["kcmp"]
     me = os.getpid()
     others = [int(entry) for entry in os.listdir("/proc") if entry.isdigit() and entry != str(me)]
     return sum(_syscalls.libc().syscall(kcmp, me, pid, _KCMP_VM, 0, 0) == 0 for pid in others)
