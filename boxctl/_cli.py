@@ -266,9 +266,9 @@ def _config(args: Args) -> tuple[dict[str, Any], str]:
             option = _units.log_option(key, value, taken=_units.CONTAINER_LOG_OPTIONS)
         except ValueError as exc:
             raise CliError(f"invalid --log-opt {opt!r}: {exc}", USAGE) from None
-        if option is not None and option[0] == "max-size":
+        if option[0] == "max-size":
             config["log_max_size"] = option[1]
-        elif option is not None:
+        else:
             files = option[1]
     if kept:
         config["log_options"] = tuple(kept)

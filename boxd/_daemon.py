@@ -37,7 +37,7 @@ from . import _nosource  # noqa: F401
 # isort: split
 from . import __version__, _daemonconfig, _repair, _systemd, _tasks, _trim, _ulimits, _units
 from ._dockerapi import serve_docker
-from ._network import DEFAULT_BRIDGE, GO_BOOLS, BridgeOptions
+from ._network import DEFAULT_BRIDGE, BridgeOptions
 from ._procview import CPU_POLICIES, ProcView, available
 from ._records import LOG_DRIVERS, Ulimit
 from ._server import Server, serve
@@ -75,9 +75,9 @@ def _parse_args(argv: Sequence[str] | None) -> SimpleNamespace:
         return value
 
     def icc(text: str) -> bool:  # a boolean as Docker's flag takes it (Go's ParseBool)
-        if text not in GO_BOOLS:
+        if text not in _units.GO_BOOLS:
             raise ValueError(text)  # argparse's words: "invalid icc value: 'X'"
-        return GO_BOOLS[text]
+        return _units.GO_BOOLS[text]
 
     p.add_argument(
         "--root",
@@ -335,6 +335,9 @@ def _checked(args: SimpleNamespace) -> SimpleNamespace:
         raise DaemonError(
             "log-opts (and --log-max-size, --log-max-files) need a log: log-driver none keeps none"
         )
+    compress = dict(o.partition("=")[::2] for o in args.log_options).get("compress", "")
+    if args.log_max_files == 1 and _units.GO_BOOLS.get(compress):
+        raise DaemonError("log-opts: compress cannot be true when max-file is less than 2")
     for name, allowed in (("procview", ("on", "off")), ("procview_cpus", CPU_POLICIES)):
         if getattr(args, name) not in allowed:
             raise DaemonError(

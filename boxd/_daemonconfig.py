@@ -327,8 +327,6 @@ def _log_opts(value: object, where: str = "log-opts") -> list[_Setting]:
             option = log_option(key, text, taken=CONTAINER_LOG_OPTIONS)
         except ValueError as exc:
             raise ConfigError(f"{where}: {exc}") from None
-        if option is None:
-            continue  # compress=false: what boxd does
         dest, flag = _LOG_OPTS[key]
         # (max-size in bytes, read in Docker's units, where --log-max-size's are 1024's)
         found.append((f"log-opts {key}", dest, option[1], (flag,), text))

@@ -17,6 +17,12 @@ shared one while they open the files, so a reader always sees a consistent set o
 Readers then keep their file descriptors: a file rotated away (or even dropped) under a
 reader is still read to its end.
 
+With ``compress`` (Docker's log option) each file rotated out is then gzipped, in a thread
+of Trio's cache, to ``container.log.N.gz``, which takes its place under the lock
+(``.N.gz`` files move up as the others do).  Its gzip header names the file it was made
+from (device and inode), so a follow that was reading that file knows the compressed one
+for it; readers decompress as they read (a tail's reach into one, all of it at once).
+
 Only :func:`batches` and a rotation (which closes the dropped file in a thread of Trio's
 cache) need Trio, and import it when called: the output formatting can be used without
 paying for Trio.  Sizes (``--log-max-size``) are parsed by
@@ -32,6 +38,7 @@ import os
 import re
 import threading
 import time
+import zlib
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -54,11 +61,20 @@ STREAMS = ("stdout", "stderr")
 _MAX_LINE = MAX_RECORD_DATA + 128
 
 _BLOCK = 64 * 1024
+_COPY_BLOCK = 1024 * 1024
+_READ = os.O_RDONLY | os.O_CLOEXEC
 _IOV_RECORDS = 256  # records per writev: three buffers each, under IOV_MAX (1024)
 _POLL_INTERVAL = 0.05
 # Seconds of writes going in after the last one refused before a loss of output is over.
 _LOSS_SETTLED = 5.0
-_ROTATED = re.compile(re.escape(LOG_NAME) + r"\.([1-9][0-9]*)")
+_ROTATED = re.compile(re.escape(LOG_NAME) + r"\.([1-9][0-9]*)(\.gz)?")
+_GZIP = ".gz"
+# A compression under way: the temporary file's name, the source's inode after it.
+_COMPRESSING = f".{LOG_NAME}{_GZIP}.part-"
+# What a compressed file's gzip header names (FNAME): the file it was made from.
+_SOURCE = re.compile(re.escape(LOG_NAME).encode() + rb"@([0-9]+):([0-9]+)")
+_GZIP_FLAGS, _FEXTRA, _FNAME = 3, 0x04, 0x08  # RFC 1952: the flags byte, two of its bits
+_GZIP_BLOCK = 8 * 1024  # compressed bytes a reader takes at a time (~10x that of records)
 _TIME = re.compile(rb"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:\d\d)")
 
 
@@ -239,9 +255,13 @@ class LogWriter:
 
     _FLAGS = os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
 
-    def __init__(self, dir_fd: int, max_size: int, max_files: int, where: str = "") -> None:
+    def __init__(
+        self, dir_fd: int, max_size: int, max_files: int, where: str = "", compress: bool = False
+    ) -> None:
         """Use :meth:`open`."""
         self._dir_fd = dir_fd
+        # The rotated files to compress (None: they are kept as they are).
+        self._compressions = _Compressions(where) if compress else None
         self._where = where  # the directory, for the warnings and its follows
         # When output began to be lost, and was last lost (0: none is being lost).
         self._lost_first = self._lost_last = 0.0
@@ -261,13 +281,16 @@ class LogWriter:
         *,
         max_size: int = DEFAULT_MAX_SIZE,
         max_files: int = DEFAULT_MAX_FILES,
+        compress: bool = False,
     ) -> LogWriter:
-        """Open (creating it if needed) the log in ``directory`` for appending."""
+        """Open (creating it if needed) the log in ``directory`` for appending; with
+        ``compress``, the files rotated out are gzipped (and any left uncompressed by a
+        daemon that ended first)."""
         if max_size < 1:
             raise ValueError(f"invalid log size {max_size!r}: must be positive")
         _check_max_files(max_files)
         directory.mkdir(parents=True, exist_ok=True)
-        writer = cls(_open_dir(directory), max_size, max_files, str(directory))
+        writer = cls(_open_dir(directory), max_size, max_files, str(directory), compress)
         try:
             writer._open_file()
         except BaseException:
@@ -373,16 +396,24 @@ class LogWriter:
         self._size += size
 
     def _open_file(self) -> None:
+        uncompressed = []
         fcntl.flock(self._dir_fd, fcntl.LOCK_EX)
         try:
-            # A smaller max_files than last time: drop the files now out of range.
             for name in os.listdir(self._dir_fd):
                 match = _ROTATED.fullmatch(name)
                 if match is not None and int(match[1]) >= self._max_files:
+                    # A smaller max_files than last time: drop the files now out of range.
                     os.unlink(name, dir_fd=self._dir_fd)
+                elif match is not None and not match[2] and self._compressions is not None:
+                    uncompressed.append(os.open(name, _READ, dir_fd=self._dir_fd))
+                elif name.startswith(_COMPRESSING):
+                    _drop_abandoned(self._dir_fd, name)
             self._fd = os.open(LOG_NAME, self._FLAGS, 0o640, dir_fd=self._dir_fd)
         finally:
             fcntl.flock(self._dir_fd, fcntl.LOCK_UN)
+        if self._compressions is not None:  # a daemon's that ended before it compressed them
+            for fd in uncompressed:
+                self._compressions.add(self._dir_fd, fd)
         st = os.fstat(self._fd)
         self._size, self._inode = st.st_size, st.st_ino
         if self._size:
@@ -406,16 +437,16 @@ class LogWriter:
     def written_since(self, inode: int, size: int, stream: str) -> bytes | None:
         """The output of ``stream`` logged since the log was at ``size`` in the file
         ``inode`` (see position), as it was read; None if that file is gone (rotated out)."""
-        fds = _snapshot(self._dir_fd, blocking=True) or []
+        files = _snapshot(self._dir_fd, blocking=True) or []
         try:
-            inodes = [os.fstat(fd).st_ino for fd in fds]
+            inodes = [file.ident[1] for file in files]
             if inode not in inodes:
                 return None
-            since = _forward(fds[inodes.index(inode) :], None, size)
+            since = _forward(files[inodes.index(inode) :], None, size)
             return b"".join(map(OutputFormatter().format, (e for e in since if e.stream == stream)))
         finally:
-            for fd in fds:
-                os.close(fd)
+            for file in files:
+                os.close(file.fd)
 
     def _rotate(self) -> None:
         # The file the rotation drops (the oldest; the current one when only one is kept)
@@ -427,34 +458,39 @@ class LogWriter:
         # ext4 (auto_da_alloc, its default) writes a file renamed over another one back to
         # disk at once, in the renaming thread, and so wrote every rotated 10 MiB of a log
         # that the rotations after it delete (see bench/README).
+        # Compressed, the file rotated out is closed by its compression.
         _hold_for_followers(self._where)
         fcntl.flock(self._dir_fd, fcntl.LOCK_EX)
-        held = [self._fd]
+        rotated, held = self._fd, []
         self._fd = -1
         try:
             if self._max_files == 1:
                 os.unlink(LOG_NAME, dir_fd=self._dir_fd)
             else:
                 oldest = f"{LOG_NAME}.{self._max_files - 1}"
-                with contextlib.suppress(FileNotFoundError):
-                    held.append(os.open(oldest, os.O_RDONLY | os.O_CLOEXEC, dir_fd=self._dir_fd))
-                    os.unlink(oldest, dir_fd=self._dir_fd)
+                for name in (oldest, oldest + _GZIP):
+                    with contextlib.suppress(FileNotFoundError):
+                        held.append(os.open(name, _READ, dir_fd=self._dir_fd))
+                        os.unlink(name, dir_fd=self._dir_fd)
             for index in range(self._max_files - 1, 0, -1):
                 source = LOG_NAME if index == 1 else f"{LOG_NAME}.{index - 1}"
-                try:
-                    os.rename(
-                        source,
-                        f"{LOG_NAME}.{index}",
-                        src_dir_fd=self._dir_fd,
-                        dst_dir_fd=self._dir_fd,
-                    )
-                except FileNotFoundError:
-                    continue
+                for suffix in ("", _GZIP) if index > 1 else ("",):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.rename(
+                            source + suffix,
+                            f"{LOG_NAME}.{index}{suffix}",
+                            src_dir_fd=self._dir_fd,
+                            dst_dir_fd=self._dir_fd,
+                        )
             self._fd = os.open(LOG_NAME, self._FLAGS, 0o640, dir_fd=self._dir_fd)
             # A new inode: the one dropped is still held open, so never the same number.
             self._size, self._inode = 0, os.fstat(self._fd).st_ino
         finally:
             fcntl.flock(self._dir_fd, fcntl.LOCK_UN)
+            if self._compressions is None or self._max_files == 1:
+                held.append(rotated)
+            else:
+                self._compressions.add(self._dir_fd, rotated)
             _close_in_thread(held)
 
 
@@ -462,6 +498,113 @@ def _warn(message: str, *args: object) -> None:
     import logging  # here: the CLI formats logs with this module and never warns
 
     logging.getLogger("boxd.logs").warning(message, *args)
+
+
+class _Compressions:
+    """The files rotated out of one log, gzipped in turn by one thread of Trio's cache at a
+    time (a chatty container's rotations wait for none: a file rotated out of the log
+    before its turn is skipped)."""
+
+    def __init__(self, where: str) -> None:
+        self._where = where
+        self._lock = threading.Lock()
+        self._waiting: list[tuple[int, int]] = []  # (the log's directory, the file), owned
+        self._running = False
+
+    def add(self, dir_fd: int, fd: int) -> None:
+        """Compress the log file ``fd`` of the directory ``dir_fd`` (``fd`` is taken)."""
+        from trio.lowlevel import start_thread_soon
+
+        # The directory opened anew, not dup()ed: flock() locks are an open file's, and the
+        # writer's rotations must wait for a compression's renames.
+        own = os.open(".", _READ | os.O_DIRECTORY, dir_fd=dir_fd)
+        with self._lock:
+            self._waiting.append((own, fd))
+            if self._running:
+                return
+            self._running = True
+        start_thread_soon(self._run, lambda result: None)
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                if not self._waiting:
+                    self._running = False
+                    return
+                dir_fd, fd = self._waiting.pop(0)
+            try:
+                _compress(dir_fd, fd)
+            except OSError as exc:
+                _warn("%s: a rotated log file was not compressed: %s", self._where, exc)
+            finally:
+                os.close(fd)
+                os.close(dir_fd)
+
+
+def _compress(dir_fd: int, fd: int) -> None:
+    """Gzip the rotated log file ``fd`` beside it and put that under the name the file has
+    then with .gz (rotations may have moved it meanwhile) in its place; nothing if it has
+    left the directory."""
+    import gzip
+
+    st = os.fstat(fd)
+    if not st.st_nlink:
+        return  # rotated out (or its container removed) before its turn
+    part = f"{_COMPRESSING}{st.st_ino}"
+    out = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o640, dir_fd=dir_fd)
+    try:
+        fcntl.flock(out, fcntl.LOCK_EX)  # in use: a writer opening the log leaves it alone
+        with (
+            open(out, "wb", closefd=False) as raw,
+            gzip.GzipFile(f"{LOG_NAME}@{st.st_dev}:{st.st_ino}", "wb", 6, raw, st.st_mtime) as gz,
+        ):
+            pos = 0
+            while chunk := os.pread(fd, _COPY_BLOCK, pos):
+                gz.write(chunk)
+                pos += len(chunk)
+        fcntl.flock(dir_fd, fcntl.LOCK_EX)
+        try:
+            name = next((n for n in os.listdir(dir_fd) if _is_file(dir_fd, n, st)), None)
+            if name is None:
+                os.unlink(part, dir_fd=dir_fd)
+                return
+            os.rename(part, name + _GZIP, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+            os.unlink(name, dir_fd=dir_fd)
+        finally:
+            fcntl.flock(dir_fd, fcntl.LOCK_UN)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(part, dir_fd=dir_fd)
+        raise
+    finally:
+        os.close(out)
+
+
+def _is_file(dir_fd: int, name: str, st: os.stat_result) -> bool:
+    """Whether ``name`` is an uncompressed rotated log file, the file ``st`` is of."""
+    match = _ROTATED.fullmatch(name)
+    if match is None or match[2]:
+        return False
+    try:
+        return _ident(os.stat(name, dir_fd=dir_fd, follow_symlinks=False)) == _ident(st)
+    except FileNotFoundError:
+        return False
+
+
+def _drop_abandoned(dir_fd: int, name: str) -> None:
+    """Remove a compression's part file unless a compression holds it (its lock)."""
+    try:
+        fd = os.open(name, _READ, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return  # under way (the writer before this one's, of the same container)
+    else:
+        os.unlink(name, dir_fd=dir_fd)
+    finally:
+        os.close(fd)
 
 
 def _close_in_thread(fds: list[int]) -> None:
@@ -475,57 +618,126 @@ def _close_in_thread(fds: list[int]) -> None:
     start_thread_soon(close_all, lambda result: None)
 
 
-def _snapshot(dir_fd: int, *, blocking: bool) -> list[int] | None:
+class _LogFile:
+    """A log file opened by a snapshot: its descriptor, whether it is gzipped, and the
+    identity of the file it holds the records of (a compressed one's source's)."""
+
+    __slots__ = ("compressed", "fd", "ident")
+
+    def __init__(self, fd: int, compressed: bool) -> None:
+        self.fd = fd
+        self.compressed = compressed
+        self.ident = _source(fd) if compressed else _ident(os.fstat(fd))
+
+
+def _snapshot(dir_fd: int, *, blocking: bool) -> list[_LogFile] | None:
     """Open the log files, oldest first, under the shared lock; None if the lock is busy."""
     try:
         fcntl.flock(dir_fd, fcntl.LOCK_SH | (0 if blocking else fcntl.LOCK_NB))
     except BlockingIOError:
         return None
-    fds: list[int] = []
+    files: list[_LogFile] = []
     try:
         rotated = (_ROTATED.fullmatch(name) for name in os.listdir(dir_fd))
-        indices = sorted((int(match[1]) for match in rotated if match), reverse=True)
-        for name in [f"{LOG_NAME}.{index}" for index in indices] + [LOG_NAME]:
+        names = sorted(((int(m[1]), m[0]) for m in rotated if m), reverse=True)
+        for name in [name for _, name in names] + [LOG_NAME]:
             try:
-                fds.append(os.open(name, os.O_RDONLY | os.O_CLOEXEC, dir_fd=dir_fd))
+                fd = os.open(name, _READ, dir_fd=dir_fd)
             except FileNotFoundError:
                 continue
+            try:
+                files.append(_LogFile(fd, name.endswith(_GZIP)))
+            except BaseException:
+                os.close(fd)
+                raise
     except BaseException:
-        for fd in fds:
-            os.close(fd)
+        for file in files:
+            os.close(file.fd)
         raise
     finally:
         fcntl.flock(dir_fd, fcntl.LOCK_UN)
-    return fds
+    return files
 
 
 def _ident(stat: os.stat_result) -> tuple[int, int]:
     return stat.st_dev, stat.st_ino
 
 
+def _source(fd: int) -> tuple[int, int]:
+    """The identity of the file the compressed log file ``fd`` was made from, as its gzip
+    header names it (the compressed file's own if it names none of ours)."""
+    head = os.pread(fd, 256, 0)
+    if len(head) > 10 and head[:3] == b"\x1f\x8b\x08":
+        flags = head[_GZIP_FLAGS]
+        name, nul, _ = head[10:].partition(b"\0")
+        match = _SOURCE.fullmatch(name)
+        if flags & _FNAME and not flags & _FEXTRA and nul and match is not None:
+            return int(match[1]), int(match[2])
+    return _ident(os.fstat(fd))
+
+
+def _inflated(fd: int) -> bytes:
+    """All the records of the compressed log file ``fd`` (those before any damage)."""
+    inflate = zlib.decompressobj(wbits=31)
+    pieces, pos = [], 0
+    while chunk := os.pread(fd, _COPY_BLOCK, pos):
+        pos += len(chunk)
+        try:
+            pieces.append(inflate.decompress(chunk))
+        except zlib.error:
+            break
+    return b"".join(pieces)
+
+
 class _Cursor:
     """Reads one log file forward from ``pos``, in chunks of complete records.
 
     A line longer than any record can be (garbage, not written by :class:`LogWriter`) is
-    skipped without being held in memory, so reading stays linear in the file size.
+    skipped without being held in memory, so reading stays linear in the file size.  A
+    compressed file is decompressed as it is read (``pos`` counts its records' bytes).
     """
 
-    def __init__(self, fd: int, pos: int = 0, end: int | None = None) -> None:
-        self.fd = fd
+    def __init__(self, file: _LogFile, pos: int = 0, end: int | None = None) -> None:
+        self.file = file
+        self.fd = file.fd
         self.pos = pos
         self.end = end  # where reading stops (None: the file's end, as it grows)
-        self.ident = _ident(os.fstat(fd))
+        self.ident = file.ident
         self._pending = b""
         self._skipping = False
+        # Compressed: the decompressor, how far into the file it has read, what it gave.
+        self._inflate = zlib.decompressobj(wbits=31) if file.compressed else None
+        self._taken = self._given = 0
+
+    def _inflated_chunk(self) -> bytes:
+        """The compressed file's next records from ``pos`` (empty at its end); what it
+        gave so far ends at ``pos`` or before."""
+        assert self._inflate is not None
+        while True:
+            chunk = os.pread(self.fd, _GZIP_BLOCK, self._taken)
+            if not chunk:
+                return b""
+            self._taken += len(chunk)
+            try:
+                data = self._inflate.decompress(chunk)
+            except zlib.error:  # damaged: what came before it is all there is
+                self._taken = os.fstat(self.fd).st_size
+                return b""
+            self._given += len(data)
+            if self._given > self.pos:
+                return data[len(data) - (self._given - self.pos) :]
 
     def read_lines(self) -> list[bytes] | None:
         """The complete records of the next chunk (maybe none), or None at end of file."""
         if self.end is not None and self.pos >= self.end:
             return None
-        size = _BLOCK if self.end is None else min(_BLOCK, self.end - self.pos)
-        chunk = os.pread(self.fd, size, self.pos)
+        if self._inflate is not None:
+            chunk = self._inflated_chunk()
+        else:
+            size = _BLOCK if self.end is None else min(_BLOCK, self.end - self.pos)
+            chunk = os.pread(self.fd, size, self.pos)
         if not chunk:
-            if os.fstat(self.fd).st_size < self.pos:
+            if self._inflate is None and os.fstat(self.fd).st_size < self.pos:
                 # Truncated in place (copytruncate): start over from the beginning.
                 self.pos, self._pending, self._skipping = 0, b"", False
                 return []
@@ -557,9 +769,11 @@ class _BackwardLines:
     longer than any record can be are skipped without being held in memory.
     """
 
-    def __init__(self, fd: int) -> None:
-        self._fd = fd
-        self._pos = os.fstat(fd).st_size
+    def __init__(self, file: _LogFile) -> None:
+        self._fd = file.fd
+        # A compressed file's records, all of them (its end cannot be read first).
+        self._records = _inflated(file.fd) if file.compressed else None
+        self._pos = os.fstat(file.fd).st_size if self._records is None else len(self._records)
         self._head = b""
         self.end = 0
         while self._pos > 0:
@@ -573,6 +787,8 @@ class _BackwardLines:
     def _read_block(self) -> bytes:
         size = min(_BLOCK, self._pos)
         self._pos -= size
+        if self._records is not None:
+            return self._records[self._pos : self._pos + size]
         return os.pread(self._fd, size, self._pos)
 
     def __iter__(self) -> Iterator[bytes]:
@@ -597,7 +813,7 @@ class _BackwardLines:
             carry = self._read_block() + carry
 
 
-def _tail(fds: list[int], lines: int, since_ns: int | None) -> tuple[list[LogEntry], int]:
+def _tail(files: list[_LogFile], lines: int, since_ns: int | None) -> tuple[list[LogEntry], int]:
     """The last ``lines`` lines of the files (oldest first) and the end of the last file.
 
     A line is a chain of P records of one stream and the F record that ends it (or a chain
@@ -605,8 +821,8 @@ def _tail(fds: list[int], lines: int, since_ns: int | None) -> tuple[list[LogEnt
     back goes on, after the count is reached, until every stream included so far has met
     the F record that ends its previous line.
     """
-    newest = _BackwardLines(fds[-1])
-    readers = itertools.chain([newest], (_BackwardLines(fd) for fd in reversed(fds[:-1])))
+    newest = _BackwardLines(files[-1])
+    readers = itertools.chain([newest], (_BackwardLines(f) for f in reversed(files[:-1])))
     picked: list[LogEntry] = []
     count = 0
     seen: set[str] = set()
@@ -656,38 +872,38 @@ def read_entries(
     except FileNotFoundError:  # a container never started has no log yet
         return []
     try:
-        fds = _snapshot(dir_fd, blocking=True) or []
+        files = _snapshot(dir_fd, blocking=True) or []
     finally:
         os.close(dir_fd)
     try:
-        if not fds:
+        if not files:
             return []
         if tail is not None:
-            return _tail(fds, tail, since_ns)[0]
-        return list(_forward(fds, since_ns))
+            return _tail(files, tail, since_ns)[0]
+        return list(_forward(files, since_ns))
     finally:
-        for fd in fds:
-            os.close(fd)
+        for file in files:
+            os.close(file.fd)
 
 
-def _forward(fds: list[int], since_ns: int | None, start: int = 0) -> Iterator[LogEntry]:
-    """The records of the files ``fds`` (oldest first) in order, the first read from
-    offset ``start``."""
-    for index, fd in enumerate(fds):
-        cursor = _Cursor(fd, start if index == 0 else 0)
+def _forward(files: list[_LogFile], since_ns: int | None, start: int = 0) -> Iterator[LogEntry]:
+    """The records of the ``files`` (oldest first) in order, the first read from offset
+    ``start``."""
+    for index, file in enumerate(files):
+        cursor = _Cursor(file, start if index == 0 else 0)
         while (lines := cursor.read_lines()) is not None:
             yield from _parse_lines(lines, since_ns)
 
 
-async def _snapshot_async(dir_fd: int) -> list[int]:
+async def _snapshot_async(dir_fd: int) -> list[_LogFile]:
     import trio
 
     # The writer holds the lock only while it renames files: poll rather than block the
     # event loop (a stopped writer process would otherwise hang it).
     while True:
-        fds = _snapshot(dir_fd, blocking=False)
-        if fds is not None:
-            return fds
+        files = _snapshot(dir_fd, blocking=False)
+        if files is not None:
+            return files
         await trio.sleep(_POLL_INTERVAL)
 
 
@@ -704,17 +920,17 @@ async def _newer_files(dir_fd: int, current: _Cursor | None) -> list[_Cursor]:
     return _after(await _snapshot_async(dir_fd), current)
 
 
-def _after(fds: list[int], current: _Cursor | None) -> list[_Cursor]:
-    """Cursors of the files of a snapshot (``fds``, oldest first) newer than ``current``;
-    the others closed."""
-    idents = [_ident(os.fstat(fd)) for fd in fds]
+def _after(files: list[_LogFile], current: _Cursor | None) -> list[_Cursor]:
+    """Cursors of the ``files`` of a snapshot (oldest first) newer than ``current``; the
+    others closed."""
+    idents = [file.ident for file in files]
     # Not found: ``current`` was dropped by rotation, so every file left is newer.
     start = 0
     if current is not None and current.ident in idents:
         start = idents.index(current.ident) + 1
-    for fd in fds[:start]:
-        os.close(fd)
-    return [_Cursor(fd) for fd in fds[start:]]
+    for file in files[:start]:
+        os.close(file.fd)
+    return [_Cursor(file) for file in files[start:]]
 
 
 @attrs.define(eq=False)
@@ -728,9 +944,9 @@ class _Follow:
 
     def open_unreached(self) -> None:
         """Open the files of the log it has not reached yet (the lock must be free)."""
-        fds = _snapshot(self.dir_fd, blocking=True)
-        assert fds is not None
-        self.queue.extend(_after(fds, self.queue[-1] if self.queue else None))
+        files = _snapshot(self.dir_fd, blocking=True)
+        assert files is not None
+        self.queue.extend(_after(files, self.queue[-1] if self.queue else None))
 
 
 # The follows under way of each log directory (by path).
@@ -805,11 +1021,16 @@ async def batches(
         # Without following, what the files hold now, as Docker reads them: a chatty
         # container wrote faster than a client read, and `docker logs` never ended.
         queue.extend(
-            _Cursor(fd, end=None if follow else os.fstat(fd).st_size)
-            for fd in await _snapshot_async(dir_fd)
+            _Cursor(file, end=None if follow or file.compressed else os.fstat(file.fd).st_size)
+            for file in await _snapshot_async(dir_fd)
         )
         if tail is not None and queue:
-            entries, queue[-1].pos = _tail([cursor.fd for cursor in queue], tail, since_ns)
+            files = [cursor.file for cursor in queue]
+            if any(file.compressed for file in files):  # decompressed at once: not here
+                entries, end = await trio.to_thread.run_sync(_tail, files, tail, since_ns)
+            else:
+                entries, end = _tail(files, tail, since_ns)
+            queue[-1].pos = end
             while len(queue) > 1:
                 queue.pop(0).close()
             kept = _before(entries, until_ns)

@@ -60,7 +60,7 @@ from ._netconfig import (
 )
 from ._records import Container, ContainerConfig, check_name
 from ._store import NewerFormat, atomic_write, versioned
-from ._units import MTU_RANGE, parse_mtu
+from ._units import GO_BOOLS, MTU_RANGE, parse_mtu
 
 log = logging.getLogger("boxd.network")
 
@@ -214,10 +214,6 @@ NETWORK_OPTIONS = (
     IPV6_OPTION,
     IPV4_OPTION,
     ICC_OPTION,
-)
-# What Docker takes for a boolean option (Go's strconv.ParseBool).
-GO_BOOLS = dict.fromkeys(("1", "t", "T", "TRUE", "true", "True"), True) | dict.fromkeys(
-    ("0", "f", "F", "FALSE", "false", "False"), False
 )
 
 

@@ -37,7 +37,7 @@ from ._signames import parse_signal as parse_signal
 from ._sysctl import parse_sysctl
 from ._tmpfs import parse_tmpfs
 from ._ulimits import check_ulimit
-from ._units import LOG_MODES, parse_size
+from ._units import GO_BOOLS, LOG_MODES, parse_size
 from ._users import check_group, check_user
 
 NAME_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*\Z")
@@ -438,8 +438,8 @@ def invalid(field: str, value: object, reason: str = "") -> ValueError:
 
 
 # Where a container's output is kept, as Docker's --log-driver names it: json-file (the
-# daemon's rotation by default), local (Docker's local driver's 20 MiB x 5 by default; the
-# same file format here, its files never compressed) or none (no log: `logs` cannot read).
+# daemon's rotation by default), local (Docker's local driver's 20 MiB x 5 and compressed
+# rotated files by default; the same file format here) or none (no log: `logs` cannot read).
 LOG_DRIVERS = ("json-file", "local", "none")
 
 # The names boxd's one runtime answers to (``--runtime``, ``docker info``'s Runtimes): it
@@ -458,11 +458,25 @@ def check_log_options(config: ContainerConfig) -> None:
     if config.log_driver == "none" and config.log_options:
         raise ValueError("log options need a log: --log-driver none keeps none")
     check_kept_log_options(config.log_options)
+    # (local's default with one file: nothing rotated is kept, nothing to compress)
+    if config.log_max_files == 1 and GO_BOOLS.get(_kept(config.log_options).get("compress", "")):
+        raise ValueError("compress cannot be true when max-file is less than 2")  # Docker's
+
+
+def _kept(kept: tuple[str, ...]) -> dict[str, str]:
+    return dict(option.partition("=")[::2] for option in kept)
+
+
+def log_compressed(config: ContainerConfig) -> bool:
+    """Whether the container's rotated log files are compressed: its ``compress`` option,
+    or its driver's default as Docker has them (local's yes, json-file's no)."""
+    given = _kept(config.log_options).get("compress")
+    return config.log_driver == "local" if given is None else GO_BOOLS[given]
 
 
 def check_kept_log_options(kept: tuple[str, ...]) -> None:
     """The log options kept as given (ContainerConfig.log_options; daemon.json's)."""
-    options = dict(option.partition("=")[::2] for option in kept)
+    options = _kept(kept)
     for option in kept:
         key, eq, value = option.partition("=")
         if not eq:
@@ -475,7 +489,9 @@ def check_kept_log_options(kept: tuple[str, ...]) -> None:
                     "logger: max-buffer-size option is only supported with 'mode=non-blocking'"
                 )
             parse_size(value, what="log option max-buffer-size")
-        if key not in ("mode", "max-buffer-size"):
+        if key == "compress" and value not in GO_BOOLS:
+            raise invalid("log_options", option, "compress takes true or false")
+        if key not in ("mode", "max-buffer-size", "compress"):
             _logattrs.check(key, value)
 
 

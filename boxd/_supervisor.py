@@ -103,6 +103,7 @@ from ._records import (
     Volume,
     check_name,
     invalid,
+    log_compressed,
     new_id,
     parse_signal,
 )
@@ -1318,6 +1319,7 @@ class Supervisor:
                     max_files=cfg.log_max_files
                     or (_logs.LOCAL_MAX_FILES if local else self.log_max_files)
                     or _logs.DEFAULT_MAX_FILES,
+                    compress=log_compressed(cfg),
                 )
         if adoption is not None:
             return None

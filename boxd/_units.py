@@ -162,20 +162,23 @@ LOG_ATTRIBUTES = ("env", "env-regex", "labels", "labels-regex", "tag")
 # of it dropped (see _records.check_log_options).
 LOG_MODES = ("blocking", "non-blocking")
 # The log options kept with a container as given (ContainerConfig.log_options).
-KEPT_LOG_OPTIONS = (*LOG_ATTRIBUTES, "mode", "max-buffer-size")
+KEPT_LOG_OPTIONS = (*LOG_ATTRIBUTES, "mode", "max-buffer-size", "compress")
+# Go's strconv.ParseBool, which Docker reads its switches with (compress=, a network's
+# options).
+GO_BOOLS = dict.fromkeys(("1", "t", "T", "TRUE", "true", "True"), True) | dict.fromkeys(
+    ("0", "f", "F", "FALSE", "false", "False"), False
+)
 # What a container's --log-opt takes, as an error says it.
 CONTAINER_LOG_OPTIONS = (
     "max-size, max-file, " + ", ".join(KEPT_LOG_OPTIONS[:-1]) + " and " + KEPT_LOG_OPTIONS[-1]
 )
 
 
-def log_option(
-    key: str, value: str, *, taken: str = "max-size and max-file"
-) -> tuple[str, int] | None:
-    """One log option as ``--log-opt KEY=VALUE``, LogConfig.Config and daemon.json's
-    ``log-opts`` spell it: ``("max-size", bytes)`` or ``("max-file", count)``; None for
-    ``compress=false`` (what boxd does: nothing to set).  Any other is refused by name
-    rather than dropped (ValueError), saying what is ``taken``."""
+def log_option(key: str, value: str, *, taken: str = "max-size and max-file") -> tuple[str, int]:
+    """One log rotation option as ``--log-opt KEY=VALUE``, LogConfig.Config and
+    daemon.json's ``log-opts`` spell it: ``("max-size", bytes)`` or ``("max-file", count)``
+    (the others taken are KEPT_LOG_OPTIONS).  Any other is refused by name rather than
+    dropped (ValueError), saying what is ``taken``."""
     if key == "max-size":  # in Docker's units, powers of 1000: 1k is 1000 bytes
         return key, parse_size(value, what="log option max-size", units=_LOG_SIZE_UNITS)
     if key == "max-file":
@@ -184,9 +187,4 @@ def log_option(
                 f"invalid log option max-file {value!r}: expected an integer, at least 1"
             )
         return key, int(value)
-    if key == "compress" and value.lower() in ("false", "0"):
-        return None
-    raise ValueError(
-        f"log option {key}={value!r} is not supported by boxd "
-        f"(it takes {taken}; rotated logs are not compressed)"
-    )
+    raise ValueError(f"log option {key}={value!r} is not supported by boxd (it takes {taken})")

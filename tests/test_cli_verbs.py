@@ -550,15 +550,54 @@ def test_log_driver_and_log_opt(daemon: Daemon) -> None:
     kept = daemon.ctl("logs", "rot").stdout.splitlines()
     assert kept[-1] == "line2000" and len(kept) < 1000
     config = json.loads(daemon.ctl("inspect", "rot").stdout)[0]["HostConfig"]["LogConfig"]
-    assert config == {"Type": "local", "Config": {"max-size": "4k", "max-file": "2"}}
+    assert config == {
+        "Type": "local",
+        "Config": {"max-size": "4k", "max-file": "2", "compress": "false"},
+    }
+    cid = daemon.ctl("inspect", "-f", "{{.Id}}", "rot").stdout.strip()
+    assert sorted(os.listdir(daemon.root / "containers" / cid / "logs")) == [
+        "container.log",
+        "container.log.1",
+    ]
     for args, words in [
         (("--log-driver", "syslog"), "invalid --log-driver 'syslog': use json-file, local or none"),
         (("--log-opt", "syslog-address=udp://x"), "invalid --log-opt 'syslog-address=udp://x'"),
         (("--log-driver", "none", "--log-opt", "max-file=2"), "--log-driver none keeps none"),
+        (("--log-opt", "compress=maybe"), "invalid --log-opt 'compress=maybe': compress takes"),
+        (
+            ("--log-opt", "compress=1", "--log-opt", "max-file=1"),
+            "compress cannot be true when max-file is less than 2",
+        ),
     ]:
         r = daemon.ctl("run", "--rm", *args, "default", "true", check=False)
         assert r.returncode == 125 and words in r.stderr, r.stderr
     daemon.ctl("rm", "q", "rot")
+
+
+def test_compressed_logs_are_read_whole(daemon: Daemon) -> None:
+    """``--log-opt compress=true`` (and the local driver's default, as Docker's): the files
+    rotated out are gzipped, and ``logs`` (all, ``--tail``, ``-f``) reads through them."""
+    script = "i=0; while [ $i -lt 3000 ]; do i=$((i+1)); echo line$i; done"
+    opts = ("--log-opt", "max-size=4k", "--log-opt", "max-file=6")
+    for name, more in (
+        ("gz", ("--log-opt", "compress=true")),
+        ("local", ("--log-driver", "local")),
+    ):
+        daemon.ctl("run", "--name", name, *opts, *more, "default", "sh", "-c", script)
+        cid = daemon.ctl("inspect", "-f", "{{.Id}}", name).stdout.strip()
+        logs = daemon.root / "containers" / cid / "logs"  # (local's LogPath is empty)
+        deadline = time.monotonic() + 30
+        while len(list(logs.glob("*.gz"))) < 5 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert sorted(p.name for p in logs.iterdir()) == ["container.log"] + [
+            f"container.log.{n}.gz" for n in range(1, 6)
+        ]
+        kept = daemon.ctl("logs", name).stdout.splitlines()
+        assert 300 < len(kept) < 600
+        assert kept == [f"line{i}" for i in range(3001 - len(kept), 3001)]
+        assert daemon.ctl("logs", "--tail", "400", name).stdout.splitlines() == kept[-400:]
+        assert daemon.ctl("logs", "-f", name).stdout.splitlines() == kept
+    daemon.ctl("rm", "gz", "local")
 
 
 def test_stats_table_and_templates_as_docker_prints_them(daemon: Daemon) -> None:

@@ -50,6 +50,7 @@ def test_dockers_keys_and_boxds_own_become_options() -> None:
         "log_driver": "local",
         "log_max_size": 5_000_000,  # Docker's units
         "log_max_files": 4,
+        "log_options": ("compress=false",),  # kept as given, as the containers' are
         "live_restore": False,
         "insecure_registry": ["reg.lan:5000"],
         "max_download_attempts": 2,

@@ -448,12 +448,41 @@ def test_log_opt_rotation_and_refusals(clean: Daemon) -> None:
         ("max-size=lots", "invalid log option max-size 'lots'"),
         ("max-file=0", "invalid log option max-file '0'"),
         ("syslog-address=udp://x", "log option syslog-address='udp://x' is not supported"),
-        ("compress=true", "log option compress='true' is not supported"),
+        ("compress=maybe", "invalid --log-opt 'compress=maybe': compress takes true or false"),
     ]:
         r = _docker(clean, "run", "--rm", "--log-opt", opt, "default", "true")
         assert r.returncode == 125, r.stderr
         assert words in r.stderr
-    assert _docker(clean, "ps", "-a", "--format", "{{.Names}}").stdout == "rot\n"
+    r = _docker(
+        clean,
+        "run",
+        "--rm",
+        "--log-opt",
+        "compress=true",
+        "--log-opt",
+        "max-file=1",
+        "default",
+        "true",
+    )
+    assert "compress cannot be true when max-file is less than 2" in r.stderr  # Docker's words
+    opts[-1] = "max-file=3"
+    _docker(
+        clean,
+        "run",
+        "--name",
+        "gz",
+        *opts,
+        "--log-opt",
+        "compress=true",
+        "default",
+        "sh",
+        "-c",
+        script,
+    )
+    assert _docker(clean, "logs", "--tail", "150", "gz").stdout.splitlines() == [
+        f"line{i}" for i in range(2851, 3001)
+    ]  # into the files rotated out: compressed at once, or being compressed
+    assert _docker(clean, "ps", "-a", "--format", "{{.Names}}").stdout == "gz\nrot\n"
 
 
 @needs_cli

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import gzip
 import itertools
 import os
 import resource
@@ -326,6 +327,93 @@ def test_reopen_appends_and_drops_files_beyond_a_smaller_max(tmp_path: Path) -> 
     assert datas(read_entries(tmp_path))[-2:] == [b"line 0099", b"after"]
 
 
+def compressed_all(directory: Path, rotated: int) -> list[str]:
+    """The log files once ``rotated`` of them are compressed (each rotation's is gzipped in
+    the background, by a thread)."""
+    expected = sorted([LOG_NAME] + [f"{LOG_NAME}.{n}.gz" for n in range(1, rotated + 1)])
+    deadline = time.monotonic() + 30
+    while log_files(directory) != expected and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return log_files(directory)
+
+
+def test_compressed_rotation_keeps_every_record_in_order(tmp_path: Path) -> None:
+    """Docker's ``compress``: each file rotated out is gzipped, in another thread, and
+    every read takes the compressed files as the others: all, a tail reaching into them,
+    since a time inside them."""
+    with LogWriter.open(tmp_path, max_size=1000, max_files=4, compress=True) as writer:
+        lines = [b"line %04d" % i for i in range(300)]
+        for i, line in enumerate(lines):
+            writer.write("stdout", line + b"\n", now=1000 + i)
+    assert compressed_all(tmp_path, 3) == [LOG_NAME] + [f"{LOG_NAME}.{n}.gz" for n in (1, 2, 3)]
+    oldest = gzip.decompress((tmp_path / f"{LOG_NAME}.3.gz").read_bytes())
+    assert 900 < len(oldest) <= 1000 and b" stdout F line 0" in oldest
+    kept = datas(read_entries(tmp_path))
+    assert len(kept) > 3 * (1000 // 50) and kept == lines[-len(kept) :]
+    assert datas(read_entries(tmp_path, tail=len(kept) - 3)) == kept[3:]  # into .3.gz
+    entries = read_entries(tmp_path)
+    assert read_entries(tmp_path, since=entries[5].time) == entries[5:]
+
+
+def test_a_compressed_file_takes_the_name_its_source_has_when_done(tmp_path: Path) -> None:
+    """A compression that ends after later rotations moved its file puts the compressed
+    one where the file is then; one whose file left the directory meanwhile leaves
+    nothing."""
+    from boxd._logs import _compress
+
+    with LogWriter.open(tmp_path, max_size=100, max_files=5) as writer:
+        write_lines(writer, 10)
+    dir_fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        moved = os.open(tmp_path / f"{LOG_NAME}.1", os.O_RDONLY)
+        (tmp_path / f"{LOG_NAME}.1").rename(tmp_path / f"{LOG_NAME}.4")  # two rotations on
+        dropped = os.open(tmp_path / f"{LOG_NAME}.2", os.O_RDONLY)
+        (tmp_path / f"{LOG_NAME}.2").unlink()
+        for fd in (moved, dropped):
+            _compress(dir_fd, fd)
+            os.close(fd)
+    finally:
+        os.close(dir_fd)
+    names = log_files(tmp_path)
+    assert f"{LOG_NAME}.4.gz" in names and f"{LOG_NAME}.4" not in names
+    assert not any(name.startswith(".") for name in os.listdir(tmp_path))  # no part left
+
+
+def test_reopened_with_compress_the_files_left_uncompressed_are_compressed(
+    tmp_path: Path,
+) -> None:
+    """A daemon that ended before it compressed the files rotated out (or the part file it
+    was writing): the next writer compresses them and drops the part, but not one a
+    compression under way holds."""
+    with LogWriter.open(tmp_path, max_size=300, max_files=3) as writer:
+        lines = write_lines(writer, 20)
+    (tmp_path / f".{LOG_NAME}.gz.part-1").write_bytes(b"abandoned")
+    held = tmp_path / f".{LOG_NAME}.gz.part-2"
+    held.write_bytes(b"under way")
+    with held.open("rb") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        with LogWriter.open(tmp_path, max_size=300, max_files=3, compress=True):
+            assert compressed_all(tmp_path, 2)[-1] == f"{LOG_NAME}.2.gz"
+        assert sorted(n for n in os.listdir(tmp_path) if n.startswith(".")) == [held.name]
+    kept = datas(read_entries(tmp_path))
+    assert kept == lines[-len(kept) :] and len(kept) > 10
+
+
+def test_a_damaged_compressed_file_gives_what_it_holds_before_the_damage(
+    tmp_path: Path,
+) -> None:
+    with LogWriter.open(tmp_path, max_size=4000, max_files=2, compress=True) as writer:
+        lines = write_lines(writer, 120)
+    compressed_all(tmp_path, 1)
+    gz = tmp_path / f"{LOG_NAME}.1.gz"
+    current = len(raw_records(tmp_path))
+    gz.write_bytes(gz.read_bytes()[: gz.stat().st_size // 2])  # cut in the middle
+    for kept in (datas(read_entries(tmp_path)), datas(read_entries(tmp_path, tail=1000))):
+        saved = len(kept) - current
+        assert 0 < saved < len(lines) - current
+        assert kept == lines[:saved] + lines[-current:]
+
+
 def test_torn_and_garbage_records_are_skipped(tmp_path: Path) -> None:
     with LogWriter.open(tmp_path) as writer:
         writer.write("stdout", b"one\n", now=1)
@@ -645,6 +733,26 @@ async def test_follow_behind_dropped_files_never_repeats(
     assert got == sorted(set(got))
     assert got[:2] == lines[:2]
     assert got[-len(retained) :] == retained == lines[-len(retained) :]
+
+
+async def test_a_follow_reads_the_files_compressed_behind_it_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A follow that was reading a file when it and the next ones were rotated out and
+    compressed (not opened for it first: _HELD_FOR_A_FOLLOW) knows the compressed file of
+    the one it finished by its header, and reads the rest from the compressed ones."""
+    monkeypatch.setattr("boxd._logs._HELD_FOR_A_FOLLOW", 1)
+    writer = LogWriter.open(tmp_path, max_size=500, max_files=50, compress=True)
+    expected = write_lines(writer, 2)
+    done = trio.Event()
+    read = batches(tmp_path, until_closed=done)
+    got = datas(await read.__anext__())
+    expected += write_lines(writer, 200, start=2)
+    rotated = len(log_files(tmp_path)) - 1
+    names = compressed_all(tmp_path, rotated)  # the follow has opened none of them
+    assert rotated > 15 and all(name.endswith(".gz") for name in names if name != LOG_NAME)
+    assert got + await _the_rest(read, done) == expected
+    writer.close()
 
 
 async def test_follow_with_tail_since_and_a_callable(

@@ -367,8 +367,7 @@ def _log_config(log: Fields) -> tuple[str, int | None, int | None, tuple[str, ..
             option = log_option(key, value, taken=CONTAINER_LOG_OPTIONS)
         except ValueError as exc:
             raise ApiError(400, str(exc)) from None
-        if option is not None:
-            found[option[0]] = option[1]
+        found[option[0]] = option[1]
     return driver, found.get("max-size"), found.get("max-file"), tuple(kept)
 
 
