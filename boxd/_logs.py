@@ -21,7 +21,9 @@ With ``compress`` (Docker's log option) each file rotated out is then gzipped, i
 of Trio's cache, to ``container.log.N.gz``, which takes its place under the lock
 (``.N.gz`` files move up as the others do).  Its gzip header names the file it was made
 from (device and inode), so a follow that was reading that file knows the compressed one
-for it; readers decompress as they read (a tail's reach into one, all of it at once).
+for it, and the time of its last record, so a read since a later time skips it, as
+Docker's reads do; readers decompress as they read (a tail's reach into one, all of it at
+once).
 
 Only :func:`batches` and a rotation (which closes the dropped file in a thread of Trio's
 cache) need Trio, and import it when called: the output formatting can be used without
@@ -71,8 +73,9 @@ _ROTATED = re.compile(re.escape(LOG_NAME) + r"\.([1-9][0-9]*)(\.gz)?")
 _GZIP = ".gz"
 # A compression under way: the temporary file's name, the source's inode after it.
 _COMPRESSING = f".{LOG_NAME}{_GZIP}.part-"
-# What a compressed file's gzip header names (FNAME): the file it was made from.
-_SOURCE = re.compile(re.escape(LOG_NAME).encode() + rb"@([0-9]+):([0-9]+)")
+# What a compressed file's gzip header names (FNAME): the file it was made from (device,
+# inode) and the time of its last record, as Docker's header keeps it, to skip it unread.
+_SOURCE = re.compile(re.escape(LOG_NAME).encode() + rb"@([0-9]+):([0-9]+)(?:@([0-9]+))?")
 _GZIP_FLAGS, _FEXTRA, _FNAME = 3, 0x04, 0x08  # RFC 1952: the flags byte, two of its bits
 _GZIP_BLOCK = 8 * 1024  # compressed bytes a reader takes at a time (~10x that of records)
 _TIME = re.compile(rb"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:\d\d)")
@@ -550,13 +553,15 @@ def _compress(dir_fd: int, fd: int) -> None:
     st = os.fstat(fd)
     if not st.st_nlink:
         return  # rotated out (or its container removed) before its turn
+    last = _last_time(fd, st.st_size)
+    source = f"{LOG_NAME}@{st.st_dev}:{st.st_ino}" + ("" if last is None else f"@{last}")
     part = f"{_COMPRESSING}{st.st_ino}"
     out = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o640, dir_fd=dir_fd)
     try:
         fcntl.flock(out, fcntl.LOCK_EX)  # in use: a writer opening the log leaves it alone
         with (
             open(out, "wb", closefd=False) as raw,
-            gzip.GzipFile(f"{LOG_NAME}@{st.st_dev}:{st.st_ino}", "wb", 6, raw, st.st_mtime) as gz,
+            gzip.GzipFile(source, "wb", 6, raw, st.st_mtime) as gz,
         ):
             pos = 0
             while chunk := os.pread(fd, _COPY_BLOCK, pos):
@@ -578,6 +583,17 @@ def _compress(dir_fd: int, fd: int) -> None:
         raise
     finally:
         os.close(out)
+
+
+def _last_time(fd: int, size: int) -> int | None:
+    """The time of the last whole record of the log file ``fd`` of ``size`` bytes."""
+    reach = min(size, _MAX_LINE + 1)
+    lines = os.pread(fd, reach, size - reach).split(b"\n")[:-1]  # after the last: unended
+    for raw in reversed(lines[1:] if reach < size else lines):  # the first may be cut
+        entry = _parse_record(raw)
+        if entry is not None:
+            return entry.time_ns
+    return None
 
 
 def _is_file(dir_fd: int, name: str, st: os.stat_result) -> bool:
@@ -619,15 +635,20 @@ def _close_in_thread(fds: list[int]) -> None:
 
 
 class _LogFile:
-    """A log file opened by a snapshot: its descriptor, whether it is gzipped, and the
-    identity of the file it holds the records of (a compressed one's source's)."""
+    """A log file opened by a snapshot: its descriptor, whether it is gzipped, the
+    identity of the file it holds the records of (a compressed one's source's) and, for a
+    compressed one, the time of its last record if its header says it."""
 
-    __slots__ = ("compressed", "fd", "ident")
+    __slots__ = ("compressed", "fd", "ident", "last_ns")
 
     def __init__(self, fd: int, compressed: bool) -> None:
         self.fd = fd
         self.compressed = compressed
-        self.ident = _source(fd) if compressed else _ident(os.fstat(fd))
+        self.last_ns: int | None = None
+        if compressed:
+            self.ident, self.last_ns = _source(fd)
+        else:
+            self.ident = _ident(os.fstat(fd))
 
 
 def _snapshot(dir_fd: int, *, blocking: bool) -> list[_LogFile] | None:
@@ -663,17 +684,31 @@ def _ident(stat: os.stat_result) -> tuple[int, int]:
     return stat.st_dev, stat.st_ino
 
 
-def _source(fd: int) -> tuple[int, int]:
-    """The identity of the file the compressed log file ``fd`` was made from, as its gzip
-    header names it (the compressed file's own if it names none of ours)."""
+def _source(fd: int) -> tuple[tuple[int, int], int | None]:
+    """The identity of the file the compressed log file ``fd`` was made from and the time
+    of its last record, as its gzip header names them (the compressed file's own identity
+    and None if it names none of ours)."""
     head = os.pread(fd, 256, 0)
     if len(head) > 10 and head[:3] == b"\x1f\x8b\x08":
         flags = head[_GZIP_FLAGS]
         name, nul, _ = head[10:].partition(b"\0")
         match = _SOURCE.fullmatch(name)
         if flags & _FNAME and not flags & _FEXTRA and nul and match is not None:
-            return int(match[1]), int(match[2])
-    return _ident(os.fstat(fd))
+            return (int(match[1]), int(match[2])), None if match[3] is None else int(match[3])
+    return _ident(os.fstat(fd)), None
+
+
+def _since(files: list[_LogFile], since_ns: int | None) -> list[_LogFile]:
+    """The ``files`` (oldest first) but the compressed ones that end before ``since_ns``
+    (closed), as Docker skips them; never the last."""
+    ended = [
+        f
+        for f in files[:-1]
+        if since_ns is not None and f.last_ns is not None and f.last_ns < since_ns
+    ]
+    for file in ended:
+        os.close(file.fd)
+    return [file for file in files if file not in ended]
 
 
 def _inflated(fd: int) -> bytes:
@@ -880,6 +915,7 @@ def read_entries(
             return []
         if tail is not None:
             return _tail(files, tail, since_ns)[0]
+        files = _since(files, since_ns)
         return list(_forward(files, since_ns))
     finally:
         for file in files:
@@ -1020,9 +1056,10 @@ async def batches(
     try:
         # Without following, what the files hold now, as Docker reads them: a chatty
         # container wrote faster than a client read, and `docker logs` never ended.
+        files = await _snapshot_async(dir_fd)
         queue.extend(
             _Cursor(file, end=None if follow or file.compressed else os.fstat(file.fd).st_size)
-            for file in await _snapshot_async(dir_fd)
+            for file in (files if tail is not None else _since(files, since_ns))
         )
         if tail is not None and queue:
             files = [cursor.file for cursor in queue]

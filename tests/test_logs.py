@@ -355,6 +355,29 @@ def test_compressed_rotation_keeps_every_record_in_order(tmp_path: Path) -> None
     assert read_entries(tmp_path, since=entries[5].time) == entries[5:]
 
 
+async def test_a_read_since_skips_the_compressed_files_that_end_before(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A compressed file's header keeps its last record's time (as Docker's does): a read
+    since a later time does not decompress it."""
+    with LogWriter.open(tmp_path, max_size=1000, max_files=4, compress=True) as writer:
+        for i in range(100):
+            writer.write("stdout", b"line %04d\n" % i, now=1000 + i)
+    compressed_all(tmp_path, 3)
+    entries = read_entries(tmp_path)
+    newest = len(raw_records(tmp_path))  # the records of the file being written
+
+    def unread(*args: object) -> None:
+        raise AssertionError("a compressed file was read")
+
+    monkeypatch.setattr("boxd._logs._Cursor._inflated_chunk", unread)
+    since = entries[-newest].time_ns
+    assert read_entries(tmp_path, since=since / 1e9) == entries[-newest:]
+    assert [e async for batch in batches(tmp_path, since_ns=since) for e in batch] == entries[
+        -newest:
+    ]
+
+
 def test_a_compressed_file_takes_the_name_its_source_has_when_done(tmp_path: Path) -> None:
     """A compression that ends after later rotations moved its file puts the compressed
     one where the file is then; one whose file left the directory meanwhile leaves
