@@ -43,12 +43,14 @@ import time
 import zlib
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import attrs
 
 if TYPE_CHECKING:
     import trio
+
+_T = TypeVar("_T")
 
 LOG_NAME = "container.log"
 DEFAULT_MAX_SIZE = 10 * 1024 * 1024
@@ -442,10 +444,10 @@ class LogWriter:
         ``inode`` (see position), as it was read; None if that file is gone (rotated out)."""
         files = _snapshot(self._dir_fd, blocking=True) or []
         try:
-            inodes = [file.ident[1] for file in files]
-            if inode not in inodes:
+            at = _last_of([file.ident[1] for file in files], inode)
+            if at is None:
                 return None
-            since = _forward(files[inodes.index(inode) :], None, size)
+            since = _forward(files[at:], None, size)
             return b"".join(map(OutputFormatter().format, (e for e in since if e.stream == stream)))
         finally:
             for file in files:
@@ -696,6 +698,16 @@ def _source(fd: int) -> tuple[tuple[int, int], int | None]:
         if flags & _FNAME and not flags & _FEXTRA and nul and match is not None:
             return (int(match[1]), int(match[2])), None if match[3] is None else int(match[3])
     return _ident(os.fstat(fd)), None
+
+
+def _last_of(idents: list[_T], ident: _T) -> int | None:
+    """Where ``ident`` is last in ``idents``, or None.  The last: a compressed file names
+    the inode its source had, which the file system may have given a newer file since
+    (the source gone), and a file still open (a follow's, the writer's) has no other."""
+    for at in range(len(idents) - 1, -1, -1):
+        if idents[at] == ident:
+            return at
+    return None
 
 
 def _since(files: list[_LogFile], since_ns: int | None) -> list[_LogFile]:
@@ -959,11 +971,9 @@ async def _newer_files(dir_fd: int, current: _Cursor | None) -> list[_Cursor]:
 def _after(files: list[_LogFile], current: _Cursor | None) -> list[_Cursor]:
     """Cursors of the ``files`` of a snapshot (oldest first) newer than ``current``; the
     others closed."""
-    idents = [file.ident for file in files]
+    at = None if current is None else _last_of([file.ident for file in files], current.ident)
     # Not found: ``current`` was dropped by rotation, so every file left is newer.
-    start = 0
-    if current is not None and current.ident in idents:
-        start = idents.index(current.ident) + 1
+    start = 0 if at is None else at + 1
     for file in files[:start]:
         os.close(file.fd)
     return [_Cursor(file) for file in files[start:]]
