@@ -540,7 +540,8 @@ class _Compressions:
             try:
                 _compress(dir_fd, fd)
             except OSError as exc:
-                _warn("%s: a rotated log file was not compressed: %s", self._where, exc)
+                if os.fstat(fd).st_nlink:  # (else rotated out, or its container removed)
+                    _warn("%s: a rotated log file was not compressed: %s", self._where, exc)
             finally:
                 os.close(fd)
                 os.close(dir_fd)

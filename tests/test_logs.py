@@ -20,6 +20,7 @@ import pytest
 import trio
 import trio.testing
 
+import boxd._logs as logs_module
 from boxd._logs import (
     DEFAULT_MAX_FILES,
     DEFAULT_MAX_SIZE,
@@ -429,6 +430,28 @@ def test_a_compressed_file_naming_the_inode_of_a_newer_file_is_not_taken_for_it(
     finally:
         os.close(dir_fd)
         current.close()
+
+
+def test_a_compression_of_a_removed_log_ends_without_a_warning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A container removed while its log's rotated file is compressed: nothing to warn
+    about (its directory went with its files, the part file too)."""
+    directory = tmp_path / "logs"
+    looked = threading.Event()
+    real = logs_module._is_file
+
+    def removed_first(dir_fd: int, name: str, st: os.stat_result) -> bool:
+        shutil.rmtree(directory, ignore_errors=True)
+        looked.set()
+        return real(dir_fd, name, st)
+
+    monkeypatch.setattr(logs_module, "_is_file", removed_first)
+    with LogWriter.open(directory, max_size=300, max_files=3, compress=True) as writer:
+        write_lines(writer, 10)
+    assert looked.wait(30)
+    time.sleep(0.2)  # the thread's end
+    assert not [r for r in caplog.records if "not compressed" in r.getMessage()]
 
 
 def test_reopened_with_compress_the_files_left_uncompressed_are_compressed(
