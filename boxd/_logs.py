@@ -559,9 +559,10 @@ def _compress(dir_fd: int, fd: int) -> None:
     last = _last_time(fd, st.st_size)
     source = f"{LOG_NAME}@{st.st_dev}:{st.st_ino}" + ("" if last is None else f"@{last}")
     part = f"{_COMPRESSING}{st.st_ino}"
-    out = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o640, dir_fd=dir_fd)
+    out = _new_part(dir_fd, part)
+    if out is None:
+        return  # another writer's compression of it (the container's run before) is under way
     try:
-        fcntl.flock(out, fcntl.LOCK_EX)  # in use: a writer opening the log leaves it alone
         with (
             open(out, "wb", closefd=False) as raw,
             gzip.GzipFile(source, "wb", 6, raw, st.st_mtime) as gz,
@@ -610,8 +611,28 @@ def _is_file(dir_fd: int, name: str, st: os.stat_result) -> bool:
         return False
 
 
+def _new_part(dir_fd: int, part: str) -> int | None:
+    """The part file ``part`` made and locked (its compression's while it runs: see
+    _drop_abandoned), under the directory's lock, which a writer opening the log holds as
+    it drops abandoned ones; None if a compression under way has it."""
+    fcntl.flock(dir_fd, fcntl.LOCK_EX)
+    try:
+        _drop_abandoned(dir_fd, part)
+        try:
+            out = os.open(
+                part, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o640, dir_fd=dir_fd
+            )
+        except FileExistsError:
+            return None
+        fcntl.flock(out, fcntl.LOCK_EX)
+        return out
+    finally:
+        fcntl.flock(dir_fd, fcntl.LOCK_UN)
+
+
 def _drop_abandoned(dir_fd: int, name: str) -> None:
-    """Remove a compression's part file unless a compression holds it (its lock)."""
+    """Remove a compression's part file unless a compression holds it (its lock); with the
+    directory's lock held."""
     try:
         fd = os.open(name, _READ, dir_fd=dir_fd)
     except FileNotFoundError:

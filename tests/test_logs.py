@@ -432,6 +432,31 @@ def test_a_compressed_file_naming_the_inode_of_a_newer_file_is_not_taken_for_it(
         current.close()
 
 
+def test_a_compression_under_way_elsewhere_is_left_to_finish(tmp_path: Path) -> None:
+    """A container's restart opens its log again while the last run's writer still
+    compresses a file, and the new writer queues that file too: its compression leaves
+    the other's part file alone (it made its own with O_TRUNC, under the other's), and
+    takes over one whose compression has ended (its lock gone)."""
+    with LogWriter.open(tmp_path, max_size=100, max_files=5) as writer:
+        write_lines(writer, 10)
+    source = tmp_path / f"{LOG_NAME}.1"
+    part = tmp_path / f".{LOG_NAME}.gz.part-{source.stat().st_ino}"
+    part.write_bytes(b"being written")
+    dir_fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    fd = os.open(source, os.O_RDONLY)
+    try:
+        with part.open("rb") as held:
+            fcntl.flock(held, fcntl.LOCK_EX)
+            logs_module._compress(dir_fd, fd)
+            assert part.read_bytes() == b"being written" and source.exists()
+        logs_module._compress(dir_fd, fd)
+    finally:
+        os.close(fd)
+        os.close(dir_fd)
+    assert not part.exists() and not source.exists()
+    assert gzip.decompress((tmp_path / f"{LOG_NAME}.1.gz").read_bytes()).endswith(b"line 0007\n")
+
+
 def test_a_compression_of_a_removed_log_ends_without_a_warning(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
