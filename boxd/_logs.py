@@ -517,12 +517,18 @@ class _Compressions:
         self._running = False
 
     def add(self, dir_fd: int, fd: int) -> None:
-        """Compress the log file ``fd`` of the directory ``dir_fd`` (``fd`` is taken)."""
+        """Compress the log file ``fd`` of the directory ``dir_fd`` (``fd`` is taken: closed
+        at once if it cannot be, left uncompressed for the log's next opening)."""
         from trio.lowlevel import start_thread_soon
 
         # The directory opened anew, not dup()ed: flock() locks are an open file's, and the
         # writer's rotations must wait for a compression's renames.
-        own = os.open(".", _READ | os.O_DIRECTORY, dir_fd=dir_fd)
+        try:
+            own = os.open(".", _READ | os.O_DIRECTORY, dir_fd=dir_fd)
+        except OSError as exc:
+            os.close(fd)
+            _warn("%s: a rotated log file was not compressed: %s", self._where, exc)
+            return
         with self._lock:
             self._waiting.append((own, fd))
             if self._running:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import gzip
 import itertools
@@ -455,6 +456,33 @@ def test_a_compression_under_way_elsewhere_is_left_to_finish(tmp_path: Path) -> 
         os.close(dir_fd)
     assert not part.exists() and not source.exists()
     assert gzip.decompress((tmp_path / f"{LOG_NAME}.1.gz").read_bytes()).endswith(b"line 0007\n")
+
+
+def test_out_of_descriptors_a_rotation_goes_on_uncompressed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A compression that cannot open the log's directory (no descriptor left): the
+    rotated file stays as it is (the log's next opening compresses it), the log goes on,
+    nothing is left open."""
+    real_open = os.open
+
+    def no_directory(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+        if path == ".":
+            raise OSError(errno.EMFILE, "Too many open files")
+        return real_open(path, flags, *args, **kwargs)
+
+    before = len(os.listdir("/proc/self/fd"))
+    monkeypatch.setattr(os, "open", no_directory)
+    with LogWriter.open(tmp_path, max_size=300, max_files=3, compress=True) as writer:
+        lines = write_lines(writer, 20)
+    monkeypatch.undo()
+    assert log_files(tmp_path) == [LOG_NAME, f"{LOG_NAME}.1", f"{LOG_NAME}.2"]
+    assert datas(read_entries(tmp_path))[-1] == lines[-1]
+    assert any("not compressed: [Errno 24]" in r.getMessage() for r in caplog.records)
+    deadline = time.monotonic() + 10  # (the rotations' closes are made in threads)
+    while len(os.listdir("/proc/self/fd")) > before and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert len(os.listdir("/proc/self/fd")) == before
 
 
 def test_a_compression_of_a_removed_log_ends_without_a_warning(
