@@ -490,7 +490,7 @@ def check_kept_log_options(kept: tuple[str, ...]) -> None:
                 )
             parse_size(value, what="log option max-buffer-size")
         if key == "compress" and value not in GO_BOOLS:
-            raise invalid("log_options", option, "compress takes true or false")
+            raise ValueError(f"invalid log option compress {value!r}: expected true or false")
         if key not in ("mode", "max-buffer-size", "compress"):
             _logattrs.check(key, value)
 

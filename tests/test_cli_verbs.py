@@ -563,7 +563,7 @@ def test_log_driver_and_log_opt(daemon: Daemon) -> None:
         (("--log-driver", "syslog"), "invalid --log-driver 'syslog': use json-file, local or none"),
         (("--log-opt", "syslog-address=udp://x"), "invalid --log-opt 'syslog-address=udp://x'"),
         (("--log-driver", "none", "--log-opt", "max-file=2"), "--log-driver none keeps none"),
-        (("--log-opt", "compress=maybe"), "invalid --log-opt 'compress=maybe': compress takes"),
+        (("--log-opt", "compress=maybe"), "invalid log option compress 'maybe': expected true"),
         (
             ("--log-opt", "compress=1", "--log-opt", "max-file=1"),
             "compress cannot be true when max-file is less than 2",

@@ -448,7 +448,7 @@ def test_log_opt_rotation_and_refusals(clean: Daemon) -> None:
         ("max-size=lots", "invalid log option max-size 'lots'"),
         ("max-file=0", "invalid log option max-file '0'"),
         ("syslog-address=udp://x", "log option syslog-address='udp://x' is not supported"),
-        ("compress=maybe", "invalid --log-opt 'compress=maybe': compress takes true or false"),
+        ("compress=maybe", "invalid log option compress 'maybe': expected true or false"),
     ]:
         r = _docker(clean, "run", "--rm", "--log-opt", opt, "default", "true")
         assert r.returncode == 125, r.stderr
