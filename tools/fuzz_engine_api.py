@@ -17,7 +17,7 @@ over TCP only), and runs rounds of generated requests:
 
 Before each operation of a round the fixtures are there again (a running container, an
 image, a network, a volume, an exec), and half of the cases name them in the path, so
-that path parameters hit real objects.  Every request first passes :func:`make_safe`,
+that path parameters hit real objects.  Every request first passes :func:`fuzz_rules.make_safe`,
 which strips what could touch the host.  After the rounds the daemon must answer, its
 open files must be back to their count before them, and nothing may be left (containers,
 volumes, networks, images, mounts, cgroups, shims, links); failures are printed grouped
@@ -52,6 +52,7 @@ from typing import Any
 import requests
 import schemathesis
 import yaml
+from fuzz_rules import known, make_safe, nullable, safe_query, without_nullable
 from hypothesis import HealthCheck, Phase, Verbosity, given, settings
 from hypothesis import seed as hypothesis_seed
 from hypothesis.errors import FlakyStrategyDefinition, Unsatisfiable
@@ -96,36 +97,6 @@ SCHEMA_AT = re.compile(r"Schema at (\S+):")
 CLONE_NEWNET = 0x40000000
 MNT_DETACH = 2
 
-# Fields dropped from any object of a request body, wherever it is nested: each gives a
-# container more of the host (devices, capabilities, kernel settings, a runtime, a log
-# driver that writes to the host's syslog or network, a cgroup outside the daemon's, a
-# volume bound to a host path, weaker confinement).
-HOST_FIELDS = frozenset(
-    {
-        "Privileged",
-        "Devices",
-        "DeviceRequests",
-        "DeviceCgroupRules",
-        "CapAdd",
-        "Capabilities",
-        "Sysctls",
-        "SecurityOpt",
-        "Runtime",
-        "LogConfig",
-        "CgroupParent",
-        "VolumeDriver",
-        "DriverOpts",
-        "DriverConfig",
-        "MaskedPaths",
-        "ReadonlyPaths",
-        "BindOptions",
-    }
-)
-# Namespace modes dropped when they name the host's namespace.
-NAMESPACE_MODES = frozenset(
-    {"NetworkMode", "PidMode", "IpcMode", "UTSMode", "UsernsMode", "CgroupnsMode", "Cgroup"}
-)
-
 
 def log(message: str) -> None:
     print(f"fuzz: {message}", file=sys.stderr, flush=True)
@@ -152,53 +123,6 @@ def swagger_text(path: str | None, repo: str, tag: str) -> str:
             f"fuzz: no API description: {detail}\n"
             f"  give --swagger PATH, or --moby-repo (a clone of moby with the tag {tag})"
         ) from None
-
-
-def without_nullable(spec: object) -> Any:
-    """``spec`` without ``x-nullable: true``: schemathesis makes such a schema an ``anyOf``
-    of it and null, whose failure names neither the field nor what was wrong; the nulls
-    are told apart afterwards (:func:`nullable`)."""
-    if isinstance(spec, list):
-        return [without_nullable(item) for item in spec]
-    if not isinstance(spec, dict):
-        return spec
-    return {k: without_nullable(v) for k, v in spec.items() if (k, v) != ("x-nullable", True)}
-
-
-def nullable(spec: dict[str, Any], pointer: str) -> bool:
-    """Whether dockerd may write ``null`` where ``pointer`` (a JSON pointer into ``spec``,
-    or into an operation's own schema when it resolves to nothing) leads: Go's encoder
-    writes a nil list, map or pointer so (``"CapAdd": null``, an exec's ``"ExitCode":
-    null`` before it ran), which moby's description allows only by ``x-nullable`` and
-    forbids only where it says ``x-nullable: false``."""
-    node: Any = spec
-    for part in pointer.strip("/").split("/"):
-        if isinstance(node, list) and part.isdigit() and int(part) < len(node):
-            node = node[int(part)]
-        elif isinstance(node, dict) and part in node:
-            node = node[part]
-        else:
-            return True
-    return not (isinstance(node, dict) and node.get("x-nullable") is False)
-
-
-# Where boxd answers as dockerd does and the description says otherwise, or where the
-# fuzzer's namespace is why: (status or 0 for any, what the answer or the failure says,
-# why).  Such failures are counted apart, not as findings.
-KNOWN = (
-    (501, "docker search is not supported", "boxd does not search registries (README)"),
-    (500, "cannot reach registry", "no network in the fuzzer's namespace"),
-    (0, 'is not one of "default", "', 'Isolation: dockerd on Linux writes "" too'),
-    (0, "Schema at /definitions/Volume/properties/Labels:", "dockerd: null when made without"),
-)
-
-
-def known(status: int, text: str) -> str | None:
-    """Why a failure (its status, the answer and the failure's message) is no finding."""
-    for code, says, why in KNOWN:
-        if code in (0, status) and says in text:
-            return why
-    return None
 
 
 # -- the daemon, a client of its socket, and the TCP forwarder --------------------------
@@ -386,54 +310,6 @@ class Daemon:
             self.process.wait()
             return "boxd ignored SIGTERM for 60 s and was killed"
         return "" if code == 0 else f"boxd exited {code} on SIGTERM"
-
-
-# -- what a request may not do to the host ---------------------------------------------
-
-
-def make_safe(value: object, scratch: Path) -> None:
-    """Strip, in place and at any depth of a request body, what could reach beyond the
-    daemon's scratch root: the fields of :data:`HOST_FIELDS`, host namespace modes, an
-    image that is a host directory, and host paths of binds (moved below
-    ``scratch/host``)."""
-    if isinstance(value, list):
-        for i, item in enumerate(value):
-            if isinstance(item, str) and item.startswith("/") and ":" in item:
-                value[i] = _bind_string(item, scratch)  # a Binds entry
-            else:
-                make_safe(item, scratch)
-        return
-    if not isinstance(value, dict):
-        return
-    for key in list(value):
-        item = value[key]
-        host_mode = key in NAMESPACE_MODES and isinstance(item, str) and "host" in item.lower()
-        if key in HOST_FIELDS or host_mode:
-            del value[key]
-        elif key in ("Source", "Image") and isinstance(item, str) and item.startswith("/"):
-            value[key] = _below(item, scratch)
-        else:
-            make_safe(item, scratch)
-
-
-def _below(path: str, scratch: Path) -> str:
-    return str(scratch / "host" / path.lstrip("/"))
-
-
-def _bind_string(bind: str, scratch: Path) -> str:
-    source, _, rest = bind.partition(":")
-    return f"{_below(source, scratch)}:{rest}"
-
-
-def safe_query(query: dict[str, Any] | None) -> None:
-    """The build's ``networkmode=host`` (its RUN steps in the host's namespace) dropped; a
-    stop's or restart's wait ``t`` cut to 2 s, that a case does not hold the run."""
-    if not isinstance(query, dict):
-        return
-    if "host" in str(query.get("networkmode", "")).lower():
-        del query["networkmode"]
-    if isinstance(query.get("t"), int) and not 0 <= query["t"] <= 2:
-        query["t"] = 2  # (a negative one waits for ever)
 
 
 # -- fixtures ---------------------------------------------------------------------------
@@ -953,6 +829,9 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         raise SystemExit(f"fuzz: unknown checks {unknown}; known: {', '.join(known)}")
     checks = CHECKS.get_by_names([name for name in args.checks.split(",") if name])
+    # A Ctrl-C (also where a shell started us with SIGINT ignored) or a SIGTERM ends the
+    # rounds; what was made is removed either way.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _terminate)
     _enter_network_namespace()
     scratch = Path(tempfile.mkdtemp(prefix="boxd-fuzz-", dir=args.scratch))
