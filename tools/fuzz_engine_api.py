@@ -491,6 +491,7 @@ def leftovers(daemon: Daemon, before: Snapshot) -> list[str]:
             extra = sorted(Counter(now.fds.values()) - Counter(before.fds.values()))
             found.append(f"{len(now.fds)} open files, {len(before.fds)} before: {extra[:20]}")
         if not found or time.monotonic() > deadline:
+            log(f"the daemon's open files: {len(before.fds)} before, {len(now.fds)} after")
             return found
         time.sleep(0.5)
 
