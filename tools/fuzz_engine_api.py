@@ -571,9 +571,10 @@ def _counts(
     spec: dict[str, Any], title: str, status: int, case: Any, response: Any, message: str
 ) -> bool:
     """Whether a failure schemathesis found is one: not where the description is stricter
-    than dockerd, which sends no type with no body, every error as JSON
-    whatever an operation says it produces, and swarm mode's "this node is not a swarm
-    manager" with the 503 it documents."""
+    than dockerd, which sends no type with no body, every error as JSON whatever an
+    operation says it produces, ``null`` for a nil list, map or pointer (see
+    :func:`fuzz_rules.nullable`), and swarm mode's "this node is not a swarm manager" with
+    the 503 it documents."""
     if not response.content and title == "Missing Content-Type header":
         return False
     json_error = response.headers.get("content-type", [""])[0].startswith("application/json")
@@ -587,6 +588,9 @@ def _counts(
 
 @dataclass
 class Fuzzer:
+    """The rounds: cases made by schemathesis, sent through the forwarder, their failures
+    kept in :attr:`findings`."""
+
     schema: Any  # schemathesis's BaseSchema
     spec: dict[str, Any]  # the description as moby wrote it
     daemon: Daemon
@@ -660,14 +664,17 @@ class Fuzzer:
         if response.status_code != 201:
             return
         cid = json.loads(response.content)["Id"]
-        for method, path in (("POST", f"/containers/{cid}/start"),
-                             ("DELETE", f"/containers/{cid}?force=1&v=1")):  # fmt: skip
+        after = (
+            ("start", "POST", f"/containers/{cid}/start"),
+            ("rm -f", "DELETE", f"/containers/{cid}?force=1&v=1"),
+        )
+        for what, method, path in after:
             try:
                 status, why = engine(self.daemon.docker_socket, method, path, timeout=60)
             except OSError as exc:
                 status, why = 599, str(exc)
             if status >= 500:
-                self.record(case, f"{method} {path.split('?')[0][:24]}... after it", f"{why}")
+                self.record(case, f"Server error of its {what}", f"{status}: {why}")
 
     def fuzz(self, operation: Any, mode: Any, examples: int, query: Any = None) -> None:
         """``examples`` cases of ``operation`` (half of them on the fixtures)."""
