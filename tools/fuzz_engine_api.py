@@ -534,6 +534,7 @@ class Findings:
     requests: Counter[str] = field(default_factory=Counter)  # by round
     not_run: dict[str, str] = field(default_factory=dict)  # operation: why
     known: Counter[tuple[str, str]] = field(default_factory=Counter)  # see KNOWN
+    statuses: Counter[int] = field(default_factory=Counter)  # of every answer
 
     def add(self, endpoint: str, check: str, example: str) -> None:
         key = (endpoint, check)
@@ -544,6 +545,7 @@ class Findings:
 
     def print(self) -> None:
         print(f"\nrequests sent: {dict(self.requests)} ({sum(self.requests.values())} in all)")
+        print(f"answers by status: {dict(sorted(self.statuses.items()))}")
         nothing = sorted(op for op, why in self.not_run.items() if why == NOTHING_TO_NEGATE)
         if nothing:
             print(f"{len(nothing)} operations with nothing to get wrong: {', '.join(nothing)}")
@@ -617,7 +619,9 @@ class Fuzzer:
         read timeout)."""
         self.findings.requests[self.round] += 1
         try:
-            return case.call(base_url=BASE_URL, timeout=self.timeout, **kwargs)
+            response = case.call(base_url=BASE_URL, timeout=self.timeout, **kwargs)
+            self.findings.statuses[response.status_code] += 1
+            return response
         except requests.Timeout:
             if case.operation.path not in STREAMING:
                 self.record(case, "timeout", f"no answer in {self.timeout} s")
@@ -719,6 +723,7 @@ class Fuzzer:
                 with contextlib.suppress(requests.RequestException):
                     first = next(response.iter_content(300), b"")
                 status, body = response.status_code, first.decode(errors="replace")
+                self.findings.statuses[status] += 1
                 why = known(status, body)
                 if status >= 500 and why is not None:
                     self.findings.known[case.operation.label, why] += 1
@@ -740,6 +745,7 @@ class Fuzzer:
                 return {"base_url": BASE_URL, "timeout": fuzzer.timeout}
 
             def validate_response(self, response: Any, case: Any, **kwargs: Any) -> None:
+                fuzzer.findings.statuses[response.status_code] += 1
                 fuzzer.validate(case, response)
 
         # One scenario a run: the machine's steps depend on the daemon's answers, which
