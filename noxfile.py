@@ -1,4 +1,5 @@
-"""Developer and CI entry points: ``nox -s tests``, ``lint``, ``typecheck``, ``bench``, ``demo``."""
+"""Developer and CI entry points: ``nox -s tests``, ``lint``, ``typecheck``, ``bench``, ``demo``,
+``fuzz``."""
 
 from __future__ import annotations
 
@@ -61,3 +62,13 @@ def demo(session: nox.Session) -> None:
     its /proc view: the ``fuse`` extra)."""
     _install(session, "fuse,test")
     session.run("python", "-m", "boxd._demo", *session.posargs)
+
+
+@nox.session
+def fuzz(session: nox.Session) -> None:
+    """The Engine API fuzzed with schemathesis against moby's API description, on a daemon
+    of its own (root; not part of ``tests`` nor CI): ``tools/fuzz_engine_api.py --help``.
+    A Ctrl-C is the tool's to handle: it removes what it made before it exits."""
+    _install(session, "fuse")
+    session.install("schemathesis>=4.32,<5")
+    session.run("python", "tools/fuzz_engine_api.py", *session.posargs, interrupt_timeout=None)
