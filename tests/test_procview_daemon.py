@@ -224,3 +224,14 @@ def test_sendfile_readers_in_two_containers_each_get_their_own(
                 assert tail.endswith(" kB\n") and tail.count("\n") == 1
     finally:
         daemon.ctl("rm", "-f", "one", "every")
+
+
+def test_copying_the_view_to_the_output_stops_nothing(daemon: Daemon, busybox_root: Path) -> None:
+    """busybox's ``cat`` holds the lock of its output, a pipe the daemon reads, while
+    sendfile waits for the view's pages; a read of that pipe waits for its lock: served
+    from the event loop's thread, the view never answered and the daemon stopped."""
+    script = "i=0; while [ $i -lt 200 ]; do cat /proc/cpuinfo /proc/meminfo; i=$((i+1)); done"
+    r = daemon.ctl(
+        "run", "--rm", "--memory", "64m", "--rootfs", str(busybox_root), "sh", "-c", script
+    )
+    assert r.stdout.count("MemTotal:          65536 kB\n") == 200
