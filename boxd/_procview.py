@@ -603,7 +603,7 @@ def _read_without_waiting(before: set[int]) -> None:
     """Make the device pyfuse3 has just opened (the one not in ``before``) answer a read
     with nothing to read by EAGAIN, not by waiting.
 
-    pyfuse3 reads the device, a blocking read in the Trio thread holding the GIL, once it
+    pyfuse3 reads the device, a blocking read in its Trio thread holding the GIL, once it
     is readable; a request whose reader got a fatal signal in between (a container killed
     while it reads /proc/meminfo, as ``top`` does) is taken back by the kernel while
     still pending, and the read then waited for the next request: every task and thread
