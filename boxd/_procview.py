@@ -3,19 +3,27 @@
 Inside a container, ``free``, ``top``, JVMs and ``os.cpu_count()`` read the host's
 /proc/meminfo, /proc/cpuinfo and /sys/devices/system/cpu/online and size themselves for
 the whole machine.  The daemon serves ONE FUSE filesystem (pyfuse3 keeps one session per
-process) and the spawn path bind-mounts its files over the container's copies (see
-:meth:`ProcView.files`).  What a file shows depends on who opens it: the opener's thread
-id goes to the view's :class:`Resolver` (the supervisor), which names its container (or
-``None`` for a process that is in none, which then sees the host's file) and answers with
-that container's :class:`ViewLimits`.
+process) with a directory per container, ``<mount>/<container id>/proc/meminfo`` ..., and
+the spawn path bind-mounts that container's files over its copies (see
+:meth:`ProcView.files`).  A container's directory is made when the kernel looks its id
+up and the view's :class:`Resolver` (the supervisor) knows it, and is dropped when the
+kernel forgets it or the container is removed; its files render what the resolver's
+:class:`ViewLimits` for that container give.
 
-pyfuse3 gives ``read()`` no request context, so ``open()`` finds the container and keeps it
-with the file handle.  As in procfs, a read from offset 0 renders the file anew: ``free
--s``, ``vmstat 1`` and ``top`` keep the file open and read it again from the start, and see
-the counters change.  Later reads slice that rendering, which is dropped once read to the
-end.  A container holds at most :data:`MAX_OPEN` of the view's files open at once (EMFILE
-beyond): the handles live in the daemon's memory, not in the container's cgroup.  Handles
-use ``direct_io``, so the reported size (0, as in procfs) does not matter.
+As in procfs, a read from offset 0 renders the file anew: ``free -s``, ``vmstat 1`` and
+``top`` keep the file open and read it again from the start, and see the counters change.
+Later reads slice that rendering, which is dropped once read to the end.  A container
+holds at most :data:`MAX_OPEN` of the view's files open at once (EMFILE beyond): the
+handles live in the daemon's memory, not in the container's cgroup.
+
+Plain reads go to the view directly (``direct_io``), but ``sendfile`` and ``splice``
+(busybox's ``cat`` and ``head``, coreutils' ``copy_file_range``) read through the page
+cache, up to the size the kernel has for the file: with procfs's size 0 they read
+nothing.  So a file reports the length of its rendering: each container's files are
+inodes of their own (one page cache each: no container is ever served another's pages
+or cut to another's length), attributes are cached for no time, so the kernel asks
+for them (GETATTR) at every open's permission check and the view renders the file
+there, for the open that follows, and every open drops the cached pages.
 
 What each file shows for a container (all other content is the host's):
 
@@ -139,7 +147,6 @@ FILES: tuple[str, ...] = (
     "/proc/swaps",
     _ONLINE,
 )
-_TIMEOUT = 1.0  # seconds the kernel may cache entries and attributes
 _MNT_DETACH = 2
 
 
@@ -180,18 +187,16 @@ class ViewLimits:
 
 
 class Resolver(Protocol):
-    """Who reads the view: the supervisor, which knows the containers.
+    """Whose files the view serves: the supervisor, which knows the containers.
 
-    Both are called on the Trio thread, for every open() and every read from offset 0, so
-    they must be fast and must not block.
+    Both are called on the view's own thread (see :meth:`ProcView.serve`: at lookups, at
+    each open and stat of a file and each read of it from offset 0), so they must be fast,
+    must not block and must not wait for the caller's event loop.
     """
 
-    def view_container(self, tid: int) -> str | None:
-        """The container of the reading thread ``tid``, or None for a reader in none.
-
-        ``tid`` is in the daemon's pid namespace (FUSE reports the thread, not the
-        process); /proc/<tid>/cgroup answers for a thread id as for a pid.
-        """
+    def view_known(self, container: str) -> bool:
+        """Whether ``container`` names a container whose files the view serves (a lookup
+        of any other name in the view's root fails with ENOENT)."""
         ...
 
     def view_limits(self, container: str, path: str) -> ViewLimits:
@@ -206,7 +211,7 @@ class Resolver(Protocol):
 
 
 MAX_OPEN = 4096
-"""The view's files one container (or all readers in none) may hold open at once."""
+"""The view's files one container may hold open at once."""
 
 
 MEMORY_FILES = frozenset({"/proc/meminfo", "/proc/swaps"})
@@ -452,31 +457,34 @@ def _read_host(path: str) -> str:
 
 
 class ProcView:
-    """The per-container /proc files, rendered for whoever opens them."""
+    """The per-container /proc files: a directory per container, its files rendered for
+    it."""
 
     _serving: Path | None = None  # pyfuse3 has one session per process: who holds it
 
     def __init__(self, resolver: Resolver | None = None, *, cpu_policy: str = "cpuset") -> None:
         if cpu_policy not in CPU_POLICIES:
             raise ValueError(f"cpu_policy must be one of {CPU_POLICIES!r}, not {cpu_policy!r}")
-        # Who the readers are; until one is set (the daemon serves the view before its
-        # supervisor opens) every reader is in no container and sees the host's files.
+        # Whose files it serves; until one is set (the daemon serves the view before its
+        # supervisor opens) it serves none.
         self.resolver = resolver
         self._cpu_policy = cpu_policy
         self._mountpoint: Path | None = None
+        self._operations: _Operations | None = None  # while serving
+        self._loop: trio.lowlevel.TrioToken | None = None  # the serving thread's
 
-    def container_of(self, tid: int) -> str | None:
-        """The container of the reading thread ``tid``, or None."""
-        return None if self.resolver is None else self.resolver.view_container(tid)
+    def knows(self, container: str) -> bool:
+        """Whether the view serves files for ``container``."""
+        return self.resolver is not None and self.resolver.view_known(container)
 
-    def render(self, path: str, container: str | None) -> bytes:
-        """What ``container``'s readers (None: a reader in no container) see at ``path``
-        (an in-container path of :data:`FILES`)."""
+    def render(self, path: str, container: str) -> bytes:
+        """What ``container``'s readers see at ``path`` (an in-container path of
+        :data:`FILES`); LookupError for a container the view does not serve."""
         render = _RENDERERS.get(path)
         if render is None:
             raise ValueError(f"{path!r} is not a file of the /proc view")
-        if container is None or self.resolver is None:
-            return _read_host(path).encode()
+        if self.resolver is None:
+            raise LookupError(f"the /proc view serves no container yet, not {container}")
         limits = self.resolver.view_limits(container, path)
         host_cpus = parse_cpu_list(_read_host(_ONLINE))
         env = _Env(
@@ -486,11 +494,22 @@ class ProcView:
         )
         return render(_read_host(path), limits, env).encode()
 
-    def files(self) -> dict[str, str]:
-        """In-container path -> the file in the mount to bind over it (while serving)."""
+    def files(self, container: str) -> dict[str, str]:
+        """In-container path -> the file in the mount to bind over it in ``container``
+        (while serving; the file is found once the resolver knows the container)."""
         if self._mountpoint is None:
             raise RuntimeError("the /proc view is not being served")
-        return {path: f"{self._mountpoint}{path}" for path in FILES}
+        if not container or "/" in container or container in (".", ".."):
+            raise ValueError(f"{container!r} cannot name a directory of the /proc view")
+        return {path: f"{self._mountpoint}/{container}{path}" for path in FILES}
+
+    def drop(self, container: str) -> None:
+        """Forget ``container``'s files (it is removed): the kernel keeps names it is not
+        told to drop (FUSE's entries stay cached), and a removed container's open files
+        answer reads from their start with ESRCH anyway."""
+        if self._operations is not None and self._loop is not None:
+            with contextlib.suppress(trio.RunFinishedError):
+                self._loop.run_sync_soon(self._operations.drop_container, container)
 
     async def serve(
         self, mountpoint: Path, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
@@ -498,7 +517,8 @@ class ProcView:
         """Mount the view at ``mountpoint`` and answer requests until cancelled.
 
         A mount left at ``mountpoint`` by a crashed daemon is detached first.  Ready is
-        reported once the mount exists; on cancellation the filesystem is unmounted.
+        reported once the mount exists; on cancellation the filesystem is unmounted.  The
+        requests are answered in a thread of their own (see :meth:`_serve_in_thread`).
         """
         reason = available()
         if reason is not None:
@@ -514,22 +534,59 @@ class ProcView:
         ProcView._serving = mountpoint
         try:
             fuses = _fuse_devices()
+            operations = _Operations(self)
             try:
-                pyfuse3.init(_Operations(self), str(mountpoint), options)
+                pyfuse3.init(operations, str(mountpoint), options)
             except RuntimeError as exc:  # libfuse has printed why on stderr
                 raise OSError(f"cannot mount the /proc view at {mountpoint}: {exc}") from None
-            self._mountpoint = mountpoint
             try:
                 _read_without_waiting(fuses)
-                task_status.started()
-                await _serve_requests()
+                await self._serve_in_thread(mountpoint, operations, task_status)
                 log.warning("the /proc view at %s was unmounted from outside", mountpoint)
             finally:
-                self._mountpoint = None
-                pyfuse3.terminate()
+                self._mountpoint = self._operations = self._loop = None
                 pyfuse3.close(unmount=True)
         finally:
             ProcView._serving = None
+
+    async def _serve_in_thread(
+        self, mountpoint: Path, operations: _Operations, task_status: trio.TaskStatus[None]
+    ) -> None:
+        """Answer the view's requests in a thread of their own, with a Trio loop of its
+        own, until the mount goes or this is cancelled.
+
+        Not on the caller's thread: that thread must never wait for what a reader of the
+        view holds while it waits for the view.  busybox's ``cat`` copies a file into its
+        standard output (a pipe the daemon reads) with sendfile, which holds the pipe's
+        lock while the kernel asks the view for the file's pages; a read of that pipe
+        (even a non-blocking one) waits for its lock, uninterruptibly, and the view,
+        served by the same thread, never answered: the daemon and the reader stopped for
+        ever.  In its own thread the view answers while the event loop waits."""
+        ready = trio.Event()
+        caller = trio.lowlevel.current_trio_token()
+
+        async def serve_here() -> None:
+            self._loop = trio.lowlevel.current_trio_token()
+            caller.run_sync_soon(ready.set)
+            await _serve_requests()
+
+        async def run_loop() -> None:
+            await trio.to_thread.run_sync(trio.run, serve_here, thread_name="boxd-procview")
+            nursery.cancel_scope.cancel(reason="the /proc view's mount is gone")
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(run_loop)
+            try:
+                await ready.wait()
+                self._mountpoint, self._operations = mountpoint, operations
+                task_status.started()
+                await trio.sleep_forever()
+            finally:
+                # Ends the view's loop (if the mount's end has not): its thread is waited for.
+                loop = self._loop
+                if loop is not None:
+                    with contextlib.suppress(trio.RunFinishedError):
+                        loop.run_sync_soon(pyfuse3.terminate)
 
 
 def _fuse_devices() -> set[int]:
@@ -546,7 +603,7 @@ def _read_without_waiting(before: set[int]) -> None:
     """Make the device pyfuse3 has just opened (the one not in ``before``) answer a read
     with nothing to read by EAGAIN, not by waiting.
 
-    pyfuse3 reads the device, a blocking read in the Trio thread holding the GIL, once it
+    pyfuse3 reads the device, a blocking read in its Trio thread holding the GIL, once it
     is readable; a request whose reader got a fatal signal in between (a container killed
     while it reads /proc/meminfo, as ``top`` does) is taken back by the kernel while
     still pending, and the read then waited for the next request: every task and thread
@@ -617,53 +674,105 @@ def _guarded(
     return guarded
 
 
-@attrs.frozen
-class _Node:
-    parent: int
-    path: str | None  # the served file (in-container path); None for a directory
-    children: dict[bytes, int]
-
-
-def _build_tree(paths: Sequence[str]) -> dict[int, _Node]:
-    root = pyfuse3.ROOT_INODE
-    nodes = {root: _Node(parent=root, path=None, children={})}
-    by_path = {"": root}
+def _shape(paths: Sequence[str]) -> dict[bytes, Any]:
+    """The tree below a container's directory: a directory is a dict of its entries, a
+    file the in-container path it serves."""
+    tree: dict[bytes, Any] = {}
     for path in paths:
-        parts = path.strip("/").split("/")
-        for depth, name in enumerate(parts, start=1):
-            here = "/".join(parts[:depth])
-            if here in by_path:
-                continue
-            parent = by_path["/".join(parts[: depth - 1])]
-            inode = by_path[here] = len(nodes) + root
-            is_file = depth == len(parts)
-            nodes[inode] = _Node(parent=parent, path=path if is_file else None, children={})
-            nodes[parent].children[name.encode()] = inode
-    return nodes
+        *dirs, name = path.strip("/").encode().split(b"/")
+        here = tree
+        for part in dirs:
+            here = here.setdefault(part, {})
+        here[name] = path
+    return tree
+
+
+class _Node:
+    """An inode the kernel knows: the root, a container's directory, or one below it.
+
+    ``shape`` is what the node is: None for the root, a dict (see :func:`_shape`) for a
+    directory, the in-container path for a file.  ``latest`` is a file's newest rendering
+    for the next open and ``handles`` its open files: both give the size it reports."""
+
+    __slots__ = (
+        "children",
+        "container",
+        "handles",
+        "inode",
+        "latest",
+        "lookups",
+        "name",
+        "parent",
+        "shape",
+    )
+
+    def __init__(
+        self, inode: int, parent: int, name: bytes, container: str | None, shape: Any
+    ) -> None:
+        self.inode = inode
+        self.parent = parent
+        self.name = name
+        self.container = container
+        self.shape: dict[bytes, Any] | str | None = shape
+        self.children: dict[bytes, int] = {}  # the entries made so far
+        self.lookups = 0  # the kernel's references (lookup and readdir replies)
+        self.latest: bytes | None = None
+        self.handles: set[_Handle] = set()
+
+    @property
+    def path(self) -> str | None:
+        """The in-container path of the file served here; None for a directory."""
+        return self.shape if isinstance(self.shape, str) else None
+
+    def served(self) -> tuple[str, str]:
+        """The in-container path of the file served here and whose it is."""
+        assert isinstance(self.shape, str) and self.container is not None
+        return self.shape, self.container
+
+    def size(self) -> int:
+        """At least the length of what any reader of this file reads from its start:
+        of its newest rendering and of every open file's (see :class:`_Operations`)."""
+        lengths = [handle.length for handle in self.handles]
+        if self.latest is not None:
+            lengths.append(len(self.latest))
+        return max(lengths, default=0)
 
 
 class _Handle:
-    """An open file of the view: whose it is, and the rendering being read."""
+    """An open file of the view: its node, and the rendering being read."""
 
-    __slots__ = ("container", "content", "length", "path")
+    __slots__ = ("content", "fresh", "length", "node")
 
-    def __init__(self, path: str, container: str | None) -> None:
-        self.path = path
-        self.container = container
-        self.content: bytes | None = None  # the rendering until read to its end
-        self.length: int | None = None  # its length; None before the first
+    def __init__(self, node: _Node, content: bytes) -> None:
+        self.node = node
+        self.content: bytes | None = content  # the rendering until read to its end
+        self.length = len(content)
+        self.fresh = True  # the rendering made for the open, not read from its start yet
 
 
 class _Operations(_OperationsBase):
-    """The read-only tree of :data:`FILES`, rendered per opener."""
+    """A directory per container (made on lookup of a container the resolver knows,
+    dropped when the kernel forgets it), with the tree of :data:`FILES` rendered for it.
+
+    A file's size (see the module's docstring) is at least the length of what any of its
+    readers reads from its start (:meth:`_Node.size`): a page cache reader stops at a
+    shorter reply, and the kernel takes its end for the size.  The rendering an open
+    serves is the one made at the GETATTR the kernel sent just before, for the open's
+    permission check (attributes cached for no time, and ``default_permissions``), whose
+    reply gave the kernel its length; ``keep_cache`` off drops older pages at the open.
+    """
 
     def __init__(self, view: ProcView) -> None:
         super().__init__()
         self._view = view
-        self._nodes = _build_tree(FILES)
+        root = _Node(pyfuse3.ROOT_INODE, pyfuse3.ROOT_INODE, b"", None, None)
+        root.lookups = 1  # the kernel never forgets the root
+        self._nodes: dict[int, _Node] = {root.inode: root}
+        self._next_inode = itertools.count(root.inode + 1)
+        self._tree = _shape(FILES)
         self._handles: dict[int, _Handle] = {}
-        self._open: dict[str | None, int] = {}  # handles held, by container
-        self._refused: set[str | None] = set()  # containers warned about MAX_OPEN
+        self._open: dict[str, int] = {}  # handles held, by container
+        self._refused: set[str] = set()  # containers warned about MAX_OPEN
         self._next_handle = itertools.count(1)
         self._mounted_ns = time.time_ns()
 
@@ -673,26 +782,74 @@ class _Operations(_OperationsBase):
             raise pyfuse3.FUSEError(errno.ENOENT)
         return node
 
-    def _attributes(self, inode: int) -> pyfuse3.EntryAttributes:
-        node = self._node(inode)
+    def _child(self, parent: _Node, name: bytes) -> _Node | None:
+        """The entry ``name`` of the directory ``parent``, made if the kernel had none."""
+        inode = parent.children.get(name)
+        if inode is not None:
+            return self._nodes[inode]
+        container: str | None
+        if parent.shape is None:  # the root: a container's directory
+            container = name.decode("ascii", "replace")
+            if not self._view.knows(container):
+                return None
+            shape: Any = self._tree
+        elif isinstance(parent.shape, dict) and name in parent.shape:
+            container, shape = parent.container, parent.shape[name]
+        else:
+            return None
+        node = _Node(next(self._next_inode), parent.inode, name, container, shape)
+        self._nodes[node.inode] = node
+        parent.children[name] = node.inode
+        return node
+
+    def drop_container(self, container: str) -> None:
+        """Drop the nodes of ``container``'s directory: requests for them get ENOENT (a
+        FORGET, nothing), the container's files still open stay readable to their end."""
+        inode = self._nodes[pyfuse3.ROOT_INODE].children.get(container.encode())
+        pending = [] if inode is None else [inode]
+        while pending:
+            node = self._nodes[pending.pop()]
+            pending.extend(node.children.values())
+            self._drop(node)
+
+    def _drop(self, node: _Node) -> None:
+        del self._nodes[node.inode]
+        parent = self._nodes.get(node.parent)
+        if parent is not None and parent.children.get(node.name) == node.inode:
+            del parent.children[node.name]
+
+    def _render(self, node: _Node) -> bytes:
+        """``node``'s file rendered now, kept as its newest rendering."""
+        node.latest = self._view.render(*node.served())
+        return node.latest
+
+    def _attributes(self, node: _Node) -> pyfuse3.EntryAttributes:
         attributes = pyfuse3.EntryAttributes()
-        attributes.st_ino = inode
+        attributes.st_ino = node.inode
         if node.path is None:
             attributes.st_mode = stat.S_IFDIR | 0o555
             attributes.st_nlink = 2
         else:
             attributes.st_mode = stat.S_IFREG | 0o444
             attributes.st_nlink = 1
-        attributes.st_size = 0
+            attributes.st_size = node.size()
         attributes.st_blksize = 4096
         attributes.st_atime_ns = attributes.st_mtime_ns = self._mounted_ns
         attributes.st_ctime_ns = self._mounted_ns
-        attributes.entry_timeout = attributes.attr_timeout = _TIMEOUT
+        # Nothing cached: a file's size changes (see the class's docstring), and a name
+        # the kernel keeps no more is forgotten at once (its node dropped, see forget).
+        attributes.entry_timeout = attributes.attr_timeout = 0
         return attributes
 
     @_guarded
     async def getattr(self, inode: int, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
-        return self._attributes(inode)
+        node = self._node(inode)
+        if node.path is not None:
+            try:
+                self._render(node)
+            except LookupError:  # the container is removed
+                raise pyfuse3.FUSEError(errno.ENOENT) from None
+        return self._attributes(node)
 
     @_guarded
     async def lookup(
@@ -700,13 +857,24 @@ class _Operations(_OperationsBase):
     ) -> pyfuse3.EntryAttributes:
         parent = self._node(parent_inode)
         if name == b".":
-            return self._attributes(parent_inode)
-        if name == b"..":
-            return self._attributes(parent.parent)
-        inode = parent.children.get(name)
-        if inode is None:
-            raise pyfuse3.FUSEError(errno.ENOENT)
-        return self._attributes(inode)
+            node = parent
+        elif name == b"..":
+            node = self._node(parent.parent)
+        else:
+            found = self._child(parent, name)
+            if found is None:
+                raise pyfuse3.FUSEError(errno.ENOENT)
+            node = found
+        node.lookups += 1
+        return self._attributes(node)
+
+    async def forget(self, inode_list: Sequence[tuple[int, int]]) -> None:
+        for inode, count in inode_list:
+            node = self._nodes.get(inode)
+            if node is not None and inode != pyfuse3.ROOT_INODE:
+                node.lookups -= count
+                if node.lookups <= 0:
+                    self._drop(node)
 
     @_guarded
     async def opendir(self, inode: int, ctx: pyfuse3.RequestContext) -> int:
@@ -716,10 +884,21 @@ class _Operations(_OperationsBase):
 
     @_guarded
     async def readdir(self, fh: int, start_id: int, token: pyfuse3.ReaddirToken) -> None:
-        entries = sorted(self._node(fh).children.items())
-        for index, (name, inode) in enumerate(entries[start_id:], start=start_id + 1):
-            if not pyfuse3.readdir_reply(token, name, self._attributes(inode), index):
+        directory = self._node(fh)
+        if directory.shape is None:  # the root: the containers' directories made so far
+            names = sorted(directory.children)
+        else:
+            assert isinstance(directory.shape, dict)
+            names = sorted(directory.shape)
+        for index, name in enumerate(names[start_id:], start=start_id + 1):
+            node = self._child(directory, name)
+            if node is None:
+                continue
+            if not pyfuse3.readdir_reply(token, name, self._attributes(node), index):
+                if not node.lookups:
+                    self._drop(node)
                 return
+            node.lookups += 1
 
     @_guarded
     async def releasedir(self, fh: int) -> None:
@@ -732,31 +911,45 @@ class _Operations(_OperationsBase):
         node = self._node(inode)
         if node.path is None:
             raise pyfuse3.FUSEError(errno.EISDIR)
-        container = self._view.container_of(ctx.pid)
-        held = self._open.get(container, 0)
+        assert node.container is not None
+        held = self._open.get(node.container, 0)
         if held >= MAX_OPEN:
-            if container not in self._refused:
-                self._refused.add(container)
+            if node.container not in self._refused:
+                self._refused.add(node.container)
                 log.warning(
-                    "/proc view: %s holds %d of its files open, the most one may; "
-                    "further opens fail with EMFILE until it closes some",
-                    f"container {container}" if container else "a reader in no container",
+                    "/proc view: container %s holds %d of its files open, the most one "
+                    "may; further opens fail with EMFILE until it closes some",
+                    node.container,
                     held,
                 )
             raise pyfuse3.FUSEError(errno.EMFILE)
-        self._open[container] = held + 1
-        handle = next(self._next_handle)
-        self._handles[handle] = _Handle(node.path, container)
-        return pyfuse3.FileInfo(fh=handle, direct_io=True)
+        # The rendering of the GETATTR that came just before (the open's permission
+        # check), the one the kernel was told the size of.
+        content = node.latest
+        if content is None:
+            try:
+                content = self._render(node)
+            except LookupError:
+                raise pyfuse3.FUSEError(errno.ENOENT) from None
+        self._open[node.container] = held + 1
+        fh = next(self._next_handle)
+        handle = self._handles[fh] = _Handle(node, content)
+        node.handles.add(handle)
+        return pyfuse3.FileInfo(fh=fh, direct_io=True, keep_cache=False)
 
     @_guarded
     async def read(self, fh: int, off: int, size: int) -> bytes:
         handle = self._handles[fh]
         content = handle.content
-        # From the start, or back before the end of a rendering dropped at its end: anew.
-        if off == 0 or (content is None and (handle.length is None or off < handle.length)):
-            content = self._view.render(handle.path, handle.container)
+        # From the start (but the open's own rendering, which the kernel was told the
+        # length of), or back before the end of a rendering dropped at its end: anew.
+        if (off == 0 and not handle.fresh) or (content is None and off < handle.length):
+            try:
+                content = self._view.render(*handle.node.served())
+            except LookupError:  # the container is removed
+                raise pyfuse3.FUSEError(errno.ESRCH) from None
             handle.length = len(content)
+        handle.fresh = False
         if content is None:  # past the end of what it read to the end
             return b""
         # Kept for the reads that follow; dropped with the last piece.
@@ -768,12 +961,15 @@ class _Operations(_OperationsBase):
         handle = self._handles.pop(fh, None)
         if handle is None:
             return
-        held = self._open[handle.container] - 1
+        handle.node.handles.discard(handle)
+        container = handle.node.container
+        assert container is not None
+        held = self._open[container] - 1
         if held:
-            self._open[handle.container] = held
+            self._open[container] = held
         else:
-            del self._open[handle.container]
-            self._refused.discard(handle.container)
+            del self._open[container]
+            self._refused.discard(container)
 
     @_guarded
     async def statfs(self, ctx: pyfuse3.RequestContext) -> pyfuse3.StatvfsData:

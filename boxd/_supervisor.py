@@ -424,17 +424,10 @@ class Supervisor:
                 found.append((entry.container, stats, _netcount.read(run.pid)))
         return found
 
-    def view_container(self, tid: int) -> str | None:
-        """The container of the process (or thread) ``tid``, found through its cgroup;
-        None for a process of no container (the /proc view's resolver)."""
-        try:
-            text = Path(f"/proc/{tid}/cgroup").read_text()
-        except OSError:
-            return None
-        for part in text.replace(":", "/").replace("\n", "/").split("/"):
-            if part in self._entries:
-                return part
-        return None
+    def view_known(self, container: str) -> bool:
+        """Whether ``container`` is the id of one of our containers (the /proc view's
+        resolver: it serves their files)."""
+        return container in self._entries
 
     def view_limits(self, container: str, path: str) -> ViewLimits:
         """What the /proc view's file ``path`` shows ``container``'s processes: its limits
@@ -1201,7 +1194,9 @@ class Supervisor:
         run = Run(c, entry.output, entry.logs)
         run.dismantle = functools.partial(self._dismantle_later, entry)
         cdir = self.store.container_dir(c.id)
-        view = self.procview.files() if self.procview is not None and c.config.procview else None
+        view = None
+        if self.procview is not None and c.config.procview:
+            view = self.procview.files(c.id)
         net = self.networks.attachment(c)
         net.link_hosts = legacy.hosts
         failure: Exception | None = None
@@ -1807,6 +1802,8 @@ class Supervisor:
 
     def _discard(self, entry: _Entry) -> None:
         self._entries.pop(entry.container.id, None)
+        if self.procview is not None:
+            self.procview.drop(entry.container.id)
         if entry.logs is not None:
             entry.logs.close()
         _logs.keep_for_followers(self.store.container_dir(entry.container.id) / "logs")

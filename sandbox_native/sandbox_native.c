@@ -902,7 +902,10 @@ static PyObject *rebind(PyObject *self, PyObject *args)
 
 /* tee(fd_in, fd_out, size) -> int: tee(2) without blocking, for the output pump that
  * copies a chunk out of a pipe before taking it (boxd/_ledger.py).  Python's os module has
- * splice but no tee. */
+ * splice but no tee.  Without the GIL: SPLICE_F_NONBLOCK does not keep tee from waiting
+ * for a pipe's lock, which a writer holds while it splices a file into the pipe (busybox's
+ * cat with sendfile), and a file of the daemon's /proc view is read by the view's own
+ * thread, which needs the GIL (boxd/_procview.py). */
 static PyObject *tee_pipe(PyObject *self, PyObject *args)
 {
     (void)self;
@@ -914,7 +917,10 @@ static PyObject *tee_pipe(PyObject *self, PyObject *args)
         PyErr_Format(PyExc_ValueError, "tee: negative size %zd", size);
         return NULL;
     }
-    ssize_t copied = tee(fd_in, fd_out, (size_t)size, SPLICE_F_NONBLOCK);
+    ssize_t copied;
+    Py_BEGIN_ALLOW_THREADS
+    copied = tee(fd_in, fd_out, (size_t)size, SPLICE_F_NONBLOCK);
+    Py_END_ALLOW_THREADS
     if (copied < 0)
         return PyErr_SetFromErrno(PyExc_OSError);
     return PyLong_FromSsize_t(copied);

@@ -12,6 +12,7 @@ import struct
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -312,24 +313,27 @@ def test_limits_are_validated(change: dict[str, object], message: str) -> None:
 def test_view_arguments_are_checked() -> None:
     with pytest.raises(ValueError, match=r"cpu_policy must be one of .* not 'cores'"):
         ProcView(cpu_policy="cores")
-    view = ProcView()
+    view = ProcView(Containers(c=limits()))
     with pytest.raises(ValueError, match="'/proc/vmstat' is not a file of the /proc view"):
-        view.render("/proc/vmstat", None)
+        view.render("/proc/vmstat", "c")
     with pytest.raises(RuntimeError, match="not being served"):
-        view.files()
+        view.files("c")
+    with pytest.raises(LookupError, match="serves no container yet"):
+        ProcView().render(_ONLINE, "c")
 
 
-def test_render_without_limits_is_the_host_file() -> None:
-    view = ProcView()
-    assert view.render(_ONLINE, None) == Path(_ONLINE).read_bytes()
+def test_a_container_without_limits_sees_the_host_file() -> None:
+    view = ProcView(Containers(c=limits()))
+    assert view.render(_ONLINE, "c") == Path(_ONLINE).read_bytes()
 
 
 # ---------------------------------------------------------------------------------------
-# A real mount, read by processes whose pids map to different limits
+# A real mount, its containers' files read by processes
 
 fuse_test = pytest.mark.skipif(available() is not None, reason=f"no FUSE: {available()}")
 
-# The reader waits for a line on stdin (so its pid can be registered first), then reads.
+# The reader waits for a line on stdin (so that the readers read at the same time), then
+# reads.
 READER = """
 import json, os, sys
 sys.stdin.readline()
@@ -346,49 +350,46 @@ print(json.dumps({"cpu_count": os.cpu_count(), "files": files}))
 Reading = dict[str, object]
 
 
-class Readers:
-    """Runs reader processes and answers the view's resolver for them: each is a container
-    of its own, named by its pid."""
+class Containers:
+    """The view's resolver here: containers by name, each with the limits it is shown
+    (or what its resolver raises)."""
 
-    def __init__(self) -> None:
-        self._table: dict[int, ViewLimits | Exception] = {}
+    def __init__(self, **table: ViewLimits | Exception) -> None:
+        self.table = table
 
-    def view_container(self, tid: int) -> str | None:
-        return str(tid) if tid in self._table else None
+    def view_known(self, container: str) -> bool:
+        return container in self.table
 
     def view_limits(self, container: str, path: str) -> ViewLimits:
-        found = self._table[int(container)]
+        found = self.table[container]
         if isinstance(found, Exception):
             raise found
         return found
 
-    def run(self, *readers: tuple[ViewLimits | Exception | None, list[str]]) -> list[Reading]:
-        """Start every reader, register them, then let them read at the same time."""
-        processes: list[subprocess.Popen[str]] = []
-        try:
-            for seen, argv in readers:
-                process = subprocess.Popen(
-                    argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-                )
-                processes.append(process)
-                if seen is not None:
-                    self._table[process.pid] = seen
-            for process in processes:
-                assert process.stdin is not None
-                process.stdin.write("go\n")
-                process.stdin.flush()
-            results = []
-            for process in processes:
-                out, _ = process.communicate(timeout=60)
-                assert process.returncode == 0, out
-                results.append(json.loads(out))
-            return results
-        finally:
-            for process in processes:
-                self._table.pop(process.pid, None)
-                if process.poll() is None:
-                    process.kill()
-                    process.wait()
+
+def run_readers(*argvs: list[str]) -> list[Reading]:
+    """Start every reader, then let them read at the same time."""
+    processes: list[subprocess.Popen[str]] = []
+    try:
+        for argv in argvs:
+            processes.append(
+                subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            )
+        for process in processes:
+            assert process.stdin is not None
+            process.stdin.write("go\n")
+            process.stdin.flush()
+        results = []
+        for process in processes:
+            out, _ = process.communicate(timeout=60)
+            assert process.returncode == 0, out
+            results.append(json.loads(out))
+        return results
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
 
 
 def read(*paths: str) -> list[str]:
@@ -396,13 +397,11 @@ def read(*paths: str) -> list[str]:
 
 
 def in_mount_namespace(files: dict[str, str], command: list[str]) -> list[str]:
-    """``command`` in a private mount namespace with the view bound over the real files."""
-    script = (
-        'mount --bind "$1" /proc/cpuinfo && mount --bind "$2" /sys/devices/system/cpu/online'
-        ' && mount --bind "$3" /proc/meminfo && shift 3 && exec "$@"'
-    )
-    sources = [files["/proc/cpuinfo"], files[_ONLINE], files["/proc/meminfo"]]
-    return ["unshare", "-m", "sh", "-c", script, "sh", *sources, *command]
+    """``command`` in a private mount namespace with the view bound over the real files,
+    as the spawn path binds them in a container."""
+    targets = " ".join(files)
+    script = f'for target in {targets}; do mount --bind "$1" "$target"; shift; done; exec "$@"'
+    return ["unshare", "-m", "sh", "-c", script, "sh", *files.values(), *command]
 
 
 def host_cpus() -> tuple[int, ...]:
@@ -429,13 +428,13 @@ def mountpoint(tmp_path: Path) -> Iterator[Path]:
     assert not left, f"the view stayed mounted at {path}"
 
 
-async def with_view(view: ProcView, path: Path, check: Callable[[dict[str, str]], None]) -> None:
-    """Serve ``view`` at ``path`` and run ``check(files)`` in a thread (never read the
-    mount from the Trio thread, which serves it)."""
+async def with_view(view: ProcView, path: Path, check: Callable[[], None]) -> None:
+    """Serve ``view`` at ``path`` and run ``check()`` in a thread (never read the mount
+    from the Trio thread, which serves it)."""
     async with trio.open_nursery() as nursery:
         await nursery.start(view.serve, path)
         try:
-            await trio.to_thread.run_sync(check, view.files())
+            await trio.to_thread.run_sync(check)
         finally:
             nursery.cancel_scope.cancel(reason="the checks are done")
 
@@ -443,40 +442,38 @@ async def with_view(view: ProcView, path: Path, check: Callable[[dict[str, str]]
 @fuse_test
 @pytest.mark.fuse
 @pytest.mark.root
-async def test_each_reader_sees_its_own_container(mountpoint: Path) -> None:
-    readers = Readers()
+async def test_each_container_sees_its_own_files(mountpoint: Path) -> None:
     host = host_cpus()
     small = limits(memory_limit=256 * MiB, memory_usage=16 * MiB, cpus=(host[-1],))
     large = limits(memory_limit=512 * MiB, memory_usage=0)
+    view = ProcView(Containers(small=small, large=large))
 
-    def check(files: dict[str, str]) -> None:
-        assert files["/proc/meminfo"] == f"{mountpoint}/proc/meminfo"
+    def check() -> None:
+        files = view.files("small")
+        assert files["/proc/meminfo"] == f"{mountpoint}/small/proc/meminfo"
         assert set(files) == set(FILES)
-        paths = [files["/proc/meminfo"], files[_ONLINE], files["/proc/cpuinfo"]]
-        seen_small, seen_large, seen_host = readers.run(
-            (small, read(*paths)), (large, read(*paths)), (None, read(*paths))
+        paths = ["/proc/meminfo", _ONLINE, "/proc/cpuinfo"]
+        unknown = view.files("unknown")["/proc/meminfo"]
+        seen_small, seen_large, seen_unknown = run_readers(
+            read(*[files[path] for path in paths]),
+            read(*[view.files("large")[path] for path in paths]),
+            read(unknown),
         )
-        mem, online, cpuinfo = (files_of(seen_small)[path] for path in paths)
+        mem, online, cpuinfo = files_of(seen_small).values()
         assert isinstance(mem, str)
         assert meminfo_kb(mem)["MemTotal"] * 1024 == 256 * MiB
         assert meminfo_kb(mem)["MemAvailable"] * 1024 == 240 * MiB
         assert online == "0\n"
         assert processors(cpuinfo) == ["processor\t: 0"]
 
-        mem, online, cpuinfo = (files_of(seen_large)[path] for path in paths)
+        mem, online, cpuinfo = files_of(seen_large).values()
         assert isinstance(mem, str)
         assert meminfo_kb(mem)["MemTotal"] * 1024 == 512 * MiB
         assert online == Path(_ONLINE).read_text()
         assert len(processors(cpuinfo)) == len(host)
+        assert files_of(seen_unknown) == {unknown: errno.ENOENT}
 
-        host_files = files_of(seen_host)
-        assert (
-            meminfo_kb(str(host_files[paths[0]]))["MemTotal"]
-            == (meminfo_kb(Path("/proc/meminfo").read_text())["MemTotal"])
-        )
-        assert len(processors(host_files[paths[2]])) == len(host)
-
-    await with_view(ProcView(readers), mountpoint, check)
+    await with_view(view, mountpoint, check)
 
 
 @fuse_test
@@ -484,17 +481,150 @@ async def test_each_reader_sees_its_own_container(mountpoint: Path) -> None:
 @pytest.mark.root
 async def test_os_cpu_count_inside_a_mount_namespace(mountpoint: Path) -> None:
     """os.cpu_count() is sysconf(_SC_NPROCESSORS_ONLN): glibc reads the online file."""
-    readers = Readers()
-    quota = limits(cpu_quota=1.0, memory_limit=256 * MiB)
+    view = ProcView(Containers(c=limits(cpu_quota=1.0, memory_limit=256 * MiB)), cpu_policy="quota")
 
-    def check(files: dict[str, str]) -> None:
-        (seen,) = readers.run((quota, in_mount_namespace(files, read("/proc/meminfo"))))
+    def check() -> None:
+        (seen,) = run_readers(in_mount_namespace(view.files("c"), read("/proc/meminfo")))
         assert seen["cpu_count"] == 1
         assert meminfo_kb(str(files_of(seen)["/proc/meminfo"]))["MemTotal"] * 1024 == 256 * MiB
-        (outside,) = readers.run((quota, read()))
+        (outside,) = run_readers(read())
         assert outside["cpu_count"] == len(host_cpus())
 
-    await with_view(ProcView(readers, cpu_policy="quota"), mountpoint, check)
+    await with_view(view, mountpoint, check)
+
+
+def busybox(files: dict[str, str], *command: str) -> str:
+    """What busybox's ``command`` prints with the view's ``files`` bound over /proc."""
+    return subprocess.run(
+        in_mount_namespace(files, ["busybox", *command]),
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    ).stdout
+
+
+def first_words(text: str) -> list[str]:
+    return [line.split()[0] if line.split() else "" for line in text.splitlines()]
+
+
+@fuse_test
+@pytest.mark.fuse
+@pytest.mark.root
+async def test_sendfile_readers_each_get_their_own_whole_file(mountpoint: Path) -> None:
+    """busybox's cat copies with sendfile(2), which reads a FUSE file through the page
+    cache up to the size the kernel has for it, even when it is opened for direct reads:
+    with the size 0 of procfs it printed nothing.  Each container's files are inodes of
+    their own, so one container's reading never cuts another's short, nor shows it
+    another's content (a 2-CPU container's /proc/stat was cut to the length of a 1-CPU
+    container's read before it)."""
+    host = host_cpus()
+    containers = Containers(
+        one=limits(memory_limit=256 * MiB, cpus=(host[0],)), every=limits(memory_limit=512 * MiB)
+    )
+    view = ProcView(containers)
+
+    def check() -> None:
+        for _ in range(5):
+            for name, cpus, memory in (("one", 1, 256), ("every", len(host), 512)):
+                files = view.files(name)
+                stat_text = busybox(files, "cat", "/proc/stat")
+                assert first_words(stat_text) == first_words(
+                    view.render("/proc/stat", name).decode()
+                )
+                assert sum(w.startswith("cpu") for w in first_words(stat_text)) == cpus + 1
+                cpuinfo = busybox(files, "cat", "/proc/cpuinfo")
+                expected = view.render("/proc/cpuinfo", name).decode()
+                assert [ln for ln in cpuinfo.splitlines() if "MHz" not in ln] == [
+                    ln for ln in expected.splitlines() if "MHz" not in ln
+                ]
+                assert cpuinfo.endswith("\n\n") and len(processors(cpuinfo)) == cpus
+                meminfo = busybox(files, "cat", "/proc/meminfo")
+                assert list(meminfo_kb(meminfo)) == list(
+                    meminfo_kb(view.render("/proc/meminfo", name).decode())
+                )
+                assert meminfo_kb(meminfo)["MemTotal"] == memory * 1024
+
+    await with_view(view, mountpoint, check)
+
+
+@fuse_test
+@pytest.mark.fuse
+@pytest.mark.root
+async def test_tail_head_and_coreutils_cat_read_the_whole_file(mountpoint: Path) -> None:
+    """``tail`` seeks to the size (GNU tail reads the file's size from its start, as one
+    read), busybox's ``head -c`` copies with sendfile, coreutils' ``cat`` with
+    copy_file_range (a splice through the page cache as well); plain reads are as
+    before."""
+    view = ProcView(Containers(c=limits(memory_limit=64 * MiB)))
+
+    def check() -> None:
+        files = view.files("c")
+        last = view.render("/proc/meminfo", "c").decode().splitlines(keepends=True)[-1]
+        assert busybox(files, "tail", "-n1", "/proc/meminfo") == last
+        tail = subprocess.run(
+            in_mount_namespace(files, ["tail", "-n1", "/proc/meminfo"]),
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        assert tail.stdout == last
+        assert busybox(files, "head", "-c", "27", "/proc/meminfo") == "MemTotal:          65536 kB"
+        cat = subprocess.run(
+            in_mount_namespace(files, ["cat", "/proc/meminfo"]),
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        assert meminfo_kb(cat.stdout)["MemTotal"] == 65536
+        assert cat.stdout.endswith(last)
+        (plain,) = run_readers(read(files["/proc/meminfo"]))
+        assert str(files_of(plain)[files["/proc/meminfo"]]).endswith(last)
+
+    await with_view(view, mountpoint, check)
+
+
+@fuse_test
+@pytest.mark.fuse
+@pytest.mark.root
+async def test_a_containers_nodes_go_when_forgotten_or_removed(mountpoint: Path) -> None:
+    """A container's directory is made when the kernel looks its name up and dropped when
+    the kernel forgets it, or when the container is removed (the kernel keeps names it is
+    not told to drop); a file open then reads to its end, and from its start no more."""
+    import pyfuse3  # only where the view can be served
+
+    containers = Containers(c=limits(memory_limit=64 * MiB))
+    view = ProcView(containers)
+
+    def nodes() -> int:
+        return os.statvfs(mountpoint).f_files
+
+    def check() -> None:
+        files = view.files("c")
+        assert nodes() == 1  # the root
+        os.stat(files["/proc/meminfo"])
+        assert nodes() == 4  # c, c/proc, c/proc/meminfo
+        assert sorted(os.listdir(mountpoint)) == ["c"]
+        pyfuse3.invalidate_entry(pyfuse3.ROOT_INODE, b"c")  # the kernel forgets them
+        deadline = time.monotonic() + 10
+        while nodes() > 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert nodes() == 1
+        fd = os.open(files["/proc/meminfo"], os.O_RDONLY)
+        try:
+            assert os.read(fd, 9) == b"MemTotal:"
+            del containers.table["c"]
+            view.drop("c")
+            assert nodes() == 1
+            assert os.read(fd, 1 << 16).endswith(b" kB\n")
+            with pytest.raises(ProcessLookupError):
+                os.pread(fd, 10, 0)
+        finally:
+            os.close(fd)
+        with pytest.raises(FileNotFoundError):
+            os.stat(files["/proc/meminfo"])
+
+    await with_view(view, mountpoint, check)
 
 
 @fuse_test
@@ -508,7 +638,7 @@ async def test_a_request_taken_back_before_it_is_read_stops_nothing(mountpoint: 
     still pending, and a blocking read then waited for the next request: every task of
     the daemon, and every other thread, stopped with it.  Here the request pyfuse3 was
     woken for is taken by the test first, as the kernel takes it back."""
-    view = ProcView(Readers())
+    view = ProcView(Containers(c=limits()))
     async with trio.open_nursery() as nursery:
         await nursery.start(view.serve, mountpoint)
         await trio.to_thread.run_sync(os.listdir, mountpoint)  # the kernel's INIT answered
@@ -516,10 +646,11 @@ async def test_a_request_taken_back_before_it_is_read_stops_nothing(mountpoint: 
         watched = os.dup(device)  # the same device, waited on beside pyfuse3's own wait
         try:
             for _ in range(40):  # who runs first after the wake is random: about half each
-                await trio.testing.wait_all_tasks_blocked()  # pyfuse3 waits: readable
+                await trio.sleep(0.01)  # pyfuse3, in the view's thread, waits: readable
                 asker = threading.Thread(target=statfs_or_enosys, args=(mountpoint,))
                 asker.start()
-                await trio.lowlevel.wait_readable(watched)
+                with trio.move_on_after(1):  # pyfuse3 may have read it by then
+                    await trio.lowlevel.wait_readable(watched)
                 taken = select.select([device], [], [], 0)[0]
                 if taken:  # before pyfuse3, which then reads with nothing there
                     request = os.read(device, 1 << 21)
@@ -531,8 +662,8 @@ async def test_a_request_taken_back_before_it_is_read_stops_nothing(mountpoint: 
                     break
             else:
                 pytest.fail("pyfuse3 read each request first")
-            # Still served: by the Trio thread, and nothing else stopped.
-            names = await trio.to_thread.run_sync(os.listdir, mountpoint / "proc")
+            # Still served, and nothing else stopped.
+            names = await trio.to_thread.run_sync(os.listdir, mountpoint / "c" / "proc")
             assert "meminfo" in names
         finally:
             os.close(watched)
@@ -562,18 +693,28 @@ def fuse_device() -> int:
 async def test_a_failing_resolver_is_eio_and_the_mount_survives(
     mountpoint: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    readers = Readers()
+    """A resolver's error is EIO (and logged); a container it no longer finds (removed,
+    LookupError) is ENOENT, as a name it does not know."""
+    view = ProcView(
+        Containers(
+            broken=RuntimeError("the resolver broke"),
+            gone=LookupError("no such container"),
+            fine=limits(memory_limit=64 * MiB),
+        )
+    )
     caplog.set_level(logging.ERROR, logger="boxd.procview")
 
-    def check(files: dict[str, str]) -> None:
-        path = files["/proc/meminfo"]
-        (failed,) = readers.run((LookupError("no such container"), read(path)))
-        assert files_of(failed)[path] == errno.EIO
-        (fine,) = readers.run((limits(memory_limit=64 * MiB), read(path)))
-        assert meminfo_kb(str(files_of(fine)[path]))["MemTotal"] == 65536
+    def check() -> None:
+        broken, gone, fine = (view.files(c)["/proc/meminfo"] for c in ("broken", "gone", "fine"))
+        (seen,) = run_readers(read(broken, gone, fine))
+        assert files_of(seen)[broken] == errno.EIO
+        assert files_of(seen)[gone] == errno.ENOENT
+        assert meminfo_kb(str(files_of(seen)[fine]))["MemTotal"] == 65536
 
-    await with_view(ProcView(readers), mountpoint, check)
-    assert any("no such container" in (record.exc_text or "") for record in caplog.records)
+    await with_view(view, mountpoint, check)
+    logged = [record.exc_text or "" for record in caplog.records]
+    assert any("the resolver broke" in text for text in logged)
+    assert not any("no such container" in text for text in logged)
 
 
 # Keeps the file open and reads it again from the start at each line on stdin, as procps
@@ -593,11 +734,13 @@ for _ in sys.stdin:
 @pytest.mark.fuse
 @pytest.mark.root
 async def test_a_file_read_again_from_the_start_shows_the_counters_now(mountpoint: Path) -> None:
-    readers = Readers()
+    containers = Containers()
+    view = ProcView(containers)
 
-    def check(files: dict[str, str]) -> None:
+    def check() -> None:
+        containers.table["c"] = limits(memory_limit=16 * MiB)
         with subprocess.Popen(
-            [sys.executable, "-c", REREADER, files["/proc/meminfo"]],
+            [sys.executable, "-c", REREADER, view.files("c")["/proc/meminfo"]],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -606,7 +749,7 @@ async def test_a_file_read_again_from_the_start_shows_the_counters_now(mountpoin
             try:
                 seen = []
                 for memory in (64, 128, 32):
-                    readers._table[reader.pid] = limits(memory_limit=memory * MiB)
+                    containers.table["c"] = limits(memory_limit=memory * MiB)
                     reader.stdin.write("again\n")
                     reader.stdin.flush()
                     seen.append(reader.stdout.readline())
@@ -614,7 +757,7 @@ async def test_a_file_read_again_from_the_start_shows_the_counters_now(mountpoin
             finally:
                 reader.kill()
 
-    await with_view(ProcView(readers), mountpoint, check)
+    await with_view(view, mountpoint, check)
 
 
 # At a line on stdin, opens FILE until refused (or N times), prints how many and the
@@ -645,7 +788,7 @@ async def test_each_container_holds_a_bounded_number_of_open_files(
 ) -> None:
     """The handles are the daemon's memory: a container cannot make it grow without end."""
     monkeypatch.setattr(_procview, "MAX_OPEN", 8)
-    readers = Readers()
+    view = ProcView(Containers(a=limits(memory_limit=64 * MiB), b=limits(memory_limit=64 * MiB)))
 
     def hold(path: str, count: int) -> subprocess.Popen[str]:
         holder = subprocess.Popen(
@@ -654,14 +797,16 @@ async def test_each_container_holds_a_bounded_number_of_open_files(
             stdout=subprocess.PIPE,
             text=True,
         )
-        readers._table[holder.pid] = limits(memory_limit=64 * MiB)
         assert holder.stdin is not None
         holder.stdin.write("go\n")
         holder.stdin.flush()
         return holder
 
-    def check(files: dict[str, str]) -> None:
-        holders = [hold(files["/proc/cpuinfo"], 20), hold(files["/proc/stat"], 8)]
+    def check() -> None:
+        holders = [
+            hold(view.files("a")["/proc/cpuinfo"], 20),
+            hold(view.files("b")["/proc/stat"], 8),
+        ]
         try:
             for holder, expected in zip(holders, ["8 24\n", "8 0\n"], strict=True):
                 assert holder.stdout is not None
@@ -675,7 +820,7 @@ async def test_each_container_holds_a_bounded_number_of_open_files(
                 holder.wait()
 
     caplog.set_level(logging.WARNING, logger="boxd.procview")
-    await with_view(ProcView(readers), mountpoint, check)
+    await with_view(view, mountpoint, check)
     refusals = [r.getMessage() for r in caplog.records if "EMFILE" in r.getMessage()]
     assert len(refusals) == 1 and "holds 8 of its files open" in refusals[0]
 
@@ -684,24 +829,32 @@ async def test_each_container_holds_a_bounded_number_of_open_files(
 @pytest.mark.fuse
 @pytest.mark.root
 async def test_the_tree_is_read_only(mountpoint: Path) -> None:
-    def check(files: dict[str, str]) -> None:
-        assert sorted(os.listdir(mountpoint)) == ["proc", "sys"]
-        assert sorted(os.listdir(mountpoint / "proc")) == sorted(
+    view = ProcView(Containers(c=limits()))
+
+    def check() -> None:
+        files = view.files("c")
+        assert os.listdir(mountpoint) == []  # no container's directory looked up yet
+        assert sorted(os.listdir(mountpoint / "c")) == ["proc", "sys"]
+        assert sorted(os.listdir(mountpoint / "c" / "proc")) == sorted(
             Path(path).name for path in FILES if path.startswith("/proc/")
         )
         assert os.stat(files["/proc/stat"]).st_mode & 0o777 == 0o444
         with pytest.raises(OSError) as denied:
             open(files["/proc/stat"], "w").close()
         assert denied.value.errno in (errno.EROFS, errno.EACCES)
-        with pytest.raises(FileNotFoundError):
-            os.stat(mountpoint / "proc" / "vmstat")
+        for missing in ("c/proc/vmstat", "unknown", "c/proc/stat/x"):
+            with pytest.raises(OSError) as absent:
+                os.stat(mountpoint / missing)
+            assert absent.value.errno in (errno.ENOENT, errno.ENOTDIR)
+        with pytest.raises(ValueError, match="'a/b' cannot name a directory"):
+            view.files("a/b")
         assert os.statvfs(mountpoint).f_namemax == 255
-        # The test process has no limits: it sees the host's file (read in pieces).
+        # A container without limits sees the host's file (read in pieces).
         with open(files["/proc/loadavg"], "rb", buffering=0) as file:
             content = b"".join(iter(lambda: file.read(3), b""))
         assert content.count(b" ") == 4
 
-    await with_view(ProcView(), mountpoint, check)
+    await with_view(view, mountpoint, check)
     assert str(mountpoint) not in mount_points()
 
 
@@ -757,11 +910,13 @@ async def test_a_crashed_daemons_mount_is_replaced(mountpoint: Path) -> None:
     await trio.to_thread.run_sync(crash_a_daemon)
     assert str(mountpoint) in mount_points()
 
-    def check(files: dict[str, str]) -> None:
-        assert Path(files["/proc/uptime"]).read_text().count(" ") == 1
+    view = ProcView(Containers(c=limits()))
+
+    def check() -> None:
+        assert Path(view.files("c")["/proc/uptime"]).read_text().count(" ") == 1
         assert mount_points().count(str(mountpoint)) == 1
 
-    await with_view(ProcView(), mountpoint, check)
+    await with_view(view, mountpoint, check)
 
 
 @fuse_test
@@ -769,17 +924,17 @@ async def test_a_crashed_daemons_mount_is_replaced(mountpoint: Path) -> None:
 @pytest.mark.root
 async def test_readers_of_other_users_are_served(mountpoint: Path) -> None:
     """Container processes run as other users: the mount allows them (allow_other)."""
-    readers = Readers()
+    view = ProcView(Containers(c=limits(memory_limit=32 * MiB)))
     nobody = ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups"]
 
-    def check(files: dict[str, str]) -> None:
+    def check() -> None:
         # The mount point is in pytest's private temporary directory: read it, as a
         # container does, through a bind mount.
-        command = in_mount_namespace(files, [*nobody, *read("/proc/meminfo")])
-        (seen,) = readers.run((limits(memory_limit=32 * MiB), command))
+        command = in_mount_namespace(view.files("c"), [*nobody, *read("/proc/meminfo")])
+        (seen,) = run_readers(command)
         assert meminfo_kb(str(files_of(seen)["/proc/meminfo"]))["MemTotal"] == 32768
 
-    await with_view(ProcView(readers), mountpoint, check)
+    await with_view(view, mountpoint, check)
 
 
 @fuse_test

@@ -174,3 +174,64 @@ def test_a_container_cannot_hold_the_view_open_without_end(daemon: Daemon) -> No
         assert r.stdout == "MemTotal:          65536 kB\n"
     finally:
         daemon.ctl("rm", "-f", "hog")
+
+
+def test_busybox_cat_shows_the_view(daemon: Daemon, busybox_root: Path) -> None:
+    """busybox's ``cat`` (Alpine's too) copies with sendfile(2), which reads the view's
+    files through the page cache, up to the size the kernel has for them: it printed
+    nothing while they had the size 0 of procfs."""
+    r = daemon.ctl(
+        "run", "--rm", "--memory", "64m", "--rootfs", str(busybox_root), "cat", "/proc/meminfo"
+    )
+    assert _meminfo_total(r.stdout) == 64 << 20
+    host_keys = [ln.split(":")[0] for ln in Path("/proc/meminfo").read_text().splitlines()]
+    assert [ln.split(":")[0] for ln in r.stdout.splitlines()] == host_keys
+    assert r.stdout.endswith(" kB\n")
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs")
+def test_sendfile_readers_in_two_containers_each_get_their_own(
+    daemon: Daemon, busybox_root: Path
+) -> None:
+    """Read in turns by busybox in a 1-CPU and an every-CPU container, /proc/stat and
+    /proc/cpuinfo come whole and each container's own: its files are inodes of their own,
+    with their own page cache (a shared one handed the 2-CPU container a /proc/stat cut to
+    the length of the 1-CPU container's read before)."""
+    cpus = len(os.sched_getaffinity(0))
+    host_last = Path("/proc/stat").read_text().splitlines()[-1].split()
+    for name, limit in (("one", ["--cpuset-cpus", "0"]), ("every", [])):
+        daemon.ctl(
+            "run", "-d", "--name", name, *limit, "--rootfs", str(busybox_root), "sleep", "300"
+        )
+    try:
+        for _ in range(5):
+            for name, count in (("one", 1), ("every", cpus)):
+                stat = daemon.ctl("exec", name, "cat", "/proc/stat").stdout
+                lines = stat.splitlines()
+                assert [ln.split()[0] for ln in lines[: count + 1]] == [
+                    "cpu",
+                    *(f"cpu{n}" for n in range(count)),
+                ]
+                assert not lines[count + 1].startswith("cpu")
+                # Whole, to its last line (the host's: softirq, its total and its kinds).
+                assert lines[-1].split()[0] == host_last[0]
+                assert len(lines[-1].split()) == len(host_last)
+                assert stat.endswith("\n")
+                cpuinfo = daemon.ctl("exec", name, "cat", "/proc/cpuinfo").stdout
+                processors = [ln for ln in cpuinfo.splitlines() if ln.startswith("processor")]
+                assert len(processors) == count and cpuinfo.endswith("\n\n")
+                tail = daemon.ctl("exec", name, "tail", "-n1", "/proc/meminfo").stdout
+                assert tail.endswith(" kB\n") and tail.count("\n") == 1
+    finally:
+        daemon.ctl("rm", "-f", "one", "every")
+
+
+def test_copying_the_view_to_the_output_stops_nothing(daemon: Daemon, busybox_root: Path) -> None:
+    """busybox's ``cat`` holds the lock of its output, a pipe the daemon reads, while
+    sendfile waits for the view's pages; a read of that pipe waits for its lock: served
+    from the event loop's thread, the view never answered and the daemon stopped."""
+    script = "i=0; while [ $i -lt 200 ]; do cat /proc/cpuinfo /proc/meminfo; i=$((i+1)); done"
+    r = daemon.ctl(
+        "run", "--rm", "--memory", "64m", "--rootfs", str(busybox_root), "sh", "-c", script
+    )
+    assert r.stdout.count("MemTotal:          65536 kB\n") == 200
