@@ -27,7 +27,10 @@ def _container(socket: str, ref: str, size: bool = False) -> dict[str, Any]:
 
     container = structure(answer["container"], Container)
     resolv, hostname, hosts = answer["etc_paths"]
-    shaped: dict[str, Any] = inspect(container, [], answer["log_path"], (resolv, hostname, hosts))
+    etc_paths = (resolv, hostname, hosts)
+    shaped: dict[str, Any] = inspect(
+        container, [], answer["log_path"], etc_paths, answer.get("graph_driver")
+    )
     # What the docker CLI shows of it: the Engine API's (1.44) endpoints, with their
     # DNSNames, aliases and network ids.
     with_dns_names(container, shaped["NetworkSettings"])

@@ -243,6 +243,7 @@ class InspectResponse:
     log_path: str = ""  # Docker's LogPath: the json-file driver's file
     # Docker's ResolvConfPath, HostnamePath, HostsPath (see Supervisor.etc_paths)
     etc_paths: tuple[str, str, str] = ("", "", "")
+    graph_driver: dict[str, str] | None = None  # (see Supervisor.graph_driver)
     size_rw: int | None = None  # Docker's SizeRw and SizeRootFs, when asked
     size_root_fs: int | None = None
 

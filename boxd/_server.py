@@ -352,6 +352,7 @@ class Server:
                 container=c,
                 log_path=self.sup.log_path(c),
                 etc_paths=self.sup.etc_paths(c),
+                graph_driver=self.sup.graph_driver(c),
                 size_rw=rw,
                 size_root_fs=root,
             )

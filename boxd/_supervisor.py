@@ -525,6 +525,25 @@ class Supervisor:
         found = [bound.get(f) or (image and own_file_at(image, where, f)) or "" for f in files]
         return found[0], found[1], found[2]
 
+    def graph_driver(self, c: Container) -> dict[str, str] | None:
+        """Docker's ``GraphDriver.Data`` for the overlay of the container's root (its
+        overlay2's keys): the image's directories under it (``LowerDir``, top-most first),
+        what the container wrote (``UpperDir``), overlay's ``WorkDir``; while it runs,
+        ``MergedDir``, where the host sees its root (``/proc/PID/root``: boxd mounts it in
+        the container's mount namespace only).  None once its image is gone."""
+        try:
+            image = self._image(c.config.image, c.config.image_id)
+        except ImageError:
+            return None
+        for target, upper, lowers in container_uppers(image, self.store.container_dir(c.id)):
+            if target != "/":
+                continue
+            data = {"LowerDir": ":".join(lowers)}
+            if c.state.status in (RUNNING, PAUSED) and c.state.pid:
+                data["MergedDir"] = f"/proc/{c.state.pid}/root"
+            return data | {"UpperDir": str(upper), "WorkDir": str(upper.with_name("work"))}
+        return None
+
     def log_dir(self, ref: str) -> Path:
         """Where the container's log is; a ValueError for one that keeps none."""
         c = self._lookup(ref).container

@@ -1033,6 +1033,37 @@ def test_an_ambiguous_id_prefix_is_named_as_docker_names_it(clean: Daemon) -> No
 
 
 @needs_cli
+def test_graph_driver_data_names_the_root_overlays_directories(clean: Daemon) -> None:
+    """``GraphDriver.Data`` (null before; moby's description has it never null): the
+    image's directories (``LowerDir``), what the container wrote (``UpperDir``),
+    ``WorkDir`` and, while it runs, where the host sees its root (``MergedDir``), in both
+    clients' inspect."""
+    cid = _docker(clean, "run", "-d", "default", "sh", "-c", "echo hi > /made; sleep 300")
+    cid.check_returncode()
+    name = cid.stdout.strip()
+    fmt = "{{json .GraphDriver}}"
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        driver = json.loads(_docker(clean, "inspect", "-f", fmt, name).stdout)
+        if (Path(driver["Data"]["UpperDir"]) / "made").exists():
+            break
+        time.sleep(0.05)
+    assert driver == json.loads(clean.ctl("inspect", "-f", fmt, name).stdout)
+    data = driver["Data"]
+    assert driver["Name"] == "overlay2" and list(data) == [
+        "LowerDir", "MergedDir", "UpperDir", "WorkDir"
+    ]  # fmt: skip
+    assert (Path(data["UpperDir"]) / "made").read_text() == "hi\n"
+    assert Path(data["UpperDir"]).is_relative_to(clean.root) and Path(data["WorkDir"]).is_dir()
+    assert all(Path(lower).is_dir() for lower in data["LowerDir"].split(":"))
+    assert (Path(data["MergedDir"]) / "made").read_text() == "hi\n"
+    _docker(clean, "stop", "-t", "0", name).check_returncode()
+    stopped = json.loads(_docker(clean, "inspect", "-f", fmt, name).stdout)["Data"]
+    assert "MergedDir" not in stopped and stopped["UpperDir"] == data["UpperDir"]
+    _docker(clean, "rm", name).check_returncode()
+
+
+@needs_cli
 def test_log_path_is_the_json_file_drivers_file(clean: Daemon) -> None:
     """``LogPath``: the file the json-file driver writes, in both clients' inspect (it
     was empty); none for ``local`` (Docker keeps its file out of the API) and ``none``."""

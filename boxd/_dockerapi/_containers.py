@@ -211,7 +211,11 @@ async def changes(api: Api, conn: HttpConnection, req: Request, ref: str) -> Non
 async def inspect(api: Api, conn: HttpConnection, req: Request, ref: str) -> None:
     c = api.sup.inspect(ref)
     shown = _shapes.inspect(
-        c, api.execs_of(c.id, ended=False), api.sup.log_path(c), api.sup.etc_paths(c)
+        c,
+        api.execs_of(c.id, ended=False),
+        api.sup.log_path(c),
+        api.sup.etc_paths(c),
+        api.sup.graph_driver(c),
     )
     _with_network_ids(api, shown["NetworkSettings"])
     if req.at_least("1.44"):

@@ -1166,9 +1166,11 @@ def inspect(
     exec_ids: list[str],
     log_path: str = "",
     etc_paths: tuple[str, str, str] = ("", "", ""),
+    graph_driver: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """``docker inspect``'s object (``log_path``: its ``LogPath``, where the daemon writes
-    the log; ``etc_paths``: its ``ResolvConfPath``, ``HostnamePath`` and ``HostsPath``)."""
+    the log; ``etc_paths``: its ``ResolvConfPath``, ``HostnamePath`` and ``HostsPath``;
+    ``graph_driver``: its ``GraphDriver.Data``)."""
     cfg = c.config
     st = c.state
     # The container runs entrypoint + command (boxd._images.config); Docker shows them apart.
@@ -1207,7 +1209,7 @@ def inspect(
         "AppArmorProfile": "",
         "ExecIDs": exec_ids or None,
         "HostConfig": _host_config(c),
-        "GraphDriver": {"Name": "overlay2", "Data": None},
+        "GraphDriver": {"Name": "overlay2", "Data": graph_driver},
         "Mounts": _mounts(c),
         "Config": {
             "Hostname": _nsmodes.hostname(c),
