@@ -3,7 +3,7 @@
 Inside a container, ``free``, ``top``, JVMs and ``os.cpu_count()`` read the host's
 /proc/meminfo, /proc/cpuinfo and /sys/devices/system/cpu/online and size themselves for
 the whole machine.  The daemon serves ONE FUSE filesystem (pyfuse3 keeps one session per
-process) with a directory per container, ``<mount>/<container id>/proc/meminfo`` ..., and
+process) with a directory per container, ``<mount>/<container id>/meminfo`` ..., and
 the spawn path bind-mounts that container's files over its copies (see
 :meth:`ProcView.files`).  A container's directory is made when the kernel looks its id
 up and the view's :class:`Resolver` (the supervisor) knows it, and is dropped when the
@@ -68,6 +68,7 @@ import itertools
 import logging
 import math
 import os
+import posixpath
 import stat
 import sys
 import time
@@ -503,7 +504,7 @@ class ProcView:
             raise RuntimeError("the /proc view is not being served")
         if not container or "/" in container or container in (".", ".."):
             raise ValueError(f"{container!r} cannot name a directory of the /proc view")
-        return {path: f"{self._mountpoint}/{container}{path}" for path in FILES}
+        return {path: f"{self._mountpoint}/{container}/{_NAMES[path]}" for path in FILES}
 
     def drop(self, container: str) -> None:
         """Forget ``container``'s files (it is removed): the kernel keeps names it is not
@@ -676,23 +677,15 @@ def _guarded(
     return guarded
 
 
-def _shape(paths: Sequence[str]) -> dict[bytes, Any]:
-    """The tree below a container's directory: a directory is a dict of its entries, a
-    file the in-container path it serves."""
-    tree: dict[bytes, Any] = {}
-    for path in paths:
-        *dirs, name = path.strip("/").encode().split(b"/")
-        here = tree
-        for part in dirs:
-            here = here.setdefault(part, {})
-        here[name] = path
-    return tree
+# The name of each file in a container's directory (a flat one: a start's binds look up
+# each component of their paths, once per container, in the view's thread).
+_NAMES = {path: posixpath.basename(path) for path in FILES}
 
 
 class _Node:
     """An inode the kernel knows: the root, a container's directory, or one below it.
 
-    ``shape`` is what the node is: None for the root, a dict (see :func:`_shape`) for a
+    ``shape`` is what the node is: None for the root, a dict (name -> file) for a
     directory, the in-container path for a file.  ``latest`` is a file's newest rendering
     for the next open and ``handles`` its open files: both give the size it reports."""
 
@@ -772,7 +765,7 @@ class _Operations(_OperationsBase):
         root.lookups = 1  # the kernel never forgets the root
         self._nodes: dict[int, _Node] = {root.inode: root}
         self._next_inode = itertools.count(root.inode + 1)
-        self._tree = _shape(FILES)
+        self._tree: dict[bytes, Any] = {name.encode(): path for path, name in _NAMES.items()}
         self._handles: dict[int, _Handle] = {}
         self._open: dict[str, int] = {}  # handles held, by container
         self._refused: set[str] = set()  # containers warned about MAX_OPEN
@@ -841,7 +834,7 @@ class _Operations(_OperationsBase):
         attributes.st_ctime_ns = self._mounted_ns
         # Names and a directory's attributes never change while its container is known:
         # the kernel keeps them (a start's binds walked every path of a new container's
-        # directory twice over, 48 requests, ~1.8 ms of each `run --rm`); a file's size
+        # directory twice over, 48 requests, ~1.8 ms of each `run --rm`: now 8); a file's size
         # changes (see the class's docstring): its attributes are kept for no time.
         attributes.entry_timeout = _ENTRY_TIMEOUT
         attributes.attr_timeout = _ENTRY_TIMEOUT if node.path is None else 0
