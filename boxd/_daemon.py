@@ -39,7 +39,7 @@ from . import __version__, _daemonconfig, _repair, _systemd, _tasks, _trim, _uli
 from ._dockerapi import serve_docker
 from ._network import DEFAULT_BRIDGE, BridgeOptions
 from ._procview import CPU_POLICIES, ProcView, available
-from ._records import LOG_DRIVERS, Ulimit
+from ._records import LOG_DRIVERS, Ulimit, check_log_compress
 from ._server import Server, serve
 from ._store import RootInUse, hold_root
 from ._supervisor import DEFAULT_ROOT, Supervisor, open_supervisor
@@ -335,9 +335,10 @@ def _checked(args: SimpleNamespace) -> SimpleNamespace:
         raise DaemonError(
             "log-opts (and --log-max-size, --log-max-files) need a log: log-driver none keeps none"
         )
-    compress = dict(o.partition("=")[::2] for o in args.log_options).get("compress", "")
-    if args.log_max_files == 1 and _units.GO_BOOLS.get(compress):
-        raise DaemonError("log-opts: compress cannot be true when max-file is less than 2")
+    try:
+        check_log_compress(args.log_max_files, args.log_options)
+    except ValueError as exc:
+        raise DaemonError(f"log-opts: {exc}") from None
     for name, allowed in (("procview", ("on", "off")), ("procview_cpus", CPU_POLICIES)):
         if getattr(args, name) not in allowed:
             raise DaemonError(

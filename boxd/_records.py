@@ -458,8 +458,13 @@ def check_log_options(config: ContainerConfig) -> None:
     if config.log_driver == "none" and config.log_options:
         raise ValueError("log options need a log: --log-driver none keeps none")
     check_kept_log_options(config.log_options)
-    # (local's default with one file: nothing rotated is kept, nothing to compress)
-    if config.log_max_files == 1 and GO_BOOLS.get(_kept(config.log_options).get("compress", "")):
+    check_log_compress(config.log_max_files, config.log_options)
+
+
+def check_log_compress(max_files: int | None, kept: tuple[str, ...]) -> None:
+    """A ``compress=true`` among the kept log options needs rotated files to compress
+    (local's default with one file is no refusal: nothing rotated is kept)."""
+    if max_files == 1 and GO_BOOLS.get(_kept(kept).get("compress", "")):
         raise ValueError("compress cannot be true when max-file is less than 2")  # Docker's
 
 
