@@ -46,10 +46,13 @@ What each file shows for a container (all other content is the host's):
   in /proc/PID/stat counts from the host's boot: ``ps``'s elapsed times and %CPU take the
   difference); idle is the visible CPUs' time the container did not use (or, without
   usage, the host's idle share scaled to them), as the ``cpu`` line of ``/proc/stat``.
-- ``/proc/loadavg``: the host's.  A per-container load average would need sampling every
-  task's state periodically; the host's value is shown rather than an invented one.
 - ``/proc/swaps``: with a swap limit, one ``none virtual`` line of the limited size, or the
   header only when the limit (or the host's swap) is 0.
+
+``/proc/loadavg`` is left to procfs: its averages are the host's there too (a container's
+own would need every task's state sampled), and its last field, the newest process id,
+procfs gives in the reader's PID namespace, where a rendering of the daemon's copy gave
+the host's.
 
 The visible CPUs follow a policy: ``"cpuset"`` (the default) shows the container's cpuset
 (the CPUs it runs on: a parent's may narrow it) only; ``"quota"`` shows at most
@@ -144,7 +147,6 @@ FILES: tuple[str, ...] = (
     "/proc/cpuinfo",
     "/proc/stat",
     "/proc/uptime",
-    "/proc/loadavg",
     "/proc/swaps",
     _ONLINE,
 )
@@ -422,10 +424,6 @@ def _render_uptime(host: str, limits: ViewLimits, env: _Env) -> str:
     return f"{up:.2f} {idle:.2f}\n"
 
 
-def _render_loadavg(host: str, limits: ViewLimits, env: _Env) -> str:
-    return host
-
-
 def _render_swaps(host: str, limits: ViewLimits, env: _Env) -> str:
     if limits.swap_limit is None:
         return host
@@ -443,7 +441,6 @@ _RENDERERS: dict[str, Callable[[str, ViewLimits, _Env], str]] = {
     "/proc/cpuinfo": _render_cpuinfo,
     "/proc/stat": _render_stat,
     "/proc/uptime": _render_uptime,
-    "/proc/loadavg": _render_loadavg,
     "/proc/swaps": _render_swaps,
     _ONLINE: _render_online,
 }
@@ -834,7 +831,7 @@ class _Operations(_OperationsBase):
         attributes.st_ctime_ns = self._mounted_ns
         # Names and a directory's attributes never change while its container is known:
         # the kernel keeps them (with nothing kept, a start's binds took 48 requests, ~1.8
-        # ms of each `run --rm`; now 8 lookups).  A file's size changes (see the class's
+        # ms of each `run --rm`; now 7 lookups).  A file's size changes (see the class's
         # docstring): its attributes are kept for no time.
         attributes.entry_timeout = _ENTRY_TIMEOUT
         attributes.attr_timeout = _ENTRY_TIMEOUT if node.path is None else 0
