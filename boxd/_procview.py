@@ -51,6 +51,9 @@ What each file shows for a container (all other content is the host's):
 - ``/proc/swaps``: with a swap limit, one ``none virtual`` line of the limited size, or the
   header only when the limit (or the host's swap) is 0.
 
+The sysinfo system call of a container with the view is answered with the same amounts as
+its ``meminfo`` (:func:`meminfo_now`; see boxd/_sysinfo.py).
+
 The visible CPUs follow a policy: ``"cpuset"`` (the default) shows the container's cpuset
 (the CPUs it runs on: a parent's may narrow it) only; ``"quota"`` shows at most
 ceil(quota) of them.  The quota is a share of time, not a set of CPUs: a container
@@ -343,6 +346,12 @@ def meminfo_for(host_kb: dict[str, int], limits: ViewLimits) -> dict[str, int]:
         "FileHugePages": stat.get("file_thp", 0),
     }
     return shown
+
+
+def meminfo_now(limits: ViewLimits) -> dict[str, int]:
+    """:func:`meminfo_for` of the host's /proc/meminfo as it is now: what the container's
+    /proc/meminfo would show (boxd/_sysinfo.py answers sysinfo(2) with it)."""
+    return meminfo_for(_meminfo_values(_read_host("/proc/meminfo")), limits)
 
 
 def _render_meminfo(host: str, limits: ViewLimits, env: _Env) -> str:
@@ -989,6 +998,7 @@ __all__ = [
     "Resolver",
     "ViewLimits",
     "available",
+    "meminfo_now",
     "parse_cpu_list",
     "visible_cpus",
 ]
