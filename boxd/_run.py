@@ -422,6 +422,8 @@ class Run:
         }
         if self._stdin is not None and self._tty_master < 0:
             held[_shim.Slot.STDIN] = self._stdin.fileno()
+        if self._sysinfo >= 0:  # calls wait for the next daemon, not fail with ENOSYS
+            held[_shim.Slot.SYSINFO] = self._sysinfo
         try:
             self._shim, hello = await ShimConnection.connect(shim_dir)
             os.close(hello.pidfd)  # the same process as ours
@@ -474,6 +476,9 @@ class Run:
                     streams.append((int(slot), trio.lowlevel.FdStream(held.pop(slot))))
             if _shim.Slot.STDIN in held:
                 self._stdin = trio.lowlevel.FdStream(held.pop(_shim.Slot.STDIN))
+            if _shim.Slot.SYSINFO in held:
+                self._sysinfo = held.pop(_shim.Slot.SYSINFO)
+                fds.callback(self._let_go_of_sysinfo)
             self.started_at = self.container.state.started_at or time.time()
             if self.logs is not None and self._tty_master < 0:
                 self._ledger = Ledger.open(directory)
