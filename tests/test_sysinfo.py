@@ -53,12 +53,17 @@ def _run(daemon: Daemon, *args: str) -> str:
     return daemon.ctl("run", "--rm", "--network", "none", *args).stdout
 
 
-def test_free_and_phys_pages_show_the_limit(daemon: Daemon) -> None:
+@pytest.mark.parametrize(
+    "options", [(), ("--security-opt", "no-new-privileges")], ids=["default", "nnp"]
+)
+def test_free_and_phys_pages_show_the_limit(daemon: Daemon, options: tuple[str, ...]) -> None:
+    """Both places the filters are loaded: before the identity change, or last (with
+    no_new_privs)."""
     script = (
         "busybox free -k; python3 -c 'import os; "
         'print(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))\''
     )
-    out = _run(daemon, "--memory", "64m", "default", "sh", "-c", script).splitlines()
+    out = _run(daemon, "--memory", "64m", *options, "default", "sh", "-c", script).splitlines()
     mem = next(line.split() for line in out if line.startswith("Mem:"))
     assert mem[1] == str(64 << 10)
     assert out[-1] == str(64 << 20)
@@ -146,7 +151,6 @@ def test_many_callers_at_once_all_get_answers(daemon: Daemon) -> None:
     assert out.split() == [str(96 << 20)] * 5
 
 
-@pytest.mark.slow
 def test_an_adopted_container_is_answered_by_the_next_daemon(tmp_path: Path) -> None:
     """Kill -9 of the daemon while the container calls sysinfo in a loop: its calls wait
     (its shim holds the listener) and the next daemon, which adopts it, answers them."""
