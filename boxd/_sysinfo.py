@@ -37,12 +37,14 @@ import contextlib
 import ctypes
 import errno
 import fcntl
+import functools
 import logging
 import os
 import select
 import struct
 from collections.abc import Callable
 
+import outcome
 import trio
 
 from ._procview import ViewLimits, meminfo_now
@@ -101,6 +103,7 @@ async def answer(listener: int, limits: Callable[[], ViewLimits], name: str) -> 
     left."""
     poll = select.poll()
     poll.register(listener, select.POLLIN)
+    writer = _Writer()
     while True:
         await trio.lowlevel.wait_readable(listener)
         # The kernel's receive waits for a call whatever O_NONBLOCK says: it is made only
@@ -113,7 +116,7 @@ async def answer(listener: int, limits: Callable[[], ViewLimits], name: str) -> 
             if call is not None:
                 deadline = trio.current_time() + ANSWER_TIMEOUT
                 with trio.CancelScope(shield=True, deadline=deadline):
-                    await _answer(listener, call, limits, name)
+                    await _answer(listener, call, writer, limits, name)
         elif events & select.POLLHUP:
             return
 
@@ -131,7 +134,11 @@ def _receive(listener: int) -> tuple[int, int, int] | None:
 
 
 async def _answer(
-    listener: int, call: tuple[int, int, int], limits: Callable[[], ViewLimits], name: str
+    listener: int,
+    call: tuple[int, int, int],
+    writer: _Writer,
+    limits: Callable[[], ViewLimits],
+    name: str,
 ) -> None:
     """Write the struct at the call's address and let the call return 0 (or fail with
     EFAULT, a pointer that cannot be written)."""
@@ -140,18 +147,19 @@ async def _answer(
         mem = os.open(f"/proc/{pid}/mem", os.O_RDWR | os.O_CLOEXEC)
     except OSError:
         return  # gone already: nobody waits for the answer
-    handed = False  # to the thread, which closes it (even abandoned: it runs on)
     try:
-        if not _valid(listener, call_id):  # after the open: the pid is still the caller's
-            return
-        handed = True  # never cancelled before the thread starts: the scope just began
-        done = await trio.to_thread.run_sync(_write, mem, address, limits, abandon_on_cancel=True)
+        valid = _valid(listener, call_id)  # after the open: the pid is still the caller's
+    except BaseException:
+        os.close(mem)
+        raise
+    if not valid:
+        os.close(mem)
+        return
+    try:
+        done = await writer.write(mem, address, limits)
     except trio.Cancelled:
         log.warning("%s: sysinfo's answer took over %s s; left unanswered", name, ANSWER_TIMEOUT)
         raise
-    finally:
-        if not handed:
-            os.close(mem)
     error = 0 if done else -errno.EFAULT
     with contextlib.suppress(FileNotFoundError):  # killed meanwhile
         fcntl.ioctl(listener, NOTIF_SEND, RESPONSE.pack(call_id, 0, error, 0))
@@ -164,6 +172,39 @@ def _valid(listener: int, call_id: int) -> bool:
     except FileNotFoundError:
         return False
     return True
+
+
+class _Writer:
+    """One container's worker thread for its answers, one at a time: a thread whose write
+    never ends (the caller's page never comes) is left to it, and holds up only that
+    container's next answers, never a thread the rest of the daemon shares."""
+
+    def __init__(self) -> None:
+        self._token = trio.lowlevel.current_trio_token()
+        self._idle = trio.Event()
+        self._idle.set()
+
+    async def write(self, mem: int, address: int, limits: Callable[[], ViewLimits]) -> bool:
+        """:func:`_write` in a thread of its own once the last one has ended; ``mem`` is
+        closed (by the thread, once it is started: cancelled while that runs, this returns
+        and the thread goes on)."""
+        try:
+            await self._idle.wait()
+        except BaseException:
+            os.close(mem)
+            raise
+        idle = self._idle = trio.Event()
+        result: list[outcome.Outcome[bool]] = []
+
+        def deliver(written: outcome.Outcome[bool]) -> None:
+            result.append(written)
+            with contextlib.suppress(trio.RunFinishedError):
+                self._token.run_sync_soon(idle.set)
+
+        job = functools.partial(_write, mem, address, limits)
+        trio.lowlevel.start_thread_soon(job, deliver, name="boxd sysinfo")
+        await idle.wait()
+        return result[0].unwrap()
 
 
 def _write(mem: int, address: int, limits: Callable[[], ViewLimits]) -> bool:

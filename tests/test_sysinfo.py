@@ -4,16 +4,21 @@ notification, boxd/_sysinfo.py), or the host's where it is not intercepted."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shlex
 import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import trio
 from daemon_harness import Daemon, running_daemon, until
 
-from boxd._procview import available
+import boxd
+from boxd import _sysinfo
+from boxd._procview import ViewLimits, available
 from boxd._syscalls import BY_MACHINE
 
 pytestmark = [
@@ -170,3 +175,43 @@ def test_an_adopted_container_is_answered_by_the_next_daemon(tmp_path: Path) -> 
         lines = daemon.ctl("logs", "looper").stdout.splitlines()
         assert set(lines) == {str(80 << 20)}
         assert daemon.inspect("looper")["state"]["status"] == "running"
+
+
+async def test_an_answer_slow_to_write_holds_up_only_its_call(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A write into the caller that does not end within ANSWER_TIMEOUT (its page slow to
+    come) is left to its thread and the call unanswered (here the library's supervisor
+    holds the listener itself); the event loop goes on meanwhile, and the container's
+    later calls are answered once that thread has ended.  The first call is the first
+    python3's own (glibc's qsort asks get_phys_pages as Python starts): that process stays
+    stuck until the container's end kills it."""
+    monkeypatch.setattr(_sysinfo, "ANSWER_TIMEOUT", 0.2)
+    answer = _sysinfo.for_container
+    first = [True]
+
+    def slow_first(limits: ViewLimits) -> bytes:
+        if first:
+            first.clear()
+            time.sleep(1)
+        return answer(limits)
+
+    monkeypatch.setattr(_sysinfo, "for_container", slow_first)
+    call = shlex.quote(CALL)
+    config = boxd.ContainerConfig(
+        image="default",
+        command=("sh", "-c", f"python3 -c {call} & sleep 1.5; python3 -c {call}"),
+        network="none",
+        resources=boxd.Resources(memory=72 << 20),
+    )
+    async with boxd.open_supervisor(tmp_path / "lib", procview=True) as sup:
+        c = await sup.create(config)
+        with caplog.at_level(logging.WARNING, "boxd.sysinfo"):
+            output, _ = await sup.start_attached(c.id)
+            with trio.fail_after(1):  # the loop runs on while the first answer's thread sleeps
+                await trio.sleep(0.5)
+            seen = b"".join([data async for _, data in output])
+        assert await sup.wait(c.id) == 0
+        await sup.remove(c.id)
+    assert "left unanswered" in caplog.text
+    assert seen.split() == [str(72 << 20).encode()]
