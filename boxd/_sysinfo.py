@@ -96,7 +96,8 @@ def for_container(limits: ViewLimits) -> bytes:
 
 async def answer(listener: int, limits: Callable[[], ViewLimits], name: str) -> None:
     """Answer the sysinfo calls that come on ``listener`` (not closed) with ``limits()``
-    until cancelled; ``name`` is the container's, for the log.  Each call's answer is
+    until cancelled, or until no process is left under its filter; ``name`` is the
+    container's, for the log.  Each call's answer is
     written by a worker thread (the caller's page may be slow to write) while the event
     loop goes on; a call taken is answered even if this is cancelled meanwhile (at most
     ANSWER_TIMEOUT later), so that no caller waits for a daemon that took its call and
