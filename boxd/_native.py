@@ -267,6 +267,10 @@ class SpawnPlan:
     # default route through ``gateway`` ("": none).
     links: tuple[LinkConfig, ...] = ()
     gateway: str = ""
+    # sysinfo(2) answered by the caller (boxd/_sysinfo.py): just before ``seccomp`` (which
+    # it needs) the child loads a filter that hands that call to a listener and sends the
+    # listener back (:attr:`Spawned.sysinfo`).  Not with ``start_fd``.
+    sysinfo: bool = False
 
 
 class Stage(enum.IntEnum):
@@ -315,6 +319,7 @@ class Message(enum.IntEnum):
     WAITING = 4  # child -> parent: set up, waiting for the OCI runtime's `start`
     STARTED = 5  # shim intermediate -> parent: the container's pid, its pidfd attached
     LINKED = 6  # parent -> child: the interfaces of its links are in its network namespace
+    SYSINFO = 7  # child -> parent: its sysinfo listener attached (none: errno, the refusal)
 
 
 @frozen
@@ -323,6 +328,9 @@ class Spawned:
     pidfd: int
     sync_fd: int
     console: int = -1  # the master of the plan's console, once start() returned
+    # The listener of the plan's sysinfo filter, once start() returned (the caller owns
+    # it); -1: none asked, or the kernel refused it (see SpawnPlan.sysinfo).
+    sysinfo: int = -1
     # With a shim: a pidfd of boxd-shim, the container's parent and the caller's child
     # (the caller reaps it once it has said DONE); -1 without one.
     shim_pidfd: int = -1
@@ -563,6 +571,8 @@ def native_arguments(plan: SpawnPlan) -> dict[str, Any]:
         raise ValueError("links and a gateway need a new network namespace")
     if plan.mounts and plan.rootfs is None:
         raise ValueError("a mount table needs a rootfs to resolve its targets in")
+    if plan.sysinfo and (plan.seccomp is None or plan.start_fd >= 0):
+        raise ValueError("sysinfo needs a seccomp program, and goes with no start_fd")
     if plan.console_size is not None:
         if not plan.console:
             raise ValueError(f"console_size {plan.console_size!r} needs a console")
@@ -613,6 +623,7 @@ def native_arguments(plan: SpawnPlan) -> dict[str, Any]:
         "die_with_caller": plan.die_with_caller,
         "console_size": DEFAULT_CONSOLE_SIZE if plan.console_size is None else plan.console_size,
         "mount_fds": plan.mount_fds,
+        "sysinfo": plan.sysinfo,
     }
 
 
@@ -833,11 +844,10 @@ async def start(
                 spawned, received = _next_message(spawned, held)
                 if received is None:
                     break  # end of file: it has exec'd
-                if received[0] is not Message.CONSOLE:
+                if received[0] not in _HANDED_OVER:
                     message = received
         except BaseException:
-            if spawned.console >= 0:
-                os.close(spawned.console)
+            _close_handed_over(spawned)
             with trio.CancelScope(shield=True):
                 await _kill_and_reap(spawned, plan)
             raise
@@ -847,8 +857,7 @@ async def start(
     os.close(spawned.sync_fd)
     if message is None or message[0] is Message.WAITING:
         return spawned
-    if spawned.console >= 0:
-        os.close(spawned.console)
+    _close_handed_over(spawned)
     with trio.CancelScope(shield=True):
         await _reap(spawned, plan)
     raise _failure(plan, message)
@@ -1022,11 +1031,16 @@ async def _failure_of_killed(spawned: Spawned) -> tuple[Message, int, int, int] 
             return message
 
 
+# The messages that hand the caller an fd as the child goes on (not its last message).
+_HANDED_OVER = (Message.CONSOLE, Message.SYSINFO)
+
+
 def _next_message(
     spawned: Spawned, held: list[int]
 ) -> tuple[Spawned, tuple[Message, int, int, int] | None]:
     """The child's next sync message (None at EOF); the fds that came with it go to
-    ``held``, but a console message's terminal master goes into the returned Spawned."""
+    ``held``, but a console message's terminal master and a sysinfo message's listener go
+    into the returned Spawned."""
     data, fds = _receive(spawned.sync_fd)
     held.extend(fds)
     message = parse_message(data) if data else None
@@ -1035,7 +1049,41 @@ def _next_message(
             raise RuntimeError("spawn: a console message without exactly one master")
         held.remove(fds[0])
         spawned = evolve(spawned, console=fds[0])
+    elif message is not None and message[0] is Message.SYSINFO:
+        refused = message[2]  # its errno: the kernel gave no listener
+        if len(fds) != (0 if refused else 1) or spawned.sysinfo >= 0:
+            raise RuntimeError("spawn: a sysinfo message without exactly one listener")
+        if fds:
+            held.remove(fds[0])
+            spawned = evolve(spawned, sysinfo=fds[0])
+        else:
+            _listener_refused(refused)
     return spawned, message
+
+
+_refusal_logged = False
+
+
+def _listener_refused(err: int) -> None:
+    """Log, once per process, that the kernel refused a sysinfo listener (the container
+    runs on without: its sysinfo is the host's)."""
+    global _refusal_logged
+    if not _refusal_logged:
+        _refusal_logged = True
+        import logging  # only then: boxd-runtime's create does without it
+
+        logging.getLogger("boxd.native").warning(
+            "the kernel refuses a seccomp listener (%s): containers' sysinfo(2) shows the "
+            "host's memory, not their limits",
+            os.strerror(err),
+        )
+
+
+def _close_handed_over(spawned: Spawned) -> None:
+    """Close the fds the child handed over (its start failed)."""
+    for fd in (spawned.console, spawned.sysinfo):
+        if fd >= 0:
+            os.close(fd)
 
 
 def _failure(plan: SpawnPlan, message: tuple[Message, int, int, int]) -> Exception:
@@ -1097,11 +1145,10 @@ def start_blocking(
             native.release(spawned)
             while True:
                 spawned, message = _next_message(spawned, held)  # a blocking socket: waits
-                if message is None or message[0] is not Message.CONSOLE:
+                if message is None or message[0] not in _HANDED_OVER:
                     break
         except BaseException:
-            if spawned.console >= 0:
-                os.close(spawned.console)
+            _close_handed_over(spawned)
             os.close(spawned.sync_fd)
             with contextlib.suppress(ProcessLookupError):
                 signal.pidfd_send_signal(spawned.pidfd, signal.SIGKILL)
@@ -1113,8 +1160,7 @@ def start_blocking(
     os.close(spawned.sync_fd)
     if message is None or message[0] is Message.WAITING:
         return spawned
-    if spawned.console >= 0:
-        os.close(spawned.console)
+    _close_handed_over(spawned)
     _reap_blocking(spawned.pidfd)
     raise _failure(plan, message)
 

@@ -418,13 +418,17 @@ async def build(
         console_size=(console_size or config.console_size) if config.tty else None,
         id_mapped=id_mapped_layers(image, container_dir) if config.userns else (),
         ns_paths=ns_paths,
-        **_restrictions(container, user.uid),
+        **_restrictions(container, user.uid, sysinfo=view_files is not None),
     )
 
 
-def _restrictions(container: Container, uid: int, *, privileged: bool = False) -> dict[str, Any]:
+def _restrictions(
+    container: Container, uid: int, *, privileged: bool = False, sysinfo: bool = False
+) -> dict[str, Any]:
     """What confines a container's processes: the same for its init and for exec (a
-    ``privileged`` exec gets every capability)."""
+    ``privileged`` exec gets every capability); with ``sysinfo`` (it has the /proc view),
+    its sysinfo calls answered by the daemon (boxd/_sysinfo.py) where a seccomp filter is
+    loaded at all (not unconfined, not privileged)."""
     sec = container.config.security
     caps = _caps.compute(sec.cap_add, sec.cap_drop, uid=uid, privileged=sec.privileged)
     # Of a limit given twice the last counts, as in Docker.
@@ -432,6 +436,7 @@ def _restrictions(container: Container, uid: int, *, privileged: bool = False) -
     rlimits = tuple([Rlimit(ULIMIT_NAMES[u.name], u.soft, u.hard) for u in ulimits.values()])
     if "nofile" not in ulimits:  # Docker's, not the daemon's raised one
         rlimits = (Rlimit(ULIMIT_NAMES["nofile"], *open_files()), *rlimits)
+    seccomp = None if sec.privileged else seccomp_program(sec.seccomp, caps.bounding)
     return {
         "rlimits": rlimits,
         # The filter stays the container's, made for its own capabilities.
@@ -439,7 +444,8 @@ def _restrictions(container: Container, uid: int, *, privileged: bool = False) -
         "no_new_privs": sec.no_new_privileges,
         # Docker's (runc's), whatever the caller's: a library program's 077 too.
         "umask": 0o022,
-        "seccomp": None if sec.privileged else seccomp_program(sec.seccomp, caps.bounding),
+        "seccomp": seccomp,
+        "sysinfo": sysinfo and seccomp is not None,
     }
 
 
@@ -485,11 +491,12 @@ def build_exec(
     *,
     stdio: tuple[int, int, int],
     link_env: tuple[str, ...] = (),
+    sysinfo: bool = False,
 ) -> SpawnPlan:
     """A process that joins the namespaces of the container's init (``init_pidfd``);
     ``image`` and ``container_dir`` are the container's, for its users and groups;
     ``link_env``: the variables its init got from its links, which Docker gives its execs
-    too."""
+    too; ``sysinfo``: its sysinfo calls answered as the init's (see :func:`_restrictions`)."""
     config = container.config
     user = identity(spec.user or config.user, image, container_dir, config.group_add)
     if config.userns:
@@ -513,5 +520,5 @@ def build_exec(
         | ({Namespace.NET} if shares_network(container) else set())
         | frozenset(_nsmodes.joined(container.config)),
         process_name="boxd:[exec]",
-        **_restrictions(container, user.uid, privileged=spec.privileged),
+        **_restrictions(container, user.uid, privileged=spec.privileged, sysinfo=sysinfo),
     )

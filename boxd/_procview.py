@@ -54,6 +54,9 @@ own would need every task's state sampled), and its last field, the newest proce
 procfs gives in the reader's PID namespace, where a rendering of the daemon's copy gave
 the host's.
 
+The sysinfo system call of a container with the view is answered with the same amounts as
+its ``meminfo`` (:func:`meminfo_now`; see boxd/_sysinfo.py).
+
 The visible CPUs follow a policy: ``"cpuset"`` (the default) shows the container's cpuset
 (the CPUs it runs on: a parent's may narrow it) only; ``"quota"`` shows at most
 ceil(quota) of them.  The quota is a share of time, not a set of CPUs: a container
@@ -345,6 +348,12 @@ def meminfo_for(host_kb: dict[str, int], limits: ViewLimits) -> dict[str, int]:
         "FileHugePages": stat.get("file_thp", 0),
     }
     return shown
+
+
+def meminfo_now(limits: ViewLimits) -> dict[str, int]:
+    """:func:`meminfo_for` of the host's /proc/meminfo as it is now: what the container's
+    /proc/meminfo would show (boxd/_sysinfo.py answers sysinfo(2) with it)."""
+    return meminfo_for(_meminfo_values(_read_host("/proc/meminfo")), limits)
 
 
 def _render_meminfo(host: str, limits: ViewLimits, env: _Env) -> str:
@@ -986,6 +995,7 @@ __all__ = [
     "Resolver",
     "ViewLimits",
     "available",
+    "meminfo_now",
     "parse_cpu_list",
     "visible_cpus",
 ]

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 import attrs
 import trio
 
-from . import _native, _nsmodes, _plan, _ptyout, _rootfs, _shim, protocol
+from . import _native, _nsmodes, _plan, _ptyout, _rootfs, _shim, _sysinfo, protocol
 from ._cgroup import Cgroup
 from ._ledger import Ledger, LoggedPipe
 from ._lifecycle import Conflict
@@ -45,6 +45,7 @@ from ._shim import ExitStatus, Hello, ShimConnection
 
 if TYPE_CHECKING:
     from ._network import Attachment
+    from ._procview import ViewLimits
 
 log = logging.getLogger("boxd.run")
 
@@ -232,6 +233,11 @@ class Run:
         # Live restore with a log: where the pumps note what they are logging, so that
         # a daemon's death loses nothing of the output nor logs it twice (see _ledger).
         self._ledger: Ledger | None = None
+        # Set by the supervisor: the container's limits as its /proc view shows them,
+        # with which its process's sysinfo calls are answered (boxd/_sysinfo.py) where
+        # its spawn (or its shim) gave a listener.
+        self.view_limits: Callable[[], ViewLimits] | None = None
+        self._sysinfo = -1  # that listener, while the run is supervised
 
     # ---- control from the supervisor and attached clients ----------------------------
 
@@ -391,6 +397,9 @@ class Run:
                 if interactive:
                     self._stdin = trio.lowlevel.FdStream(os.dup(master))
             self._register(spawned)
+            if spawned.sysinfo >= 0:
+                self._sysinfo = spawned.sysinfo
+                fds.callback(self._let_go_of_sysinfo)
             if spawned.shim_pidfd >= 0:
                 assert shim_dir is not None
                 await self._hand_to_shim(spawned, shim_dir, streams)
@@ -413,6 +422,8 @@ class Run:
         }
         if self._stdin is not None and self._tty_master < 0:
             held[_shim.Slot.STDIN] = self._stdin.fileno()
+        if self._sysinfo >= 0:  # calls wait for the next daemon, not fail with ENOSYS
+            held[_shim.Slot.SYSINFO] = self._sysinfo
         try:
             self._shim, hello = await ShimConnection.connect(shim_dir)
             os.close(hello.pidfd)  # the same process as ours
@@ -465,6 +476,9 @@ class Run:
                     streams.append((int(slot), trio.lowlevel.FdStream(held.pop(slot))))
             if _shim.Slot.STDIN in held:
                 self._stdin = trio.lowlevel.FdStream(held.pop(_shim.Slot.STDIN))
+            if _shim.Slot.SYSINFO in held:
+                self._sysinfo = held.pop(_shim.Slot.SYSINFO)
+                fds.callback(self._let_go_of_sysinfo)
             self.started_at = self.container.state.started_at or time.time()
             if self.logs is not None and self._tty_master < 0:
                 self._ledger = Ledger.open(directory)
@@ -484,6 +498,9 @@ class Run:
             async with trio.open_nursery() as nursery:
                 pumps_done = trio.Event()
                 nursery.start_soon(self._pump_all, streams, pumps_done, cgroup)
+                if self._sysinfo >= 0 and self.view_limits is not None:
+                    name = self.container.short_id
+                    nursery.start_soon(_sysinfo.answer, self._sysinfo, self.view_limits, name)
                 status = await self._reap()
                 self.ended_at = _ended_at(status, self.started_at)
                 ended = True
@@ -553,6 +570,10 @@ class Run:
         without, no slower."""
         with contextlib.suppress(OSError):
             self._mount_ns = mount_ns_of(spawned)
+
+    def _let_go_of_sysinfo(self) -> None:
+        os.close(self._sysinfo)
+        self._sysinfo = -1
 
     def _let_go_of_mount_ns(self) -> None:
         if self._mount_ns >= 0:

@@ -3,11 +3,13 @@
 With live restore a container is spawned through boxd-shim (``sandbox_native/shim.c``): a
 static C program of a few pages that is the container's parent (so it reaps it and keeps
 its wait status), holds the container's stdio ends (so a daemon's death gives it no EPIPE,
-no EOF on stdin, no SIGHUP) and listens on ``shim.sock`` in the container's directory.  A
-daemon connects (one at a time) and gets a :class:`Hello`: the container's pid, its exit
-status if it has ended, its pidfd and the stdio ends the shim holds.  The shim sends EXIT
-when the container ends and goes away on DONE, which a daemon sends once it has recorded
-the status and drained the output; until then every new daemon can collect both.
+no EOF on stdin, no SIGHUP) and the listener of its sysinfo filter (so that its sysinfo
+calls wait for the next daemon rather than fail), and listens on ``shim.sock`` in the
+container's directory.  A daemon connects (one at a time) and gets a :class:`Hello`: the
+container's pid, its exit status if it has ended, its pidfd and the fds the shim holds.
+The shim sends EXIT when the container ends and goes away on DONE, which a daemon sends
+once it has recorded the status and drained the output; until then every new daemon can
+collect both.
 
 Messages are one ``struct shim_msg`` each (:data:`MESSAGE`) on a SOCK_SEQPACKET socket,
 fds as SCM_RIGHTS.  A shim's HELLO and EXIT append when it reaped the container
@@ -52,6 +54,7 @@ class Slot(enum.IntEnum):
     STDOUT = 1  # the read end of its stdout pipe
     STDERR = 2  # the read end of its stderr pipe
     CONSOLE = 3  # its terminal's master
+    SYSINFO = 4  # the listener of its sysinfo filter (see boxd/_sysinfo.py)
 
 
 class _Type(enum.IntEnum):

@@ -1212,6 +1212,7 @@ class Supervisor:
             entry.output = Output()
         run = Run(c, entry.output, entry.logs)
         run.dismantle = functools.partial(self._dismantle_later, entry)
+        run.view_limits = functools.partial(self.view_limits, c.id, "/proc/meminfo")
         cdir = self.store.container_dir(c.id)
         view = None
         if self.procview is not None and c.config.procview:
@@ -1992,6 +1993,10 @@ class Supervisor:
             interactive=interactive and not detached,
             null_stdio=detached and not tty,
         )
+        proc.view_limits = functools.partial(self.view_limits, c.id, "/proc/meminfo")
+        # Its sysinfo answered as its container's init's, but for a detached exec's: it may
+        # outlive this daemon, and no shim would hold its listener for the next one.
+        sysinfo = self.procview is not None and c.config.procview and not detached
 
         # The container's init, as the exec joins it: a copy of its pidfd, taken while
         # it is known to run, not the run's own, which its end closes (its number then
@@ -2003,7 +2008,9 @@ class Supervisor:
             where = self.store.container_dir(c.id)
             # Made again at each exec, as Docker does: the linked containers as they are now.
             links = self._legacy_links(c, strict=False).env
-            return _plan.build_exec(c, request, target, image, where, stdio=stdio, link_env=links)
+            return _plan.build_exec(
+                c, request, target, image, where, stdio=stdio, link_env=links, sysinfo=sysinfo
+            )
 
         # A failure to start is raised once the nursery has closed: from inside it Trio
         # would wrap it in an ExceptionGroup, not the StartError or Conflict a caller

@@ -35,14 +35,17 @@
  *   8. close every fd but 0, 1, 2 and the sync socket (which is close-on-exec)
  *   9. seccomp if no_new_privs is off: loading a filter then needs CAP_SYS_ADMIN, which
  *      the next step may drop, so the filter must allow the remaining steps' calls
- *      (setgroups, setres[ug]id, capset, prctl, chdir, write, execve, exit_group)
+ *      (setgroups, setres[ug]id, capset, prctl, chdir, write, execve, exit_group); with
+ *      `sysinfo`, the sysinfo filter first, its listener sent to the parent (see
+ *      load_sysinfo_filter)
  *  10. bounding set, setgroups, setresgid, setresuid (keeping caps), capset, ambient set
  *  11. no_new_privs, chdir(cwd) as the final user
  *  12. with die_with_caller, SIGKILL once the caller is gone (see die_with_caller)
  *      with start_fd (the OCI runtime's create/start split): report "waiting" to the
  *      parent, then block in accept() on start_fd until `start` connects; that connection
  *      becomes the sync socket (see wait_for_start)
- *  13. seccomp if no_new_privs is on (as late as possible), then execve
+ *  13. seccomp if no_new_privs is on (as late as possible; the sysinfo filter first, as
+ *      in step 9), then execve
  *
  * ns_fds (fd, CLONE_NEW* type) pairs: namespaces the child joins with setns() right after
  * its release, instead of making new ones (the OCI runtime's namespace paths: a pod's
@@ -88,6 +91,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <linux/audit.h>
 #include <linux/capability.h>
 #include <linux/magic.h>
 #include <linux/mount.h>
@@ -903,8 +907,45 @@ static void die_with_caller(const struct plan *p)
         leave(127);
 }
 
+#if defined(__x86_64__)
+#define AUDIT_ARCH_NATIVE AUDIT_ARCH_X86_64
+#elif defined(__aarch64__)
+#define AUDIT_ARCH_NATIVE AUDIT_ARCH_AARCH64
+#endif
+
+/* sysinfo(2) answered by the parent with the container's memory (boxd/_sysinfo.py): a
+ * filter that hands that call of the native architecture to a listener
+ * (SECCOMP_RET_USER_NOTIF) and lets every other call through, loaded just before the
+ * container's own.  Stacked filters take the strictest action (KILL, TRAP, ERRNO before
+ * USER_NOTIF before ALLOW), so a profile that refuses sysinfo still refuses it; and it is
+ * loaded first because the container's filter may refuse seccomp(2) itself.  seccomp(2),
+ * not prctl: only it asks for a listener.  The listener (close-on-exec) goes to the
+ * parent and is closed here.  A kernel that refuses it (EINVAL before Linux 5.0, EBUSY
+ * where a filter the caller inherited has a listener already) installs nothing: that is
+ * reported without an fd, and the process goes on without (the host's sysinfo). */
+static void load_sysinfo_filter(const struct plan *p)
+{
+    struct sock_filter filter[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_NATIVE, 0, 3),
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_sysinfo, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_USER_NOTIF),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    };
+    struct sock_fprog prog = {.len = sizeof filter / sizeof filter[0], .filter = filter};
+    long listener =
+        RAW(seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER, &prog);
+    struct sync_msg m = {.kind = MSG_SYSINFO, .err = listener < 0 ? (int)-listener : 0};
+    CHECK(p, send_msg(p->sync_fd, &m, listener < 0 ? -1 : (int)listener), STAGE_SECCOMP, 1);
+    if (listener >= 0)
+        RAW(close, listener);
+}
+
 static void load_seccomp(const struct plan *p)
 {
+    if (p->sysinfo)
+        load_sysinfo_filter(p);
     struct sock_fprog prog = {.len = p->nfilter, .filter = p->filter};
     CHECK(p, RAW(prctl, PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0), STAGE_SECCOMP, 0);
 }

@@ -326,7 +326,7 @@ static int parse_plan(PyObject *args, PyObject *kwargs, struct plan *p)
         "no_new_privs", "seccomp", "join_pidfd", "join_flags", "process_name", "attach",
         "start_fd", "keep_fds", "shim_path", "shim_dir", "shim_argv", "ns_fds",
         "cgroup_tasks", "cgroup_dir", "links", "gateway", "die_with_caller", "console_size",
-        "mount_fds", "umask", NULL,
+        "mount_fds", "umask", "sysinfo", NULL,
     };
     PyObject *argv = NULL, *env = NULL, *search = NULL, *hostname = NULL, *rootfs = NULL;
     PyObject *mounts = NULL, *groups = NULL, *rlimits = NULL, *caps = NULL, *seccomp = NULL;
@@ -349,7 +349,7 @@ static int parse_plan(PyObject *args, PyObject *kwargs, struct plan *p)
     for (int i = 0; i < MAX_JOIN; i++)
         p->ns_fds[i] = -1;
     if (!PyArg_ParseTupleAndKeywords(
-            args, kwargs, "|$O!O!O!KOOO!OIIO!(iii)pO!OpOiKOO!iiOOO!O!O!iO!y#p(ii)O!i:spawn", keywords,
+            args, kwargs, "|$O!O!O!KOOO!OIIO!(iii)pO!OpOiKOO!iiOOO!O!O!iO!y#p(ii)O!ip:spawn", keywords,
             &PyTuple_Type, &argv, &PyTuple_Type, &env, &PyTuple_Type, &search, &clone_flags,
             &hostname, &rootfs, &PyTuple_Type, &mounts, &cwd, &p->uid, &p->gid, &PyTuple_Type,
             &groups, &p->stdio[0], &p->stdio[1], &p->stdio[2], &p->console, &PyTuple_Type,
@@ -357,7 +357,8 @@ static int parse_plan(PyObject *args, PyObject *kwargs, struct plan *p)
             &PyTuple_Type, &attach, &p->start_fd, &p->keep_fds, &shim_path, &shim_dir,
             &PyTuple_Type, &shim_argv, &PyTuple_Type, &ns_fds, &PyTuple_Type, &cgroup_tasks,
             &p->cgroup_dir, &PyTuple_Type, &links, &gateway, &gateway_size,
-            &p->die_with_caller, &rows, &cols, &PyTuple_Type, &mount_fds, &p->umask))
+            &p->die_with_caller, &rows, &cols, &PyTuple_Type, &mount_fds, &p->umask,
+            &p->sysinfo))
         return -1;
     if (p->umask < -1 || p->umask > 0777) {
         PyErr_Format(PyExc_ValueError, "umask %d is out of range 0..0777 (-1: the caller's)",
@@ -441,6 +442,11 @@ static int parse_plan(PyObject *args, PyObject *kwargs, struct plan *p)
         parse_caps(caps, p) < 0 ||
         parse_seccomp(seccomp, p) < 0)
         return -1;
+    if (p->sysinfo && (p->nfilter == 0 || p->start_fd >= 0)) {
+        PyErr_SetString(PyExc_ValueError,
+                        "sysinfo needs a seccomp program, and goes with no start_fd");
+        return -1;
+    }
     return 0;
 }
 
@@ -932,7 +938,7 @@ static PyMethodDef methods[] = {
      "      groups, stdio, console, rlimits, caps, no_new_privs, seccomp,\n"
      "      join_pidfd, join_flags, process_name, attach, start_fd, keep_fds, shim_path,\n"
      "      shim_dir, shim_argv, ns_fds, cgroup_tasks, cgroup_dir, links, gateway,\n"
-     "      die_with_caller, console_size, mount_fds, umask)\n"
+     "      die_with_caller, console_size, mount_fds, umask, sysinfo)\n"
      "      -> (pid, pidfd, sync_fd, shim_pidfd, report_fd)\n\n"
      "Fork the child a SpawnPlan describes; see boxd/_native.py for the fields."},
     {"release_stacks", release_stacks, METH_NOARGS,

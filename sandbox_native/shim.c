@@ -14,6 +14,9 @@
  * sends HOLD once it has the container's stdio (the read ends of its output pipes, the write
  * end of its stdin pipe, or its terminal's master): holding them is what keeps the container
  * from EPIPE, EOF on stdin or SIGHUP while no daemon runs; a full output pipe then blocks it.
+ * With them may come the listener of the container's sysinfo filter (boxd/_sysinfo.py):
+ * held, it keeps the container's sysinfo calls waiting (killable) for the next daemon
+ * to answer, where a closed one would fail them with ENOSYS.
  * When the container ends this program reaps it, keeps the status and sends EXIT to the
  * daemon if one is connected.  It ends only on DONE, which a daemon sends after it has read
  * the exit status and drained the output: a daemon that dies before that leaves the status
@@ -25,7 +28,7 @@
  * FinishedAt for an end no daemon saw, which a later daemon would otherwise stamp with its
  * own start.  A daemon of an older build reads the leading struct shim_msg and ignores the
  * rest; the daemon's messages to the shim are a bare struct shim_msg, as before.  The
- * program allocates nothing and holds at most six fds: a few pages of memory per container.
+ * program allocates nothing and holds at most seven fds: a few pages of memory per container.
  *
  * An orphan is a shim no daemon can ever reach: its "shim.sock" is gone (the container's
  * directory was deleted with the daemon's root, or the socket unlinked).  While no daemon
@@ -56,7 +59,7 @@
 #define SHIM_MAGIC 0x31535842u /* "BXS1" little-endian: the protocol's version */
 #define LISTEN_FD 3
 #define PIDFD 4
-#define SLOTS 4 /* stdin, stdout, stderr, console: bit i of `held` */
+#define SLOTS 5 /* stdin, stdout, stderr, console, sysinfo listener: bit i of `held` */
 #define ORPHAN_CHECK_MS 5000
 
 enum { MSG_HELLO = 1, MSG_EXIT = 2, MSG_HOLD = 3, MSG_CLOSE_STDIN = 4, MSG_DONE = 5 };
@@ -74,7 +77,7 @@ struct shim_out {
     int64_t exited_ns; /* CLOCK_REALTIME when the container was reaped; 0 while running */
 };
 
-static int held[SLOTS] = {-1, -1, -1, -1};
+static int held[SLOTS] = {-1, -1, -1, -1, -1};
 static int client = -1;
 static pid_t pid;
 static int32_t code, status;

@@ -77,6 +77,9 @@
  *   LINKED   parent -> child: the interfaces of its links are in its network namespace
  *            (sent after RELEASE: the child sets up its mounts meanwhile, and waits for
  *            this before it configures them)
+ *   SYSINFO  child -> parent: the listener of its sysinfo filter (SCM_RIGHTS), sent just
+ *            before its own seccomp filter is loaded; without an fd, err = why the
+ *            kernel refused the listener (the process goes on without it)
  * End of file means the exec happened. */
 #define SPAWN_MESSAGES(X)                                                                      \
     X(RELEASE, 1)                                                                              \
@@ -84,7 +87,8 @@
     X(CONSOLE, 3)                                                                              \
     X(WAITING, 4)                                                                              \
     X(STARTED, 5)                                                                              \
-    X(LINKED, 6)
+    X(LINKED, 6)                                                                               \
+    X(SYSINFO, 7)
 
 enum stage {
 #define X(name, value) STAGE_##name = value,
@@ -178,6 +182,9 @@ struct plan {
     int umask;
     struct sock_filter *filter;
     unsigned short nfilter;
+    /* Non-zero: sysinfo(2) goes to a listener (SECCOMP_RET_USER_NOTIF) the parent answers
+     * from, loaded before `filter` and sent to the parent (SYSINFO).  Only with a filter. */
+    int sysinfo;
     int join_pidfd;
     uint64_t clone_flags, join_flags;
     int sync_fd, report_fd;

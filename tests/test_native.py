@@ -18,6 +18,7 @@ import signal
 import socket
 import struct
 import subprocess
+import sys
 import threading
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -740,6 +741,48 @@ async def test_seccomp(layout: Layout, reaper: list[Spawned], no_new_privs: bool
     result = await run(plan, reaper)
     assert result.exit_code == 0, result.output
     assert result.output.split() == ["denied", "Seccomp:", "2"]
+
+
+# In a process of its own (the filter it loads stays for good): a plan with sysinfo gets
+# its listener; once the process runs under a filter with a listener of its own, the kernel
+# refuses the child one (EBUSY), and the child runs all the same, its refusal logged once.
+_REFUSED_LISTENER = f"""
+import ctypes, logging, os, struct, sys
+from boxd._native import RealNative, SpawnPlan, start_blocking
+logging.basicConfig(format="%(message)s")
+allow = struct.pack("=HBBI", 0x06, 0, 0, 0x7FFF0000)
+plan = SpawnPlan(argv=("/bin/true",), seccomp=allow, sysinfo=True)
+
+def spawn():
+    spawned = start_blocking(RealNative(), plan)
+    status = os.waitid(os.P_PIDFD, spawned.pidfd, os.WEXITED)
+    if spawned.sysinfo >= 0:
+        print(os.readlink(f"/proc/self/fd/{{spawned.sysinfo}}"), status.si_status, flush=True)
+    else:
+        print("none", status.si_status, flush=True)
+
+spawn()
+class Program(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_char_p)]
+libc = ctypes.CDLL(None, use_errno=True)
+nr = {_syscalls.BY_MACHINE[platform.machine()]["seccomp"]}
+assert libc.syscall(nr, 1, 8, ctypes.byref(Program(1, allow))) >= 0, ctypes.get_errno()
+spawn()
+spawn()
+"""
+
+
+@pytest.mark.root
+def test_a_sysinfo_listener_the_kernel_refuses_fails_no_start() -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", _REFUSED_LISTENER], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.splitlines() == ["anon_inode:seccomp notify 0", "none 0", "none 0"]
+    refusals = [line for line in result.stderr.splitlines() if "refuses" in line]
+    assert refusals == [
+        "the kernel refuses a seccomp listener (Device or resource busy): containers' "
+        "sysinfo(2) shows the host's memory, not their limits"
+    ]
 
 
 @pytest.mark.root
