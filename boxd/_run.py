@@ -422,7 +422,7 @@ class Run:
         }
         if self._stdin is not None and self._tty_master < 0:
             held[_shim.Slot.STDIN] = self._stdin.fileno()
-        if self._sysinfo >= 0:  # calls wait for the next daemon, not fail with ENOSYS
+        if self._sysinfo >= 0:  # let through while no daemon runs, not failed with ENOSYS
             held[_shim.Slot.SYSINFO] = self._sysinfo
         try:
             self._shim, hello = await ShimConnection.connect(shim_dir)

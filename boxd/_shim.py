@@ -3,8 +3,9 @@
 With live restore a container is spawned through boxd-shim (``sandbox_native/shim.c``): a
 static C program of a few pages that is the container's parent (so it reaps it and keeps
 its wait status), holds the container's stdio ends (so a daemon's death gives it no EPIPE,
-no EOF on stdin, no SIGHUP) and the listener of its sysinfo filter (so that its sysinfo
-calls wait for the next daemon rather than fail), and listens on ``shim.sock`` in the
+no EOF on stdin, no SIGHUP) and the listener of its sysinfo filter (while no daemon is
+connected it lets the calls through to the kernel, and the next daemon answers them
+again), and listens on ``shim.sock`` in the
 container's directory.  A daemon connects (one at a time) and gets a :class:`Hello`: the
 container's pid, its exit status if it has ended, its pidfd and the fds the shim holds.
 The shim sends EXIT when the container ends and goes away on DONE, which a daemon sends

@@ -24,8 +24,10 @@ outlive the daemon), and any container where the kernel refuses a listener
 profile that refuses sysinfo still refuses it: stacked filters take the strictest action.
 
 With live restore the container's shim holds a copy of the listener and hands it to the
-next daemon with the container: while no daemon runs, a sysinfo call waits (killable) for
-the next one to answer.  Once no one holds the listener (a daemon without live restore was
+next daemon with the container; while no daemon is connected to it, the shim lets each
+call through to the kernel (``SECCOMP_USER_NOTIF_FLAG_CONTINUE``: the host's values), so
+that nothing in the container waits for a daemon (glibc's qsort, so every ``python3``
+start, makes a call).  Once no one holds the listener (a daemon without live restore was
 killed and its containers run on), the kernel fails the call with ENOSYS.  A call the
 daemon had taken but not answered when it was killed waits until a signal is delivered to
 the caller (then the call is made again, and answered).

@@ -15,8 +15,11 @@
  * end of its stdin pipe, or its terminal's master): holding them is what keeps the container
  * from EPIPE, EOF on stdin or SIGHUP while no daemon runs; a full output pipe then blocks it.
  * With them may come the listener of the container's sysinfo filter (boxd/_sysinfo.py):
- * held, it keeps the container's sysinfo calls waiting (killable) for the next daemon
- * to answer, where a closed one would fail them with ENOSYS.
+ * a connected daemon answers the calls; while none is, this program lets each call go on
+ * to the kernel (SECCOMP_USER_NOTIF_FLAG_CONTINUE: the host's values), so that no process
+ * of the container waits for a daemon (glibc's qsort, so every python3 start, calls
+ * sysinfo), and the listener, held, goes to the next daemon, where a closed one would
+ * fail the calls with ENOSYS.
  * When the container ends this program reaps it, keeps the status and sends EXIT to the
  * daemon if one is connected.  It ends only on DONE, which a daemon sends after it has read
  * the exit status and drained the output: a daemon that dies before that leaves the status
@@ -40,11 +43,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <linux/seccomp.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
@@ -60,6 +65,7 @@
 #define LISTEN_FD 3
 #define PIDFD 4
 #define SLOTS 5 /* stdin, stdout, stderr, console, sysinfo listener: bit i of `held` */
+#define SYSINFO 4
 #define ORPHAN_CHECK_MS 5000
 
 enum { MSG_HELLO = 1, MSG_EXIT = 2, MSG_HOLD = 3, MSG_CLOSE_STDIN = 4, MSG_DONE = 5 };
@@ -207,6 +213,24 @@ static pid_t pid_of_pidfd(void)
     return line == NULL ? -1 : (pid_t)strtol(line + 5, NULL, 10);
 }
 
+/* A sysinfo call while no daemon is connected: made by the kernel as if not intercepted.
+ * The receive fails (ENOENT) when the caller was killed since the poll; once no process is
+ * left under the filter (POLLHUP without POLLIN) none can call any more: let it go. */
+static void pass_sysinfo(short revents)
+{
+    if (!(revents & POLLIN)) {
+        close(held[SYSINFO]);
+        held[SYSINFO] = -1;
+        return;
+    }
+    struct seccomp_notif call;
+    memset(&call, 0, sizeof call);
+    if (ioctl(held[SYSINFO], SECCOMP_IOCTL_NOTIF_RECV, &call) < 0)
+        return;
+    struct seccomp_notif_resp answer = {.id = call.id, .flags = SECCOMP_USER_NOTIF_FLAG_CONTINUE};
+    ioctl(held[SYSINFO], SECCOMP_IOCTL_NOTIF_SEND, &answer); /* ENOENT: killed meanwhile */
+}
+
 /* No daemon can ever connect again: end the container and this shim. */
 static void end_orphan(void)
 {
@@ -226,10 +250,12 @@ int main(void)
     if (pid <= 0)
         return 2;
     for (;;) {
-        struct pollfd p[2];
-        int n = 0, waiting = code == 0;
+        struct pollfd p[3];
+        int n = 0, waiting = code == 0, passing = client < 0 && held[SYSINFO] >= 0;
         if (waiting)
             p[n++] = (struct pollfd){.fd = PIDFD, .events = POLLIN};
+        if (passing)
+            p[n++] = (struct pollfd){.fd = held[SYSINFO], .events = POLLIN};
         p[n++] = (struct pollfd){.fd = client >= 0 ? client : LISTEN_FD, .events = POLLIN};
         int ready = poll(p, (nfds_t)n, client >= 0 ? -1 : ORPHAN_CHECK_MS);
         if (ready < 0) {
@@ -257,6 +283,8 @@ int main(void)
                     drop_client();
             }
         }
+        if (passing && p[n - 2].revents)
+            pass_sysinfo(p[n - 2].revents);
         struct pollfd *io = &p[n - 1];
         if (!io->revents)
             continue;
