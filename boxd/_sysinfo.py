@@ -22,6 +22,8 @@ privileged ones, 32-bit callers (i386, x32), detached execs (``exec -d``, which 
 outlive the daemon), and any container where the kernel refuses a listener
 (older than Linux 5.0, or the daemon itself under a filter with one: logged once).  A
 profile that refuses sysinfo still refuses it: stacked filters take the strictest action.
+The kernel gives one listener per chain of filters, so a program in the container that
+asks for one of its own (a nested runtime's seccomp notification) is refused with EBUSY.
 
 With live restore the container's shim holds a copy of the listener and hands it to the
 next daemon with the container; while no daemon is connected to it, the shim lets each

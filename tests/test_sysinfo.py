@@ -3,6 +3,7 @@ notification, boxd/_sysinfo.py), or the host's where it is not intercepted."""
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -28,6 +29,7 @@ pytestmark = [
 ]
 
 SYS_SYSINFO = BY_MACHINE[os.uname().machine]["sysinfo"]
+SYS_SECCOMP = BY_MACHINE[os.uname().machine]["seccomp"]
 HOST_TOTAL = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 # Python in the container (the default image is the host's files): what sysinfo says of
@@ -94,6 +96,29 @@ def test_not_intercepted_the_host_values_show(daemon: Daemon) -> None:
     for options in (["--security-opt", "seccomp=unconfined"], ["--procview", "off"]):
         out = _run(daemon, "--memory", "64m", *options, "default", "python3", "-c", CALL)
         assert out.split() == [str(HOST_TOTAL)], options
+
+
+# A seccomp listener of the process's own (no_new_privs, an allow-all filter): "listener",
+# or the error the kernel refused it with.
+OWN_LISTENER = f"""
+import ctypes, os, struct
+libc = ctypes.CDLL(None, use_errno=True)
+libc.prctl(38, 1, 0, 0, 0)  # PR_SET_NO_NEW_PRIVS
+allow = ctypes.create_string_buffer(struct.pack("=HBBI", 0x06, 0, 0, 0x7FFF0000))
+program = ctypes.create_string_buffer(struct.pack("=H6xQ", 1, ctypes.addressof(allow)))
+# seccomp(SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER, program)
+fd = libc.syscall({SYS_SECCOMP}, 1, 8, program)
+print("listener" if fd >= 0 else os.strerror(ctypes.get_errno()))
+"""
+
+
+def test_a_listener_of_the_containers_own_is_refused(daemon: Daemon) -> None:
+    """The kernel gives one listener per chain of filters (a nested runtime's seccomp
+    notification inside a container with the view gets EBUSY, as the README says)."""
+    own = _run(daemon, "default", "python3", "-c", OWN_LISTENER)
+    assert own.strip() == os.strerror(errno.EBUSY)
+    off = _run(daemon, "--procview", "off", "default", "python3", "-c", OWN_LISTENER)
+    assert off.strip() == "listener"
 
 
 def test_a_profile_that_refuses_sysinfo_still_refuses_it(daemon: Daemon, tmp_path: Path) -> None:
