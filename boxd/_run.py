@@ -422,7 +422,7 @@ class Run:
         }
         if self._stdin is not None and self._tty_master < 0:
             held[_shim.Slot.STDIN] = self._stdin.fileno()
-        if self._sysinfo >= 0:  # let through while no daemon runs, not failed with ENOSYS
+        if self._sysinfo >= 0:  # it takes the calls: see boxd/_sysinfo.py
             held[_shim.Slot.SYSINFO] = self._sysinfo
         try:
             self._shim, hello = await ShimConnection.connect(shim_dir)
@@ -500,7 +500,13 @@ class Run:
                 nursery.start_soon(self._pump_all, streams, pumps_done, cgroup)
                 if self._sysinfo >= 0 and self.view_limits is not None:
                     name = self.container.short_id
-                    nursery.start_soon(_sysinfo.answer, self._sysinfo, self.view_limits, name)
+                    if self._shim is not None:  # it takes the calls and sends them here
+                        calls = self._shim.calls
+                        nursery.start_soon(
+                            _sysinfo.answer_sent, self._sysinfo, calls, self.view_limits, name
+                        )
+                    else:
+                        nursery.start_soon(_sysinfo.answer, self._sysinfo, self.view_limits, name)
                 status = await self._reap()
                 self.ended_at = _ended_at(status, self.started_at)
                 ended = True

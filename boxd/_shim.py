@@ -3,9 +3,9 @@
 With live restore a container is spawned through boxd-shim (``sandbox_native/shim.c``): a
 static C program of a few pages that is the container's parent (so it reaps it and keeps
 its wait status), holds the container's stdio ends (so a daemon's death gives it no EPIPE,
-no EOF on stdin, no SIGHUP) and the listener of its sysinfo filter (while no daemon is
-connected it lets the calls through to the kernel, and the next daemon answers them
-again), and listens on ``shim.sock`` in the
+no EOF on stdin, no SIGHUP) and the listener of its sysinfo filter (it takes the calls
+and sends them to the connected daemon as CALLs, see :attr:`ShimConnection.calls`; with
+no daemon connected it lets them through to the kernel), and listens on ``shim.sock`` in the
 container's directory.  A daemon connects (one at a time) and gets a :class:`Hello`: the
 container's pid, its exit status if it has ended, its pidfd and the fds the shim holds.
 The shim sends EXIT when the container ends and goes away on DONE, which a daemon sends
@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import importlib.util
+import math
 import os
 import signal
 import socket
@@ -42,6 +43,8 @@ from ._native import passed_fds
 MAGIC = 0x31535842  # "BXS1": the protocol's version
 MESSAGE = struct.Struct("=IIiiiI")  # magic, type, pid, code, status, held
 EXITED_AT = struct.Struct("=q")  # CLOCK_REALTIME in ns at the reaping; 0: running
+CALL = struct.Struct("=QQ")  # a CALL's notification id and sysinfo's argument
+_SIZES = (MESSAGE.size, MESSAGE.size + EXITED_AT.size)  # of the other messages
 PEER = struct.Struct("=iII")  # struct ucred: pid, uid, gid
 SOCKET_NAME = "shim.sock"
 PROGRAM = "boxd-shim"
@@ -64,6 +67,11 @@ class _Type(enum.IntEnum):
     HOLD = 3
     CLOSE_STDIN = 4
     DONE = 5
+    CALL = 6
+
+
+# A sysinfo call the shim sent: its notification id, its caller's pid, sysinfo's argument.
+Call = tuple[int, int, int]
 
 
 class ShimError(OSError):
@@ -110,6 +118,9 @@ class ShimConnection:
     def __init__(self, sock: trio.socket.SocketType, pidfd: int) -> None:
         self._sock = sock
         self._pidfd = pidfd  # the shim's, found through the socket's peer credentials
+        # The sysinfo calls the shim took from the container's listener and sent here
+        # (id, caller's pid, address), read by wait_exit: see boxd/_sysinfo.py.
+        self._calls, self.calls = trio.open_memory_channel[Call](math.inf)
 
     @classmethod
     async def connect(cls, directory: Path) -> tuple[ShimConnection, Hello]:
@@ -145,22 +156,30 @@ class ShimConnection:
             raise
 
     async def _receive(self) -> tuple[_Type | None, int, ExitStatus | None, int, list[int]]:
-        """One message: (type, pid, exit status, held, fds); type None at end of file."""
-        data, ancillary, _, _ = await self._sock.recvmsg(
-            MESSAGE.size + EXITED_AT.size,
-            socket.CMSG_SPACE(4 * (len(Slot) + 1)),
-            socket.MSG_CMSG_CLOEXEC,
-        )
-        fds = passed_fds(ancillary)
-        if not data:
-            return None, 0, None, 0, fds
-        if len(data) not in (MESSAGE.size, MESSAGE.size + EXITED_AT.size):
-            _close_all(fds)
-            raise ShimError(f"not a boxd-shim message ({len(data)} bytes)")
-        magic, kind, pid, code, status, held = MESSAGE.unpack_from(data)
-        if magic != MAGIC:
-            _close_all(fds)
-            raise ShimError(f"not a boxd-shim message (magic {magic:#x})")
+        """One message: (type, pid, exit status, held, fds); type None at end of file.  A
+        CALL goes to :attr:`calls` and is not returned."""
+        while True:
+            data, ancillary, _, _ = await self._sock.recvmsg(
+                MESSAGE.size + CALL.size,
+                socket.CMSG_SPACE(4 * (len(Slot) + 1)),
+                socket.MSG_CMSG_CLOEXEC,
+            )
+            fds = passed_fds(ancillary)
+            if not data:
+                return None, 0, None, 0, fds
+            magic, kind, pid, code, status, held = MESSAGE.unpack_from(data.ljust(MESSAGE.size))
+            if magic != MAGIC:
+                _close_all(fds)
+                raise ShimError(f"not a boxd-shim message (magic {magic:#x})")
+            # HELLO and EXIT may end with the time of the reaping; a CALL has its own.
+            sizes = (MESSAGE.size + CALL.size,) if kind == _Type.CALL else _SIZES
+            if len(data) not in sizes or (fds and kind == _Type.CALL):
+                _close_all(fds)
+                raise ShimError(f"not a boxd-shim message ({len(data)} bytes, type {kind})")
+            if kind != _Type.CALL:
+                break
+            call_id, address = CALL.unpack_from(data, MESSAGE.size)
+            self._calls.send_nowait((call_id, pid, address))
         (ns,) = EXITED_AT.unpack_from(data, MESSAGE.size) if len(data) > MESSAGE.size else (0,)
         exited = ExitStatus(code, status, ns / 1e9 if ns > 0 else None) if code else None
         return _Type(kind), pid, exited, held, fds
@@ -182,17 +201,20 @@ class ShimConnection:
         await self._send(_pack(_Type.CLOSE_STDIN))
 
     async def wait_exit(self) -> ExitStatus | None:
-        """The container's exit status once it has ended; None if the shim went away."""
-        while True:
-            try:
-                kind, _, exited, _, fds = await self._receive()
-            except OSError:
-                return None
-            _close_all(fds)
-            if kind is None:
-                return None
-            if kind is _Type.EXIT and exited is not None:
-                return exited
+        """The container's exit status once it has ended; None if the shim went away.
+        Meanwhile the sysinfo calls the shim sends go to :attr:`calls` (closed once this
+        returns: the shim lets the calls go on that no daemon answered)."""
+        with self._calls:
+            while True:
+                try:
+                    kind, _, exited, _, fds = await self._receive()
+                except OSError:
+                    return None
+                _close_all(fds)
+                if kind is None:
+                    return None
+                if kind is _Type.EXIT and exited is not None:
+                    return exited
 
     async def done(self) -> None:
         """Tell the shim the status is recorded and the output drained.  It exits at once;

@@ -25,14 +25,18 @@ profile that refuses sysinfo still refuses it: stacked filters take the strictes
 The kernel gives one listener per chain of filters, so a program in the container that
 asks for one of its own (a nested runtime's seccomp notification) is refused with EBUSY.
 
-With live restore the container's shim holds a copy of the listener and hands it to the
-next daemon with the container; while no daemon is connected to it, the shim lets each
-call through to the kernel (``SECCOMP_USER_NOTIF_FLAG_CONTINUE``: the host's values), so
-that nothing in the container waits for a daemon (glibc's qsort, so every ``python3``
-start, makes a call).  Once no one holds the listener (a daemon without live restore was
-killed and its containers run on), the kernel fails the call with ENOSYS.  A call the
-daemon had taken but not answered when it was killed waits until a signal is delivered to
-the caller (then the call is made again, and answered).
+With live restore the container's shim holds a copy of the listener, takes each call from
+it and sends it to the connected daemon (:func:`answer_sent`), which answers on its own
+copy; while no daemon is connected, the shim lets each call through to the kernel
+(``SECCOMP_USER_NOTIF_FLAG_CONTINUE``: the host's values), so that nothing in the
+container waits for a daemon (glibc's qsort, so every ``python3`` start, makes a call).
+The shim takes the calls, not the daemon, because a call taken is answered by its taker
+alone: one a killed daemon had taken and not answered waited until a signal came to its
+caller (a container calling sysinfo in a loop stopped at the first kill -9 of the
+daemon), where the shim, seeing the daemon gone, lets the calls it sent go on.  Without
+live restore the daemon takes the calls itself (:func:`answer`); once no one holds the
+listener (such a daemon was killed and its containers run on), the kernel fails the
+calls, waiting and new, with ENOSYS.
 """
 
 from __future__ import annotations
@@ -52,6 +56,7 @@ import outcome
 import trio
 
 from ._procview import ViewLimits, meminfo_now
+from ._shim import Call
 from ._syscalls import libc
 
 log = logging.getLogger("boxd.sysinfo")
@@ -98,14 +103,32 @@ def for_container(limits: ViewLimits) -> bytes:
     return SYSINFO.pack(*host[:4], *amounts, host[10], 0, 0, 0, 1)
 
 
+async def answer_sent(
+    listener: int,
+    calls: trio.MemoryReceiveChannel[Call],
+    limits: Callable[[], ViewLimits],
+    name: str,
+) -> None:
+    """Answer the sysinfo calls the container's shim took from ``listener`` and sent
+    (:attr:`boxd._shim.ShimConnection.calls`), as :func:`answer` does, until the shim's
+    connection ends or this is cancelled.  The shim, not the daemon, takes the calls, so
+    that those a killed daemon had not answered are let go on by the shim, not left
+    waiting for good."""
+    writer = _Writer()
+    async for call in calls:
+        deadline = trio.current_time() + ANSWER_TIMEOUT
+        with trio.CancelScope(shield=True, deadline=deadline):
+            await _answer(listener, call, writer, limits, name)
+
+
 async def answer(listener: int, limits: Callable[[], ViewLimits], name: str) -> None:
     """Answer the sysinfo calls that come on ``listener`` (not closed) with ``limits()``
-    until cancelled, or until no process is left under its filter; ``name`` is the
-    container's, for the log.  Each call's answer is
-    written by a worker thread (the caller's page may be slow to write) while the event
-    loop goes on; a call taken is answered even if this is cancelled meanwhile (at most
-    ANSWER_TIMEOUT later), so that no caller waits for a daemon that took its call and
-    left."""
+    until cancelled, or until no process is left under its filter (a container without a
+    shim: the daemon takes the calls itself); ``name`` is the container's, for the log.
+    Each call's answer is written by a worker thread (the caller's page may be slow to
+    write) while the event loop goes on; a call taken is answered even if this is
+    cancelled meanwhile (at most ANSWER_TIMEOUT later), so that no caller waits for a
+    daemon that took its call and left."""
     poll = select.poll()
     poll.register(listener, select.POLLIN)
     writer = _Writer()
@@ -126,7 +149,7 @@ async def answer(listener: int, limits: Callable[[], ViewLimits], name: str) -> 
             return
 
 
-def _receive(listener: int) -> tuple[int, int, int] | None:
+def _receive(listener: int) -> Call | None:
     """The next call: (id, pid, address); None if there is none after all (its caller
     was killed, or interrupted, since the poll: ENOENT)."""
     buffer = bytearray(NOTIF.size)  # zeroed, as the kernel wants it
@@ -140,7 +163,7 @@ def _receive(listener: int) -> tuple[int, int, int] | None:
 
 async def _answer(
     listener: int,
-    call: tuple[int, int, int],
+    call: Call,
     writer: _Writer,
     limits: Callable[[], ViewLimits],
     name: str,

@@ -14,12 +14,17 @@
  * sends HOLD once it has the container's stdio (the read ends of its output pipes, the write
  * end of its stdin pipe, or its terminal's master): holding them is what keeps the container
  * from EPIPE, EOF on stdin or SIGHUP while no daemon runs; a full output pipe then blocks it.
- * With them may come the listener of the container's sysinfo filter (boxd/_sysinfo.py):
- * a connected daemon answers the calls; while none is, this program lets each call go on
- * to the kernel (SECCOMP_USER_NOTIF_FLAG_CONTINUE: the host's values), so that no process
- * of the container waits for a daemon (glibc's qsort, so every python3 start, calls
- * sysinfo), and the listener, held, goes to the next daemon, where a closed one would
- * fail the calls with ENOSYS.
+ * With them may come the listener of the container's sysinfo filter (boxd/_sysinfo.py).
+ * This program takes each call from it: with a daemon connected, it sends the daemon a
+ * CALL (the call's id, caller and buffer), which the daemon answers on its copy of the
+ * listener; without one, it lets the call go on to the kernel
+ * (SECCOMP_USER_NOTIF_FLAG_CONTINUE: the host's values), so that no process of the
+ * container waits for a daemon (glibc's qsort, so every python3 start, calls sysinfo).
+ * A call is taken here, not by the daemon, so that a daemon killed before its answer
+ * leaves no caller waiting for good: this program lets the calls it sent to a daemon that
+ * went away go on too (those answered meanwhile are no longer pending, and the kernel
+ * refuses a second answer).  The listener, held, goes to the next daemon, where a closed
+ * one would fail the calls with ENOSYS.
  * When the container ends this program reaps it, keeps the status and sends EXIT to the
  * daemon if one is connected.  It ends only on DONE, which a daemon sends after it has read
  * the exit status and drained the output: a daemon that dies before that leaves the status
@@ -68,7 +73,7 @@
 #define SYSINFO 4
 #define ORPHAN_CHECK_MS 5000
 
-enum { MSG_HELLO = 1, MSG_EXIT = 2, MSG_HOLD = 3, MSG_CLOSE_STDIN = 4, MSG_DONE = 5 };
+enum { MSG_HELLO = 1, MSG_EXIT = 2, MSG_HOLD = 3, MSG_CLOSE_STDIN = 4, MSG_DONE = 5, MSG_CALL = 6 };
 
 struct shim_msg {
     uint32_t magic, type;
@@ -82,6 +87,22 @@ struct shim_out {
     struct shim_msg m;
     int64_t exited_ns; /* CLOCK_REALTIME when the container was reaped; 0 while running */
 };
+
+/* CALL: a sysinfo call taken from the listener, for the daemon to answer (m.pid: the
+ * caller, in this program's PID namespace, which is the daemon's). */
+struct shim_call {
+    struct shim_msg m;
+    uint64_t id;      /* the notification's, for the answer */
+    uint64_t address; /* sysinfo's argument: where the struct goes */
+};
+
+/* The ids of the last calls sent to the connected daemon: let go on when it goes away
+ * unanswered.  Each waiting thread has one call at most; more than this many at once
+ * overwrite the oldest, which a daemon killed at that moment then leaves waiting until
+ * a signal comes to its caller. */
+#define FORWARDED 256
+static uint64_t forwarded[FORWARDED];
+static unsigned nforwarded;
 
 static int held[SLOTS] = {-1, -1, -1, -1, -1};
 static int client = -1;
@@ -121,10 +142,20 @@ static int send_msg(uint32_t type, const int *fds, int nfds)
     return n == (ssize_t)sizeof out ? 0 : -1;
 }
 
+static void let_go_on(uint64_t id)
+{
+    struct seccomp_notif_resp answer = {.id = id, .flags = SECCOMP_USER_NOTIF_FLAG_CONTINUE};
+    ioctl(held[SYSINFO], SECCOMP_IOCTL_NOTIF_SEND, &answer); /* ENOENT: answered, or killed */
+}
+
 static void drop_client(void)
 {
     close(client);
     client = -1;
+    if (held[SYSINFO] >= 0)
+        for (unsigned i = 0; i < nforwarded && i < FORWARDED; i++)
+            let_go_on(forwarded[i]);
+    nforwarded = 0;
 }
 
 static void greet(void)
@@ -213,10 +244,11 @@ static pid_t pid_of_pidfd(void)
     return line == NULL ? -1 : (pid_t)strtol(line + 5, NULL, 10);
 }
 
-/* A sysinfo call while no daemon is connected: made by the kernel as if not intercepted.
- * The receive fails (ENOENT) when the caller was killed since the poll; once no process is
- * left under the filter (POLLHUP without POLLIN) none can call any more: let it go. */
-static void pass_sysinfo(short revents)
+/* A sysinfo call: sent to the connected daemon, or made by the kernel as if not
+ * intercepted.  The receive fails (ENOENT) when the caller was killed since the poll; once
+ * no process is left under the filter (POLLHUP without POLLIN) none can call any more:
+ * let the listener go. */
+static void take_sysinfo(short revents)
 {
     if (!(revents & POLLIN)) {
         close(held[SYSINFO]);
@@ -227,8 +259,21 @@ static void pass_sysinfo(short revents)
     memset(&call, 0, sizeof call);
     if (ioctl(held[SYSINFO], SECCOMP_IOCTL_NOTIF_RECV, &call) < 0)
         return;
-    struct seccomp_notif_resp answer = {.id = call.id, .flags = SECCOMP_USER_NOTIF_FLAG_CONTINUE};
-    ioctl(held[SYSINFO], SECCOMP_IOCTL_NOTIF_SEND, &answer); /* ENOENT: killed meanwhile */
+    if (client >= 0) {
+        struct shim_call out = {{SHIM_MAGIC, MSG_CALL, (int32_t)call.pid, code, status, 0},
+                                call.id,
+                                call.data.args[0]};
+        forwarded[nforwarded++ % FORWARDED] = call.id;
+        ssize_t n;
+        do {
+            n = send(client, &out, sizeof out, MSG_NOSIGNAL);
+        } while (n < 0 && errno == EINTR);
+        if (n == (ssize_t)sizeof out)
+            return;
+        drop_client(); /* lets this call go on with the others */
+        return;
+    }
+    let_go_on(call.id);
 }
 
 /* No daemon can ever connect again: end the container and this shim. */
@@ -251,10 +296,10 @@ int main(void)
         return 2;
     for (;;) {
         struct pollfd p[3];
-        int n = 0, waiting = code == 0, passing = client < 0 && held[SYSINFO] >= 0;
+        int n = 0, waiting = code == 0, calls = held[SYSINFO] >= 0;
         if (waiting)
             p[n++] = (struct pollfd){.fd = PIDFD, .events = POLLIN};
-        if (passing)
+        if (calls)
             p[n++] = (struct pollfd){.fd = held[SYSINFO], .events = POLLIN};
         p[n++] = (struct pollfd){.fd = client >= 0 ? client : LISTEN_FD, .events = POLLIN};
         int ready = poll(p, (nfds_t)n, client >= 0 ? -1 : ORPHAN_CHECK_MS);
@@ -283,8 +328,8 @@ int main(void)
                     drop_client();
             }
         }
-        if (passing && p[n - 2].revents)
-            pass_sysinfo(p[n - 2].revents);
+        if (calls && p[n - 2].revents)
+            take_sysinfo(p[n - 2].revents);
         struct pollfd *io = &p[n - 1];
         if (!io->revents)
             continue;

@@ -10,7 +10,7 @@ import os
 import shlex
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -48,6 +48,13 @@ def call(address=ctypes.addressof(buffer)):
 CALL = SYSINFO + "print(call(*map(int, sys.argv[1:])))\n"
 # Every 0.05 s until killed.
 LOOP = SYSINFO + "while True:\n    print(call(), flush=True)\n    time.sleep(0.05)\n"
+# Without a pause, a line every 0.1 s: the calls made so far, and the last one's answer.
+TIGHT = (
+    SYSINFO
+    + "made, last = 0, time.monotonic()\nwhile True:\n    answer = call()\n    made += 1\n"
+    + "    if time.monotonic() - last > 0.1:\n"
+    + "        print(made, answer, flush=True)\n        last = time.monotonic()\n"
+)
 
 
 @pytest.fixture(scope="module")
@@ -206,6 +213,32 @@ def test_an_adopted_container_is_answered_by_the_next_daemon(tmp_path: Path) -> 
         assert set(last) == {str(80 << 20), str(HOST_TOTAL)}
         assert last[-5:] == [str(80 << 20)] * 5
         assert daemon.inspect("looper")["state"]["status"] == "running"
+
+
+def test_a_daemon_killed_amid_answers_leaves_no_call_waiting(tmp_path: Path) -> None:
+    """A container calling sysinfo without a pause has a call in the daemon's hands almost
+    always: taken by the daemon, the call a kill -9 cut short waited for good (its caller
+    stopped at the first kill).  Its shim takes the calls and lets those the daemon had
+    not answered go on."""
+    with running_daemon(tmp_path) as daemon:
+        daemon.ctl(
+            "run", "-d", "--name", "tight", "--memory", "72m", "default", "python3", "-c", TIGHT
+        )
+
+        def made() -> int:
+            last = daemon.ctl("logs", "--tail", "1", "tight").stdout.split()
+            return int(last[0]) if last else 0
+
+        def more_than(count: int) -> Callable[[], bool]:
+            return lambda: made() > count
+
+        for pause in (0.0, 0.05, 0.2):
+            until(more_than(made()), "calls answered")
+            daemon.stop(signal.SIGKILL)
+            time.sleep(pause)
+            daemon.start()
+            until(more_than(made() + 100), "calls after the kill")
+        assert daemon.ctl("logs", "--tail", "1", "tight").stdout.split()[1] == str(72 << 20)
 
 
 async def test_an_answer_slow_to_write_holds_up_only_its_call(
