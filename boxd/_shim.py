@@ -167,7 +167,10 @@ class ShimConnection:
             fds = passed_fds(ancillary)
             if not data:
                 return None, 0, None, 0, fds
-            magic, kind, pid, code, status, held = MESSAGE.unpack_from(data.ljust(MESSAGE.size))
+            if len(data) < MESSAGE.size:
+                _close_all(fds)
+                raise ShimError(f"not a boxd-shim message ({len(data)} bytes)")
+            magic, kind, pid, code, status, held = MESSAGE.unpack_from(data)
             if magic != MAGIC:
                 _close_all(fds)
                 raise ShimError(f"not a boxd-shim message (magic {magic:#x})")

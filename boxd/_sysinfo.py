@@ -116,9 +116,7 @@ async def answer_sent(
     waiting for good."""
     writer = _Writer()
     async for call in calls:
-        deadline = trio.current_time() + ANSWER_TIMEOUT
-        with trio.CancelScope(shield=True, deadline=deadline):
-            await _answer(listener, call, writer, limits, name)
+        await _answer(listener, call, writer, limits, name)
 
 
 async def answer(listener: int, limits: Callable[[], ViewLimits], name: str) -> None:
@@ -142,9 +140,7 @@ async def answer(listener: int, limits: Callable[[], ViewLimits], name: str) -> 
         if events & select.POLLIN:
             call = _receive(listener)
             if call is not None:
-                deadline = trio.current_time() + ANSWER_TIMEOUT
-                with trio.CancelScope(shield=True, deadline=deadline):
-                    await _answer(listener, call, writer, limits, name)
+                await _answer(listener, call, writer, limits, name)
         elif events & select.POLLHUP:
             return
 
@@ -169,7 +165,9 @@ async def _answer(
     name: str,
 ) -> None:
     """Write the struct at the call's address and let the call return 0 (or fail with
-    EFAULT, a pointer that cannot be written)."""
+    EFAULT, a pointer that cannot be written); shielded from cancellation, for at most
+    ANSWER_TIMEOUT (past it the call stays unanswered)."""
+    deadline = trio.current_time() + ANSWER_TIMEOUT
     call_id, pid, address = call
     try:
         mem = os.open(f"/proc/{pid}/mem", os.O_RDWR | os.O_CLOEXEC)
@@ -183,11 +181,11 @@ async def _answer(
     if not valid:
         os.close(mem)
         return
-    try:
+    with trio.CancelScope(shield=True, deadline=deadline) as scope:
         done = await writer.write(mem, address, limits)
-    except trio.Cancelled:
+    if scope.cancelled_caught:
         log.warning("%s: sysinfo's answer took over %s s; left unanswered", name, ANSWER_TIMEOUT)
-        raise
+        return
     error = 0 if done else -errno.EFAULT
     with contextlib.suppress(FileNotFoundError):  # killed meanwhile
         fcntl.ioctl(listener, NOTIF_SEND, RESPONSE.pack(call_id, 0, error, 0))

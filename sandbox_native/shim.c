@@ -268,9 +268,8 @@ static void take_sysinfo(short revents)
         do {
             n = send(client, &out, sizeof out, MSG_NOSIGNAL);
         } while (n < 0 && errno == EINTR);
-        if (n == (ssize_t)sizeof out)
-            return;
-        drop_client(); /* lets this call go on with the others */
+        if (n != (ssize_t)sizeof out)
+            drop_client(); /* lets this call go on with the others */
         return;
     }
     let_go_on(call.id);
