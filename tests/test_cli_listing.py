@@ -40,7 +40,9 @@ def test_ps_filters_limits_and_formats(daemon: Daemon) -> None:
     assert _ps(daemon, "-a", "-f", "status=created", "--format", names) == ["first"]
     assert _ps(daemon, "-a", "-f", "label=team=a", "--format", names) == ["web", "first"]
     assert _ps(daemon, "-a", "-f", "label=team", "-f", "name=fi", "--format", names) == ["first"]
-    assert _ps(daemon, "-a", "-f", f"id={web[:6]}", "--format", names) == ["web"]
+    # Docker's id filter is a regular expression searched in the whole id: 12 digits, as
+    # `ps` shows them, so that no other container's 64 random ones hold them by chance.
+    assert _ps(daemon, "-a", "-f", f"id={web[:12]}", "--format", names) == ["web"]
     assert _ps(daemon, "-a", "-f", "before=web", "--format", names) == ["failed", "first"]
     assert _ps(daemon, "-a", "-f", "since=first", "--format", names) == ["web", "failed"]
     assert _ps(daemon, "-a", "-f", "ancestor=default", "-q") == _ps(daemon, "-a", "-q")
