@@ -318,6 +318,8 @@ class LogWriter:
         except OSError as exc:
             self._lost(exc)
             return
+        if _following:
+            wake_followers(self._where)
         if self._lost_first and time.time() - self._lost_last >= _LOSS_SETTLED:
             _warn(
                 "%s: the log goes on; output from %s to %s is missing from it",
@@ -1015,6 +1017,10 @@ class _Follow:
     dir_fd: int
     queue: list[_Cursor]
     thread: int = attrs.field(factory=threading.get_ident)  # whose event loop runs it
+    # Set by a write to the log or a change of its container's phase in that thread (see
+    # wake_followers): the follow reads at once what came since it made this event, rather
+    # than at its next poll.
+    woken: trio.Event | None = None
 
     def open_unreached(self) -> None:
         """Open the files of the log it has not reached yet (the lock must be free)."""
@@ -1025,10 +1031,25 @@ class _Follow:
 
 # The follows under way of each log directory (by path).
 _following: dict[str, set[_Follow]] = {}
+
 # What a follow may have left to read in the files it holds for a rotation to open the
 # newer files it has not reached for it: a client that stopped reading holds no more
 # disk than this (and the log) in files the rotations dropped.
 _HELD_FOR_A_FOLLOW = 64 * 1024 * 1024
+
+
+def followed() -> bool:
+    """Whether any log is being followed."""
+    return bool(_following)
+
+
+def wake_followers(directory: str) -> None:
+    """Wake the follows of the log ``directory`` that run in this thread: it was written
+    to, or its container's phase changed (a follow ends once it has ended).  Follows in
+    other threads (another event loop's) see it at their next poll, every 50 ms."""
+    for follow in _following.get(directory, ()):
+        if follow.woken is not None and follow.thread == threading.get_ident():
+            follow.woken.set()
 
 
 def keep_for_followers(directory: Path) -> None:
@@ -1073,7 +1094,8 @@ async def batches(
     across rotations (the file being read is finished through its own descriptor, then the
     newer ones are read in order) and ends once ``until_closed`` says the container has
     ended (an event that is set, or a callable that returns True) and everything written
-    before that has been yielded.  Polls every 50 ms.
+    before that has been yielded.  Woken by the writes and the container's end in this
+    thread (:func:`wake_followers`), and polls every 50 ms for the others.
     """
     import trio
 
@@ -1114,7 +1136,9 @@ async def batches(
             if len(kept) < len(entries):
                 return
         while True:
-            # Read the flag first: whatever was written before it was set is read below.
+            # The event first: what is written from here on ends the wait below at once.
+            this.woken = trio.Event()
+            # Then the flag: whatever was written before it was set is read below.
             finished = ended()
             while queue:
                 while (lines := queue[0].read_lines()) is not None:
@@ -1141,7 +1165,8 @@ async def batches(
                 continue
             if finished:
                 return
-            await trio.sleep(_POLL_INTERVAL)
+            with trio.move_on_after(_POLL_INTERVAL):
+                await this.woken.wait()
     finally:
         if follow:
             followers = _following[str(directory)]

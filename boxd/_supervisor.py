@@ -979,6 +979,8 @@ class Supervisor:
             self._save(entry.container, write=write)
         changed, entry.changed = entry.changed, trio.Event()
         changed.set()
+        if _logs.followed():  # a follow of its log ends once it has ended: at once
+            _logs.wake_followers(str(self.store.container_dir(entry.container.id) / "logs"))
 
     # ---- start and the lifecycle ----------------------------------------------------
 

@@ -16,9 +16,10 @@ from typing import Any
 
 import pytest
 import trio
+import trio.testing
 
 import boxd
-from boxd import _run
+from boxd import _logs, _run
 from boxd._logs import read_entries
 from boxd._supervisor import Supervisor
 
@@ -342,6 +343,33 @@ async def test_a_container_at_rest_holds_no_fd(tmp_path: Path, busybox_root: Pat
         assert len(os.listdir("/proc/self/fd")) == fds
         for c in sup.list(all=True):
             await sup.remove(c.id)
+
+
+async def test_a_follow_of_a_containers_log_ends_with_it_not_at_its_poll(
+    tmp_path: Path, busybox_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The supervisor wakes the follows of a container's log when its phase changes: with
+    an hour between polls, a follow of a container that prints and exits while it is
+    followed still gets its output and ends."""
+    monkeypatch.setattr(_logs, "_POLL_INTERVAL", 3600)
+    async with boxd.open_supervisor(tmp_path / "lib") as sup:
+        config = _config(busybox_root, "sh", "-c", "read x; echo got $x", interactive=True)
+        c = await sup.create(config)
+        _, run = await sup.start_attached(c.id)
+        got: list[bytes] = []
+
+        async def follow() -> None:
+            ended = lambda: sup.run_of(c.id) is None  # noqa: E731
+            async for batch in _logs.batches(sup.log_dir(c.id), until_closed=ended):
+                got.extend(entry.data for entry in batch)
+
+        with trio.fail_after(30):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(follow)
+                await trio.testing.wait_all_tasks_blocked()  # it waits for its poll
+                await run.write_stdin(b"it\n")
+        assert got == [b"got it"]
+        await sup.remove(c.id)
 
 
 async def test_the_run_tells_whether_the_pids_limit_held_a_fork(

@@ -36,6 +36,7 @@ from boxd._logs import (
     iter_output,
     keep_for_followers,
     read_entries,
+    wake_followers,
 )
 from boxd._units import parse_size
 
@@ -929,6 +930,31 @@ async def test_follow_waits_for_the_log_and_ends_when_empty(
         empty = tmp_path / "empty"
         empty.mkdir()
         assert [entry async for entry in follow(empty, until_closed=done)] == []
+
+
+async def test_a_follow_is_woken_by_its_writer_and_its_end(
+    tmp_path: Path, mock_clock: trio.testing.MockClock
+) -> None:
+    """A follow in its writer's thread reads each write at once, and ends at once when
+    woken after its container ended, not at its next poll: docker-py's ``run()`` follows
+    the log until the container ends, and every fourth one took 50 ms more.  The clock
+    stands still here: a follow that waited for its poll would get nothing."""
+    writer = LogWriter.open(tmp_path)
+    ended = False
+    collector = Collector()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(collector.run, follow(tmp_path, until_closed=lambda: ended))
+        await trio.testing.wait_all_tasks_blocked()
+        for line in (b"one", b"two"):
+            writer.write("stdout", line + b"\n")
+            await trio.testing.wait_all_tasks_blocked()
+            assert datas(collector.entries)[-1] == line
+        ended = True
+        wake_followers(str(tmp_path))
+        await trio.testing.wait_all_tasks_blocked()
+        assert not nursery.child_tasks  # the follow has ended
+    writer.close()
+    assert datas(collector.entries) == [b"one", b"two"]
 
 
 async def test_follow_a_writer_in_another_thread(tmp_path: Path) -> None:
