@@ -821,8 +821,12 @@ class _Operations(_OperationsBase):
             del parent.children[node.name]
 
     def _render(self, node: _Node) -> bytes:
-        """``node``'s file rendered now, kept as its newest rendering."""
-        node.latest = self._view.render(*node.served())
+        """``node``'s file rendered now, kept as its newest rendering; ENOENT once its
+        container is removed."""
+        try:
+            node.latest = self._view.render(*node.served())
+        except LookupError:
+            raise pyfuse3.FUSEError(errno.ENOENT) from None
         return node.latest
 
     def _attributes(self, node: _Node) -> pyfuse3.EntryAttributes:
@@ -850,10 +854,7 @@ class _Operations(_OperationsBase):
     async def getattr(self, inode: int, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
         node = self._node(inode)
         if node.path is not None:
-            try:
-                self._render(node)
-            except LookupError:  # the container is removed
-                raise pyfuse3.FUSEError(errno.ENOENT) from None
+            self._render(node)
         return self._attributes(node)
 
     @_guarded
@@ -930,12 +931,7 @@ class _Operations(_OperationsBase):
             raise pyfuse3.FUSEError(errno.EMFILE)
         # The rendering of the GETATTR that came just before (the open's permission
         # check), the one the kernel was told the size of.
-        content = node.latest
-        if content is None:
-            try:
-                content = self._render(node)
-            except LookupError:
-                raise pyfuse3.FUSEError(errno.ENOENT) from None
+        content = node.latest if node.latest is not None else self._render(node)
         self._open[node.container] = held + 1
         fh = next(self._next_handle)
         handle = self._handles[fh] = _Handle(node, content)

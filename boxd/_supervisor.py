@@ -437,6 +437,16 @@ class Supervisor:
             raise LookupError(f"container {container} was removed")
         return self._view_of(entry, path)
 
+    def _viewed(self, c: Container) -> bool:
+        """Whether the container's processes get the /proc view (and their sysinfo(2)
+        answered from it)."""
+        return self.procview is not None and c.config.procview
+
+    def _memory_view(self, c: Container) -> Callable[[], ViewLimits]:
+        """What a sysinfo(2) call of the container's processes is answered from: the
+        limits its /proc/meminfo shows."""
+        return functools.partial(self.view_limits, c.id, "/proc/meminfo")
+
     def _view_of(self, entry: _Entry, path: str) -> ViewLimits:
         c = entry.container
         # What the file shows, and no more: it is made anew at each read from its start
@@ -1214,11 +1224,9 @@ class Supervisor:
             entry.output = Output()
         run = Run(c, entry.output, entry.logs)
         run.dismantle = functools.partial(self._dismantle_later, entry)
-        run.view_limits = functools.partial(self.view_limits, c.id, "/proc/meminfo")
+        run.view_limits = self._memory_view(c)
         cdir = self.store.container_dir(c.id)
-        view = None
-        if self.procview is not None and c.config.procview:
-            view = self.procview.files(c.id)
+        view = self.procview.files(c.id) if self.procview is not None and self._viewed(c) else None
         net = self.networks.attachment(c)
         net.link_hosts = legacy.hosts
         failure: Exception | None = None
@@ -1995,10 +2003,10 @@ class Supervisor:
             interactive=interactive and not detached,
             null_stdio=detached and not tty,
         )
-        proc.view_limits = functools.partial(self.view_limits, c.id, "/proc/meminfo")
+        proc.view_limits = self._memory_view(c)
         # Its sysinfo answered as its container's init's, but for a detached exec's: it may
         # outlive this daemon, and no shim would hold its listener for the next one.
-        sysinfo = self.procview is not None and c.config.procview and not detached
+        sysinfo = self._viewed(c) and not detached
 
         # The container's init, as the exec joins it: a copy of its pidfd, taken while
         # it is known to run, not the run's own, which its end closes (its number then
