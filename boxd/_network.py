@@ -532,7 +532,11 @@ class Networks:
         recover() puts right (no container outlives the machine).  Two fsyncs for every
         container's start and end were a tenth of what the daemon spent on a run."""
         self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        data = json.dumps({"format": NETWORK_FORMAT, **unstructure(net)}, indent=1).encode()
+        # Not indented, as a container's record: json's indenting encoder is its Python
+        # one (twice the time of its C one, and a reference cycle left per call for the
+        # collector), and this runs at every start and end of a container on the network,
+        # whose record holds every address given out.
+        data = json.dumps({"format": NETWORK_FORMAT, **unstructure(net)}).encode()
         try:
             atomic_write(self._path(net), data, durable=durable)
         except OSError as exc:
