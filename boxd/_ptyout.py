@@ -21,8 +21,10 @@ work in the readers' group.
 
 Whatever was read is logged, even when the pump is cancelled (a daemon leaving with live
 restore): chunks not handed on yet are written to the log before the pump returns.  The
-output ends at an EIO that lasts :data:`END_SETTLE`: under load the master read EIO
-before the last writes had reached it, and the tail of a `run -t` was lost.  Until the
+output ends at an EIO that lasts :data:`END_SETTLE` (under load the master read EIO
+before the last writes had reached it, and the tail of a `run -t` was lost), or at one
+read after the process was reaped (no writer is left then): every `run -t` ended 10 ms
+after its process.  Until the
 process has ended that EIO is a hangup, not the end: no slave fd is open for a moment
 (a getty's ``vhangup()``: systemd's console-getty on /dev/console), and the container
 opens its terminal again.  The pump then looks every :data:`HANGUP_RETRY` whether it has,
@@ -102,6 +104,8 @@ class _Reader:
         self.fd = fd
         self.groups = groups
         self.stop = threading.Event()
+        # Set once the process has been reaped (the pump's ``reaped``): see run().
+        self.reaped = threading.Event()
         self.room = threading.Semaphore(IN_FLIGHT)  # released as chunks are sent
         self._deliver = deliver
         self._token = trio.lowlevel.current_trio_token()
@@ -117,6 +121,7 @@ class _Reader:
         try:
             group, home = self.groups or (-1, -1)
             while not self.stop.is_set():
+                after_reap = self.reaped.is_set()
                 size, ended, stayed = gather(
                     self.fd, buffer, COALESCE_GAP, COALESCE_LIMIT, group, home
                 )
@@ -131,13 +136,17 @@ class _Reader:
                 if ended:
                     # The master can read EIO before the last writes reach it (seen under
                     # load: 4,608 bytes read after one): the end is an EIO that lasts
-                    # END_SETTLE with nothing read (the master polls ready meanwhile).
+                    # END_SETTLE with nothing read (the master polls ready meanwhile), or
+                    # one with nothing read by a read begun after the process was reaped:
+                    # its writers are gone then (a container's init is reaped after the
+                    # rest of its PID namespace), and the kernel moves what they wrote to
+                    # the master before a read of it fails with EIO.
                     now = time.monotonic()
                     if size or ended_since is None:
                         ended_since = now
-                    if now - ended_since >= END_SETTLE:
+                    if (after_reap and not size) or now - ended_since >= END_SETTLE:
                         return True
-                    time.sleep(END_RETRY)
+                    self.reaped.wait(END_RETRY)
                     continue
                 ended_since = None
                 if not size and not poller.poll(IDLE * 1000):
@@ -162,7 +171,7 @@ async def pump(
     while True:
         await trio.lowlevel.wait_readable(fd)
         with groups() if groups is not None else contextlib.nullcontext() as opened:
-            ended = await _burst(fd, keep, publish, opened)
+            ended = await _burst(fd, keep, publish, opened, reaped)
         if ended:
             if reaped is None or reaped.is_set():
                 return
@@ -189,6 +198,7 @@ async def _burst(
     keep: Callable[[bytes], None],
     publish: Callable[[bytes], Awaitable[None]],
     groups: tuple[int, int] | None,
+    reaped: trio.Event | None,
 ) -> bool:
     """Read in a thread of its own until the output pauses or ends (True)."""
     # Unbounded, but the reader waits for room (IN_FLIGHT) unless told to stop.  The thread
@@ -198,11 +208,15 @@ async def _burst(
     reader = _Reader(fd, send.send_nowait, groups)
     watching = trio.CancelScope()
 
-    async def stop_when_cancelled() -> None:
+    async def watch() -> None:
         # The thread is not cancellable (run_sync waits for it): told to stop, it does
-        # within STOP_CHECK, or COALESCE_LIMIT when reading.
+        # within STOP_CHECK, or COALESCE_LIMIT when reading.  It is told when the process
+        # is reaped too.
         with watching:
             try:
+                if reaped is not None:
+                    await reaped.wait()
+                    reader.reaped.set()
                 await trio.sleep_forever()
             finally:
                 reader.stop.set()
@@ -210,7 +224,7 @@ async def _burst(
     try:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_send_all, receive, keep, publish, reader.room)
-            nursery.start_soon(stop_when_cancelled)
+            nursery.start_soon(watch)
             try:
                 ended = await _in_own_thread(reader.run)
             finally:

@@ -161,6 +161,43 @@ async def test_output_that_comes_after_an_eio_is_read(
     assert b"".join(sink.kept) == b"firstlate" and not script
 
 
+async def test_an_eio_read_after_the_reap_ends_the_output_at_once(
+    pty: Pty, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once the process is reaped no writer is left: the first EIO read begun after the
+    reap is the end (every `run -t` ended END_SETTLE, 10 ms, after its process).  Before
+    it an EIO must still last (an hour here): what comes after one is read."""
+    monkeypatch.setattr(_ptyout, "END_SETTLE", 3600)
+    token = trio.lowlevel.current_trio_token()
+    reaped = trio.Event()
+    script: list[tuple[bytes, bool]] = [(b"first", False), (b"", True), (b"", True)]
+    script += [(b"late", False)]
+
+    def gather(
+        fd: int, buffer: memoryview, gap: float, limit: float, group: int, home: int
+    ) -> tuple[int, bool, bool]:
+        if script:
+            data, ended = script.pop(0)
+        else:  # EIO from here on; the reaper's news comes meanwhile
+            data, ended = b"", True
+            token.run_sync_soon(reaped.set)
+        buffer[: len(data)] = data
+        return len(data), ended, False
+
+    fake = SimpleNamespace(gather_read=gather)
+    real = importlib.import_module
+    monkeypatch.setattr(
+        importlib,
+        "import_module",
+        lambda name: fake if name == "sandbox_native" else real(name),
+    )
+    sink = Sink()
+    os.write(pty.slave, b"x")  # the master is readable: the pump starts its reader
+    with trio.fail_after(60):
+        await _ptyout.pump(pty.master, sink.keep, sink.publish, reaped=reaped)
+    assert b"".join(sink.kept) == b"firstlate" and reaped.is_set()
+
+
 async def test_a_hangup_while_the_process_runs_is_not_the_end(pty: Pty) -> None:
     """Every slave fd closed while the process runs (a getty's vhangup: systemd's
     console-getty) and the terminal opened again: what is written then is read too, and
