@@ -131,56 +131,24 @@ async def test_the_read_buffer_is_kept_for_the_next_terminal_until_released(pty:
     assert not _ptyout._buffers
 
 
-async def test_output_that_comes_after_an_eio_is_read(
-    pty: Pty, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The master can read EIO before the last writes reach it (seen under load: 4,608
-    bytes read after it; the kernel's race, made here by a stand-in for the C reader):
-    the pump reads on until EIO has lasted END_SETTLE, and loses nothing."""
-    script: list[tuple[bytes, bool]] = [(b"first", False), (b"", True), (b"", True)]
-    script += [(b"late", False), (b"", True)]
-
-    def gather(
-        fd: int, buffer: memoryview, gap: float, limit: float, group: int, home: int
-    ) -> tuple[int, bool, bool]:
-        data, ended = script.pop(0) if script else (b"", True)
-        buffer[: len(data)] = data
-        return len(data), ended, False
-
-    fake = SimpleNamespace(gather_read=gather)
-    real = importlib.import_module
-    monkeypatch.setattr(
-        importlib,
-        "import_module",
-        lambda name: fake if name == "sandbox_native" else real(name),
-    )
-    sink = Sink()
-    os.write(pty.slave, b"x")  # the master is readable: the pump starts its reader
-    with trio.fail_after(60):
-        await _ptyout.pump(pty.master, sink.keep, sink.publish)
-    assert b"".join(sink.kept) == b"firstlate" and not script
-
-
-async def test_an_eio_read_after_the_reap_ends_the_output_at_once(
-    pty: Pty, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Once the process is reaped no writer is left: the first EIO read begun after the
-    reap is the end (every `run -t` ended END_SETTLE, 10 ms, after its process).  Before
-    it an EIO must still last (an hour here): what comes after one is read."""
-    monkeypatch.setattr(_ptyout, "END_SETTLE", 3600)
-    token = trio.lowlevel.current_trio_token()
-    reaped = trio.Event()
-    script: list[tuple[bytes, bool]] = [(b"first", False), (b"", True), (b"", True)]
-    script += [(b"late", False)]
+async def _pump_scripted(
+    pty: Pty,
+    monkeypatch: pytest.MonkeyPatch,
+    script: list[tuple[bytes, bool]],
+    reaped: trio.Event | None = None,
+    after: Callable[[], None] = lambda: None,
+) -> bytes:
+    """What the pump keeps of a terminal read by a stand-in for the C reader: each read
+    gives ``script``'s next (data, EIO), then EIO for ever (``after`` called at each)."""
 
     def gather(
         fd: int, buffer: memoryview, gap: float, limit: float, group: int, home: int
     ) -> tuple[int, bool, bool]:
         if script:
             data, ended = script.pop(0)
-        else:  # EIO from here on; the reaper's news comes meanwhile
+        else:
             data, ended = b"", True
-            token.run_sync_soon(reaped.set)
+            after()
         buffer[: len(data)] = data
         return len(data), ended, False
 
@@ -195,7 +163,36 @@ async def test_an_eio_read_after_the_reap_ends_the_output_at_once(
     os.write(pty.slave, b"x")  # the master is readable: the pump starts its reader
     with trio.fail_after(60):
         await _ptyout.pump(pty.master, sink.keep, sink.publish, reaped=reaped)
-    assert b"".join(sink.kept) == b"firstlate" and reaped.is_set()
+    return b"".join(sink.kept)
+
+
+async def test_output_that_comes_after_an_eio_is_read(
+    pty: Pty, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The master can read EIO before the last writes reach it (seen under load: 4,608
+    bytes read after it; the kernel's race, made here by a stand-in for the C reader):
+    the pump reads on until EIO has lasted END_SETTLE, and loses nothing."""
+    script: list[tuple[bytes, bool]] = [(b"first", False), (b"", True), (b"", True)]
+    script += [(b"late", False), (b"", True)]
+    assert await _pump_scripted(pty, monkeypatch, script) == b"firstlate" and not script
+
+
+async def test_an_eio_read_after_the_reap_ends_the_output_at_once(
+    pty: Pty, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once the process is reaped no writer is left: the first EIO read begun after the
+    reap is the end (every `run -t` ended END_SETTLE, 10 ms, after its process).  Before
+    it an EIO must still last (an hour here): what comes after one is read."""
+    monkeypatch.setattr(_ptyout, "END_SETTLE", 3600)
+    token = trio.lowlevel.current_trio_token()
+    reaped = trio.Event()
+    script: list[tuple[bytes, bool]] = [(b"first", False), (b"", True), (b"", True)]
+    script += [(b"late", False)]
+    # EIO for ever after the script; the reaper's news comes meanwhile.
+    kept = await _pump_scripted(
+        pty, monkeypatch, script, reaped, after=lambda: token.run_sync_soon(reaped.set)
+    )
+    assert kept == b"firstlate" and reaped.is_set()
 
 
 async def test_a_hangup_while_the_process_runs_is_not_the_end(pty: Pty) -> None:
