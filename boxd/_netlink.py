@@ -326,7 +326,7 @@ def _new_veth(
 def plug(
     pid: int,
     *,
-    host_name: str,
+    host_names: tuple[str, ...],
     bridge: str,
     mac: str,
     address: str,
@@ -339,31 +339,28 @@ def plug(
     address6: str = "",
     gateway6: str = "",
     isolated: bool = False,
-) -> int:
+) -> tuple[int, str]:
     """Give process ``pid``'s network namespace an ``ifname``: one end of a veth pair whose
-    other end (``host_name``) is a port of ``bridge`` (``isolated``: an isolated port, see
-    :meth:`_Socket.isolate_port`, before it can carry anything); with ``configure`` (a running
+    other end (named the first of ``host_names`` that is free) is a port of ``bridge``
+    (``isolated``: an isolated port, see :meth:`_Socket.isolate_port`, before it can carry
+    anything); with ``configure`` (a running
     container), its address and, with ``default_route``, a default route through
     ``gateway`` (a container's spawned process does that itself: SpawnPlan.links).  On an
     IPv6 network (``address6``, ADDRESS/LEN) the interface gets that address, is brought
     up and, given ``gateway6``, routes IPv6 by default through it, in either case: the
     spawned process has no ioctl for an address without duplicate address detection.
-    Returns the host end's interface index."""
+    Returns the host end's interface index and name."""
     try:
         master = socket.if_nametoindex(bridge)
     except OSError:
         raise OSError(errno.ENODEV, f"bridge {bridge} is gone") from None
     with _netlink() as nl:
-        try:
-            index = _new_veth(nl, host_name, master, ifname, mac, pid, mtu)
-        except FileExistsError:  # a previous run's end, if its namespace is not gone yet
-            nl.delete(name=host_name)
-            index = _new_veth(nl, host_name, master, ifname, mac, pid, mtu)
+        index, host_name = _new_host_end(nl, host_names, master, ifname, mac, pid, mtu)
         try:
             if isolated:
                 nl.isolate_port(index)
             if not configure and not address6:
-                return index
+                return index, host_name
             with _netlink(pid) as inside:
                 inner = inside.index(ifname)
                 if configure and address:  # none on an IPv6-only network
@@ -380,7 +377,24 @@ def plug(
             with contextlib.suppress(OSError):
                 nl.delete(index=index)
             raise
-    return index
+    return index, host_name
+
+
+def _new_host_end(
+    nl: _Socket, names: tuple[str, ...], master: int, peer: str, mac: str, pid: int, mtu: int
+) -> tuple[int, str]:
+    """:func:`_new_veth` with the host's end named the first of ``names`` that is free: a
+    previous run's end keeps its name until the kernel has cleaned up that run's network
+    namespace, a few milliseconds after its end, and deleting it meanwhile waits for that
+    clean-up (~15 ms: a restart on a bridge took that much longer than a first start).
+    With every name taken, the first one's holder is deleted."""
+    for name in names:
+        try:
+            return _new_veth(nl, name, master, peer, mac, pid, mtu), name
+        except FileExistsError:
+            continue
+    nl.delete(name=names[0])
+    return _new_veth(nl, names[0], master, peer, mac, pid, mtu), names[0]
 
 
 def set_default_route(pid: int, gateway: str) -> None:

@@ -390,6 +390,14 @@ def host_link_name(cid: str, interface: str) -> str:
     return "bx" + hashlib.sha256(f"{cid}/{interface}".encode()).hexdigest()[:12]
 
 
+def host_link_names(cid: str, interface: str) -> tuple[str, str]:
+    """The names that end takes: :func:`host_link_name`, or its spare (one letter more,
+    15 in all: an interface name's most) while a previous run's end still holds it (see
+    ``_netlink.plug``)."""
+    name = host_link_name(cid, interface)
+    return name, name + "x"
+
+
 def _table_name(bridge: str) -> str:
     return "boxd" if bridge == DEFAULT_BRIDGE else f"boxd-{bridge}"
 
@@ -1083,10 +1091,10 @@ class Networks:
         for owner in self._sharers.keys() - {c.id for c in adopted}:
             peer = existing.get(owner)
             for ep in peer.state.network.endpoints if peer is not None else ():
-                name = host_link_name(owner, ep.interface)
-                if name in links:
-                    log.info("removing %s: %s ended, its members run on", name, owner[:12])
-                    await trio.to_thread.run_sync(_netlink.delete_link, name)
+                for name in host_link_names(owner, ep.interface):
+                    if name in links:
+                        log.info("removing %s: %s ended, its members run on", name, owner[:12])
+                        await trio.to_thread.run_sync(_netlink.delete_link, name)
 
     async def close(self) -> None:
         """At shutdown: the bridges and rules go, except those of containers that run on
@@ -1139,8 +1147,10 @@ class Networks:
             if net is None:
                 continue
             join = joins.get(ep.network, NetworkJoin(ep.network, ep.aliases))
-            host_link = host_link_name(container.id, ep.interface)
-            index = await trio.to_thread.run_sync(_netlink.link_index, host_link)
+            index, host_link = 0, ""
+            for host_link in host_link_names(container.id, ep.interface):
+                if index := await trio.to_thread.run_sync(_netlink.link_index, host_link):
+                    break
             link = _Link(net, join, ep.ip_address, ep.interface, host_link, index, ep.ipv6_address)
             attachment.links.append(link)
         if attachment.links:
@@ -1637,7 +1647,7 @@ class Attachment:
             def plug_all() -> None:  # in one worker thread (each index kept at once)
                 for link in self.links:
                     args = self._plug_args(link, route6=link is outward6)
-                    link.host_index = _netlink.plug(pid, configure=False, **args)
+                    link.host_index, link.host_link = _netlink.plug(pid, configure=False, **args)
 
             await trio.to_thread.run_sync(plug_all)
         await self._activate()
@@ -1651,7 +1661,7 @@ class Attachment:
         """``route6``: IPv6 goes through ``link`` by default (see :meth:`_outward6`)."""
         net = link.net
         return {
-            "host_name": link.host_link,
+            "host_names": host_link_names(self.container.id, link.interface),
             "bridge": net.bridge,
             "mac": link.mac,
             "address": link.address,
@@ -1669,7 +1679,7 @@ class Attachment:
         self._check_namespace()
         pid = self.pid
         args = self._plug_args(link, route6=route6)
-        link.host_index = await trio.to_thread.run_sync(
+        link.host_index, link.host_link = await trio.to_thread.run_sync(
             lambda: _netlink.plug(pid, default_route=default_route, **args)
         )
 
