@@ -37,11 +37,10 @@ def published(args: Args) -> dict[str, Any]:
     ports: list[Any] = []
     expose: list[str] = []
     if args.publish or args.expose:
-        # Only then: its records are attrs classes, ~20 ms to import for every `boxctl run`.
-        from boxd import _netconfig
+        from boxd import _portspecs  # (only then, though it imports no attrs)
     try:
-        ports += [p for spec in args.publish for p in _netconfig.parse_publish(spec)]
-        expose += [key for spec in args.expose for key in _netconfig.parse_expose(spec)]
+        ports += [p for spec in args.publish for p in _portspecs.parse_publish(spec)]
+        expose += [key for spec in args.expose for key in _portspecs.parse_expose(spec)]
     except ValueError as exc:
         raise CliError(str(exc), 125) from None
     # -P publishes what is exposed, and what -p names is exposed too (Docker).

@@ -19,7 +19,8 @@ from ._healthcheck import HEALTH_FILTERS, NONE
 from ._images.reference import parse_reference
 from ._lifecycle import NoSuchContainer
 from ._mounts import clean_path
-from ._netconfig import NetworkSettings, PortBinding, parse_expose
+from ._netconfig import NetworkSettings, PortBinding
+from ._portspecs import parse_expose
 from ._records import Container, ContainerConfig
 
 DEFAULT_IMAGES = ("default", "default:latest")

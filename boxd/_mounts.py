@@ -13,11 +13,13 @@ Imported by boxctl: only the standard library, nothing slow.
 from __future__ import annotations
 
 import posixpath
-import re
 
 from ._units import parse_size, volume_options
 
-VOLUME_NAME_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]+\Z")
+# A volume's name, as Docker's [a-zA-Z0-9][a-zA-Z0-9_.-]+ (no regular expression: `re`
+# and what it imports are ~4 ms of every `boxctl run -v`).
+_ALNUM = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+_NAME_CHARS = _ALNUM | frozenset("_.-")
 PROPAGATIONS = ("rprivate", "private", "rshared", "shared", "rslave", "slave")
 _TRUE = ("1", "t", "T", "true", "TRUE", "True")  # Go's strconv.ParseBool
 _FALSE = ("0", "f", "F", "false", "FALSE", "False")
@@ -31,8 +33,14 @@ def clean_path(path: str) -> str:
     return "/" + clean.lstrip("/") if clean.startswith("//") else clean
 
 
+def valid_volume_name(name: str) -> bool:
+    """Whether ``name`` is one Docker allows a volume: a letter or digit, then one or more
+    letters, digits, ``_``, ``.`` or ``-``."""
+    return len(name) > 1 and name[0] in _ALNUM and all(ch in _NAME_CHARS for ch in name)
+
+
 def check_volume_name(name: str) -> str:
-    if not VOLUME_NAME_RE.match(name) or len(name) > 255:
+    if not valid_volume_name(name) or len(name) > 255:
         raise ValueError(
             f"invalid volume name {name!r}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed, at "
             "least two characters (for a host directory, give an absolute path)"

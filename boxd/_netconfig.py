@@ -1,8 +1,9 @@
-"""What a container asks of the network, and what it got: records and parsing, no I/O.
+"""What a container asks of the network, and what it got: records and checks, no I/O.
 
-``boxctl`` imports this module (it must stay free of Trio) to turn
-``-p [IP:][HOSTPORT:]CONTAINERPORT[/tcp|/udp]`` into :class:`PortSpec` records; the daemon
-stores what a running container was given as :class:`Endpoint` and :class:`PortBinding`.
+A ``-p`` is a :class:`PortSpec` (``boxctl`` parses it with :mod:`boxd._portspecs`, which
+imports no attrs); the daemon stores what a running container was given as
+:class:`Endpoint` and :class:`PortBinding`.  ``boxctl`` imports this module for the other
+network options (it must stay free of Trio).
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ import re
 
 import attrs
 
-PROTOCOLS = ("tcp", "udp")
+from ._portspecs import PROTOCOLS
+
 # Built-in networks; anything else names a user network (``boxctl network create``).
 BUILTIN = ("bridge", "host", "none")
 # Podman's user-mode networks: refused by name (see check_network).
@@ -148,86 +150,6 @@ class EtcNetwork:
 def _check_port(value: int, what: str, *, zero: bool) -> None:
     if not (0 if zero else 1) <= value <= 65535:
         raise ValueError(f"invalid {what} {value}: must be 1-65535")
-
-
-def _port_range(text: str, spec: str, what: str) -> tuple[int, int]:
-    first, dash, last = text.partition("-")
-    if not first.isdigit() or (dash and not last.isdigit()):
-        raise ValueError(f"invalid port mapping {spec!r}: {what} {text!r} is not a port or range")
-    low, high = int(first), int(last) if dash else int(first)
-    for port in (low, high):
-        if not 1 <= port <= 65535:
-            raise ValueError(f"invalid port mapping {spec!r}: port {port} is out of range 1-65535")
-    if high < low:
-        raise ValueError(f"invalid port mapping {spec!r}: range {text!r} goes backwards")
-    return low, high
-
-
-def _bracketed(body: str, spec: str) -> tuple[str, list[str]]:
-    """``[IPV6]:HOSTPORT:CONTAINERPORT`` (HOSTPORT may be empty): the address, and the
-    parts as an unbracketed mapping splits into (the address's place first)."""
-    inner, closed, rest = body[1:].partition("]")
-    parts = rest.split(":")
-    if not closed or len(parts) != 3 or parts[0]:
-        raise ValueError(
-            f"invalid port mapping {spec!r}: use [IPV6]:[HOSTPORT]:CONTAINERPORT[/tcp|/udp]"
-        )
-    try:
-        return str(ipaddress.IPv6Address(inner)), parts
-    except ValueError:
-        raise ValueError(
-            f"invalid port mapping {spec!r}: {inner!r} is not an IPv6 address"
-        ) from None
-
-
-def parse_publish(spec: str) -> tuple[PortSpec, ...]:
-    """``-p``: ``80``, ``8080:80``, ``127.0.0.1:8080:80``, ``127.0.0.1::80``,
-    ``[::1]:8080:80`` (an IPv6 address in brackets), ``8000-8002:80-82``, ``8000-8010:80``
-    (the first free of the range), each with an optional ``/tcp`` or ``/udp``."""
-    body, slash, proto = spec.partition("/")
-    protocol = proto.lower() if slash else "tcp"
-    if protocol not in PROTOCOLS:
-        raise ValueError(f"invalid port mapping {spec!r}: protocol {proto!r} is not tcp or udp")
-    if body.startswith("["):
-        host_ip, parts = _bracketed(body, spec)
-    else:
-        parts = body.split(":")
-        host_ip = parts[0] if len(parts) == 3 else ""
-        if host_ip:
-            try:
-                ipaddress.IPv4Address(host_ip)
-            except ValueError:
-                raise ValueError(
-                    f"invalid port mapping {spec!r}: {host_ip!r} is not an IPv4 address"
-                ) from None
-    if len(parts) > 3 or not parts[-1]:
-        raise ValueError(
-            f"invalid port mapping {spec!r}: use [IP:][HOSTPORT:]CONTAINERPORT[/tcp|/udp]"
-        )
-    host_text = parts[-2] if len(parts) >= 2 else ""
-    c_low, c_high = _port_range(parts[-1], spec, "container port")
-    count = c_high - c_low + 1
-    if not host_text:
-        return tuple([PortSpec(p, protocol, host_ip) for p in range(c_low, c_high + 1)])
-    h_low, h_high = _port_range(host_text, spec, "host port")
-    if count == 1 and h_high > h_low:
-        return (PortSpec(c_low, protocol, host_ip, h_low, h_high),)
-    if h_high - h_low + 1 != count:
-        raise ValueError(
-            f"invalid port mapping {spec!r}: the host range and the container range "
-            "differ in length"
-        )
-    return tuple([PortSpec(c_low + i, protocol, host_ip, h_low + i) for i in range(count)])
-
-
-def parse_expose(spec: str) -> tuple[str, ...]:
-    """``--expose 80``, ``80/udp``, ``8000-8002``: the ``PORT/PROTO`` keys it names."""
-    body, slash, proto = spec.partition("/")
-    protocol = proto.lower() if slash else "tcp"
-    if protocol not in PROTOCOLS:
-        raise ValueError(f"invalid --expose {spec!r}: protocol {proto!r} is not tcp or udp")
-    low, high = _port_range(body, spec, "port")
-    return tuple([f"{p}/{protocol}" for p in range(low, high + 1)])
 
 
 def check_network(mode: str) -> str:

@@ -31,8 +31,8 @@ from ._netconfig import (
     check_ipv6,
     check_mac,
     check_network,
-    parse_expose,
 )
+from ._portspecs import parse_expose
 from ._signames import parse_signal as parse_signal
 from ._sysctl import parse_sysctl
 from ._tmpfs import parse_tmpfs

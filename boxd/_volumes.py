@@ -43,7 +43,7 @@ import attrs
 from ._convert import ConversionError, structure, unstructure
 from ._images.unpack import kept_xattr, unpack
 from ._lifecycle import error_text
-from ._mounts import VOLUME_NAME_RE, check_volume_name
+from ._mounts import check_volume_name, valid_volume_name
 from ._store import NewerFormat, atomic_write, versioned
 
 log = logging.getLogger("boxd.volumes")
@@ -142,7 +142,7 @@ class Volumes:
         return Path(device) if device else self.path(name)
 
     def get(self, name: str) -> VolumeRecord:
-        if not VOLUME_NAME_RE.match(name):  # no path of the name leaves the store
+        if not valid_volume_name(name):  # no path of the name leaves the store
             raise NoSuchVolume(name)
         try:
             data = (self.dir / name / RECORD).read_bytes()

@@ -30,7 +30,7 @@ from daemon_harness import REPO, Daemon, _env, daemon_cli, running_daemon, sessi
 
 from boxd import _netconfig, _network, _nft
 from boxd._convert import unstructure
-from boxd._netconfig import PortSpec, parse_expose, parse_publish
+from boxd._portspecs import Publish, parse_expose, parse_publish
 
 HOST_ADDRESS = "192.0.2.1"  # TEST-NET-1, on a veth pair inside the test's namespace
 
@@ -84,18 +84,21 @@ time.sleep(300)
 
 
 def test_publish_specs() -> None:
-    assert parse_publish("80") == (PortSpec(80),)
-    assert parse_publish("8080:80/udp") == (PortSpec(80, "udp", "", 8080),)
-    assert parse_publish("127.0.0.1::80") == (PortSpec(80, "tcp", "127.0.0.1", 0),)
-    assert parse_publish("127.0.0.1:8080:80/TCP") == (PortSpec(80, "tcp", "127.0.0.1", 8080),)
+    assert parse_publish("80") == (Publish(80),)
+    assert parse_publish("8080:80/udp") == (Publish(80, "udp", "", 8080),)
+    assert parse_publish("127.0.0.1::80") == (Publish(80, "tcp", "127.0.0.1", 0),)
+    assert parse_publish("127.0.0.1:8080:80/TCP") == (Publish(80, "tcp", "127.0.0.1", 8080),)
     assert parse_publish("8000-8001:80-81") == (
-        PortSpec(80, "tcp", "", 8000),
-        PortSpec(81, "tcp", "", 8001),
+        Publish(80, "tcp", "", 8000),
+        Publish(81, "tcp", "", 8001),
     )
-    assert parse_publish("8000-8010:80") == (PortSpec(80, "tcp", "", 8000, 8010),)
-    assert parse_publish("80-81") == (PortSpec(80), PortSpec(81))
-    assert parse_publish("[::1]:8080:80") == (PortSpec(80, "tcp", "::1", 8080),)
-    assert parse_publish("[0::0]::53/udp") == (PortSpec(53, "udp", "::", 0),)
+    assert parse_publish("8000-8010:80") == (Publish(80, "tcp", "", 8000, 8010),)
+    assert parse_publish("80-81") == (Publish(80), Publish(81))
+    assert parse_publish("[::1]:8080:80") == (Publish(80, "tcp", "::1", 8080),)
+    assert parse_publish("[0::0]::53/udp") == (Publish(53, "udp", "::", 0),)
+    # Written as the C library writes an address (IPv4-mapped ones in dotted form).
+    assert parse_publish("[::FFFF:1.2.3.4]:80:80")[0].host_ip == "::ffff:1.2.3.4"
+    assert parse_publish("80:80/udp")[0].key == "80/udp"
     assert parse_expose("53/udp") == ("53/udp",)
     assert parse_expose("80-81") == ("80/tcp", "81/tcp")
     for bad, message in [
@@ -111,6 +114,8 @@ def test_publish_specs() -> None:
         ("[::1]80", "use \\[IPV6\\]:\\[HOSTPORT\\]:CONTAINERPORT"),
         ("[::1]:80", "use \\[IPV6\\]:\\[HOSTPORT\\]:CONTAINERPORT"),
         ("[1.2.3.4]:80:80", "'1.2.3.4' is not an IPv6 address"),
+        ("01.2.3.4:80:80", "'01.2.3.4' is not an IPv4 address"),
+        ("[fe80::1%eth0]:80:80", "'fe80::1%eth0' is not an IPv6 address"),
     ]:
         with pytest.raises(ValueError, match=message):
             parse_publish(bad)
