@@ -379,7 +379,8 @@ def test_bridge_published_ports_hairpin_and_cleanup(netd: Daemon) -> None:
     assert links_settle(ns, (web,), []) == []
     netd.ctl("rm", "-f", "side", "eph", "other", "other2", "other3")
     assert links_settle(ns, ("bx",), []) == []
-    assert "dnat" not in nft_rules(ns)
+    # The rules of ended containers' ports go a moment after (off their run's way out).
+    until(lambda: "dnat" not in nft_rules(ns), "the published ports' rules to go")
     assert json.loads(netd.ctl("network", "inspect", "bridge").stdout)[0]["Containers"] == {}
 
 
