@@ -1012,12 +1012,30 @@ class Networks:
         self._up.discard(net.bridge)
         await trio.to_thread.run_sync(_netlink.delete_link, net.bridge)
 
-    async def _apply(self) -> None:
-        bridges = [
+    def _bridges(self) -> builtins.list[_nft.Bridge]:
+        return [
             _nft.Bridge(n.bridge, n.subnet, n.internal, n.masquerade, n.subnet6)
             for n in self._nets.values()
             if n.bridge in self._up
         ]
+
+    async def _publish(self, forwards: builtins.list[_nft.Forward]) -> None:
+        """A starting container's published ports into the table (under the lock): their
+        rules added to it when it holds what they need and no ended container's rules wait
+        to go (one of the same port would come first), else the table rebuilt (a table
+        someone removed, as `nft flush ruleset` does, is made anew)."""
+        v4 = all(f.family == _nft.FAMILY for f in forwards)
+        if self._table and not self._rebuild_wanted and (self._table6 or v4):
+            try:
+                await _nft.add(self.table, self._bridges(), forwards)
+                return
+            except _nft.NftError:
+                pass
+        self._rebuild_wanted = False  # (done here: the one asked for finds nothing to do)
+        await self._apply()
+
+    async def _apply(self) -> None:
+        bridges = self._bridges()
         forwards = [f for fs in self._forwards.values() for f in fs]
         ipv6 = any(b.subnet6 for b in bridges) or any(f.family == "ip6" for f in forwards)
         self._table = True
@@ -1785,7 +1803,7 @@ class Attachment:
         async with nets._lock:
             nets._forwards[self.container.id] = forwards
             if forwards:
-                await nets._apply()
+                await nets._publish(forwards)
         if self._sockets and nets.nursery is not None:
             self._proxies = await nets.nursery.start(self._serve_proxies, outward)
         self._bindings = tuple(bindings)

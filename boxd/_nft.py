@@ -3,7 +3,10 @@
 The whole table is rebuilt in one transaction (``nft -j -f -`` with a JSON batch: add the
 table, flush it, add its chains and rules) whenever a network or a published port comes or
 goes: a reader never sees half of it, a daemon that crashed is corrected by the next
-rebuild, and nothing outside the table is ever touched.  Other tools' tables (iptables-nft's
+rebuild, and nothing outside the table is ever touched.  A starting container's published
+ports are the exception: their rules are added to the table as it is (:func:`add`), the
+same as a rebuild would make them (a rebuild's flush makes the kernel's transaction wait
+~10 ms for what it deletes).  Other tools' tables (iptables-nft's
 ``ip filter``/``ip nat``, firewalld's, Docker's) are left alone; a packet goes through
 every table's chains on a hook, so boxd only adds verdicts of its own.
 
@@ -171,6 +174,20 @@ def _family(
                     _match(_meta("oifname"), other),
                     {"drop": None},
                 )
+    return commands + _forward_rules(family, table, names, forwards)
+
+
+def _forward_rules(
+    family: str, table: str, names: Sequence[str], forwards: Sequence[Forward]
+) -> list[dict[str, Any]]:
+    """The commands that add the DNAT rules of ``forwards`` (of ``family``) to ``table``'s
+    chains, not from the bridges ``names``."""
+    t = {"family": family, "table": table}
+    commands: list[dict[str, Any]] = []
+
+    def rule(chain: str, *expr: dict[str, Any]) -> None:
+        commands.append({"add": {"rule": {**t, "chain": chain, "expr": list(expr)}}})
+
     for f in forwards:
         target = {"dnat": {"addr": f.address, "port": f.port}}
         where = [_match(_payload(family, "daddr"), f.host_ip)] if f.host_ip else []
@@ -178,7 +195,7 @@ def _family(
         # From elsewhere: not from a boxd bridge (containers reach published ports through
         # the userland proxy, so that the answer comes back through it: hairpin).
         if names:
-            from_outside = _match(_meta("iifname"), {"set": names}, "!=")
+            from_outside = _match(_meta("iifname"), {"set": list(names)}, "!=")
             rule("prerouting", from_outside, LOCAL_DESTINATION, *where, port, target)
         else:
             rule("prerouting", LOCAL_DESTINATION, *where, port, target)
@@ -212,6 +229,20 @@ async def apply(
     drop6: bool = False,
 ) -> None:
     await _nft(ruleset(table, bridges, forwards, ipv6=ipv6, drop6=drop6))
+
+
+async def add(table: str, bridges: Sequence[Bridge], forwards: Sequence[Forward]) -> None:
+    """The rules of ``forwards`` added to ``table`` as :func:`ruleset` with ``bridges``
+    would have them, the rest of it as it is (the table must hold the families of
+    ``forwards``).  Adding takes ~3 ms; a rebuild ~16 ms, the kernel's transaction waiting
+    ~10 ms for what it deletes."""
+    names = [b.name for b in bridges]
+    commands = []
+    for family in FAMILIES:
+        mine = [f for f in forwards if f.family == family]
+        if mine:
+            commands += _forward_rules(family, table, names, mine)
+    await _nft({"nftables": [{"metainfo": {"json_schema_version": 1}}, *commands]})
 
 
 async def existing(table: str) -> list[str]:

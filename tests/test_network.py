@@ -26,6 +26,7 @@ from typing import Any
 
 import docker_clients
 import pytest
+import trio
 from daemon_harness import REPO, Daemon, _env, daemon_cli, running_daemon, session_name, until
 
 from boxd import _netconfig, _network, _nft
@@ -148,6 +149,36 @@ def test_network_records_are_kept_by_id(tmp_path: Path) -> None:
     assert sorted(p.name for p in records.iterdir()) == [f"{c * 64}.json" for c in "2bf"]
     assert {n.name: n.id[0] for n in nets.list()} == {"front": "f", "bridge": "2", "back": "b"}
     assert nets.get("front").allocations == {"c" * 64: "10.9.0.2"}
+
+
+def test_a_starting_containers_port_rules_are_added_as_a_rebuild_has_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A starting container's ports are added to the table (~3 ms) rather than the table
+    rebuilt (~16 ms: the kernel's transaction waits for what a rebuild's flush deletes):
+    the rules added are those a rebuild would hold besides the others, in each family."""
+    bridges = [
+        _nft.Bridge("boxd0", "172.17.0.0/16", subnet6="fd00:1::/64"),
+        _nft.Bridge("br-1", "172.18.0.0/16"),
+    ]
+    old = [_nft.Forward("tcp", "", 8080, "172.17.0.2", 80)]
+    new = [
+        _nft.Forward("udp", "127.0.0.1", 5353, "172.17.0.3", 53),
+        _nft.Forward("tcp", "", 8443, "fd00:1::3", 443, "ip6"),
+    ]
+    sent: list[dict[str, Any]] = []
+
+    async def capture(batch: dict[str, Any]) -> None:
+        sent.append(batch)
+
+    monkeypatch.setattr(_nft, "_nft", capture)
+    trio.run(_nft.add, "boxd", bridges, new)
+    base = _nft.ruleset("boxd", bridges, old, ipv6=True)["nftables"]
+    rebuilt = _nft.ruleset("boxd", bridges, [*old, *new], ipv6=True)["nftables"]
+    added = sent[0]["nftables"]
+    assert added[0] == rebuilt[0]  # the schema's version
+    assert added[1:] == [c for c in rebuilt if c not in base]
+    assert {next(iter(c)) for c in added[1:]} == {"add"} and len(added) == 1 + 2 * len(new)
 
 
 def test_ruleset_touches_only_its_own_table() -> None:
