@@ -222,15 +222,15 @@ def _config(args: Args) -> tuple[dict[str, Any], str]:
     if args.sysctl:
         config["sysctls"] = args.sysctl
     if args.device:
-        from boxd import _devicemap
+        from boxd import _devicespecs
 
         try:
-            mappings = [_devicemap.parse(text) for text in args.device]
+            mappings = [_devicespecs.parse(text) for text in args.device]
         except ValueError as exc:
             raise CliError(str(exc), USAGE) from None
         config["devices"] = [
-            {"host": m.host, "container": m.container, "permissions": m.permissions}
-            for m in mappings
+            {"host": host, "container": container, "permissions": permissions}
+            for host, container, permissions in mappings
         ]
     if args.device_cgroup_rule:
         config["device_cgroup_rules"] = args.device_cgroup_rule

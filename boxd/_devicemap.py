@@ -31,11 +31,12 @@ from collections.abc import Iterable, Sequence
 
 import attrs
 
-from ._devices import ACCESS_BITS, DeviceRule, parse_rule
+from . import _devicespecs
+from ._devices import DeviceRule, parse_rule
+from ._devicespecs import DEFAULT_PERMISSIONS
 from ._native import MountKind, MountOp
 from ._rootfs import _DEV_LINKS, _DEVICES, _mkdir_ops
 
-DEFAULT_PERMISSIONS = "rwm"
 # What boxd's own /dev holds in every container (see _rootfs): the standard nodes, by path,
 # and the links and mounts that a host device cannot replace.
 _STANDARD = {f"/dev/{name}": os.makedev(major, minor) for name, major, minor in _DEVICES}
@@ -78,51 +79,15 @@ class HostDevice:
         return DeviceRule(self.kind, self.major, self.minor, self.permissions)
 
 
-def _invalid(mapping: DeviceMapping | str, reason: str) -> ValueError:
-    return ValueError(f"invalid --device '{mapping}': {reason}")
-
-
-def _valid_permissions(text: str) -> bool:
-    return bool(text) and set(text) <= set(ACCESS_BITS) and len(set(text)) == len(text)
-
-
 def parse(text: str) -> DeviceMapping:
-    """Docker's ``HOST[:CONTAINER][:PERMISSIONS]``; with two parts the second is the
-    permissions when it is made of r, w and m, else the container path.  ValueError naming
-    the text when it is malformed (see :func:`check`)."""
-    parts = text.split(":")
-    if len(parts) > 3 or not parts[0]:
-        raise _invalid(text, "use HOST[:CONTAINER][:PERMISSIONS], e.g. /dev/fuse:/dev/fuse:rwm")
-    host, container, permissions = parts[0], "", DEFAULT_PERMISSIONS
-    if len(parts) == 3:
-        container, permissions = parts[1], parts[2]
-    elif len(parts) == 2:
-        if _valid_permissions(parts[1]):
-            permissions = parts[1]
-        else:
-            container = parts[1]
-    mapping = DeviceMapping(host, container or host, permissions)
-    check(mapping, text)
-    return mapping
+    """Docker's ``HOST[:CONTAINER][:PERMISSIONS]`` (see :func:`boxd._devicespecs.parse`)."""
+    return DeviceMapping(*_devicespecs.parse(text))
 
 
 def check(mapping: DeviceMapping, typed: str | None = None) -> None:
-    """What a mapping must be, whoever sent it (no I/O): absolute paths, permissions a
-    non-empty set of r, w and m."""
+    """What a mapping must be, whoever sent it (see :func:`boxd._devicespecs.check`)."""
     what = typed if typed is not None else mapping
-    for path, side in ((mapping.host, "host"), (mapping.container, "container")):
-        if not path.startswith("/"):
-            raise _invalid(what, f"the {side} path {path!r} is not absolute")
-        if "\0" in path:
-            raise _invalid(what, f"the {side} path contains a NUL byte")
-    if posixpath.normpath(mapping.container) == "/":
-        raise _invalid(what, "the container path cannot be /")
-    if not _valid_permissions(mapping.permissions):
-        raise _invalid(
-            what,
-            f"permissions {mapping.permissions!r} are not a combination of r, w and m "
-            "(read, write, mknod)",
-        )
+    _devicespecs.check(mapping.host, mapping.container, mapping.permissions, what)
 
 
 def parse_cgroup_rule(text: str) -> DeviceRule:
@@ -145,10 +110,10 @@ def check_all(
         check(mapping)
         path = posixpath.normpath(mapping.container)
         if path in seen:
-            raise _invalid(mapping, f"{path} is given twice")
+            raise _devicespecs.invalid(mapping, f"{path} is given twice")
         seen.add(path)
         if read_only_root and not path.startswith("/dev/"):
-            raise _invalid(
+            raise _devicespecs.invalid(
                 mapping, f"with --read-only a device can only be placed below /dev, not {path}"
             )
     for rule in rules:
@@ -190,12 +155,14 @@ def resolve(mapping: DeviceMapping) -> list[HostDevice]:
         real = os.path.realpath(mapping.host, strict=True)
         st = os.stat(real)
     except OSError as exc:
-        raise _invalid(mapping, f"{mapping.host}: {exc.strerror}") from None
+        raise _devicespecs.invalid(mapping, f"{mapping.host}: {exc.strerror}") from None
     target = posixpath.normpath(mapping.container)
     if not stat.S_ISDIR(st.st_mode):
         device = _node(mapping, real, target)
         if device is None:
-            raise _invalid(mapping, f"{mapping.host} is not a device node (nor a directory)")
+            raise _devicespecs.invalid(
+                mapping, f"{mapping.host} is not a device node (nor a directory)"
+            )
         return [device]
     found = []
     for top, dirs, files in os.walk(real):
@@ -222,10 +189,12 @@ def resolve_all(mappings: Iterable[DeviceMapping]) -> list[HostDevice]:
     for mapping in mappings:
         for device in resolve(mapping):
             if device.container in _RESERVED or _below_mount(device.container):
-                raise _invalid(mapping, f"{device.container} is boxd's own in every container")
+                raise _devicespecs.invalid(
+                    mapping, f"{device.container} is boxd's own in every container"
+                )
             standard = _STANDARD.get(device.container)
             if standard is not None and standard != os.makedev(device.major, device.minor):
-                raise _invalid(
+                raise _devicespecs.invalid(
                     mapping,
                     f"{device.container} is boxd's own in every container "
                     f"({os.major(standard)}:{os.minor(standard)})",

@@ -21,7 +21,8 @@ import attrs
 from .. import _fixedmodes, _human, _links, _masks, _nsmodes, _seccomp, _secopt
 from .. import _mounts as mount_specs
 from .._convert import structure, unstructure
-from .._devicemap import DEFAULT_PERMISSIONS, DeviceMapping
+from .._devicemap import DeviceMapping
+from .._devicespecs import DEFAULT_PERMISSIONS
 from .._dockerwords import command_line, health_suffix
 from .._healthcheck import from_api as healthcheck_from_api
 from .._healthcheck import to_api as healthcheck_to_api
