@@ -404,22 +404,22 @@ async def test_true_and_false(no_fd_leak: None, layout: Layout, reaper: list[Spa
     assert (await run(layout.plan("false"), reaper)).exit_code == 1
 
 
-def _child_stacks() -> int:
+def _child_stacks() -> list[str]:
     """Mappings of this process shaped as a spawned child's stack: 64 KiB (CHILD_STACK in
-    sandbox_native.c) between two guard pages."""
+    sandbox_native.c) between two guard pages, as /proc/self/maps shows them."""
     maps = []
     for line in Path("/proc/self/maps").read_text().splitlines():
         span, perms = line.split()[:2]
         start, end = (int(x, 16) for x in span.split("-"))
-        maps.append((start, end, perms))
+        maps.append((start, end, perms, line))
     page = os.sysconf("SC_PAGESIZE")
-    return sum(
-        1
-        for before, (start, end, perms), after in zip(maps, maps[1:], maps[2:], strict=False)
+    return [
+        line
+        for before, (start, end, perms, line), after in zip(maps, maps[1:], maps[2:], strict=False)
         if end - start == 64 * 1024 and perms.startswith("rw")
         and before[1] == start and before[2].startswith("---") and before[1] - before[0] == page
         and after[0] == end and after[2].startswith("---")
-    )  # fmt: skip
+    ]  # fmt: skip
 
 
 _KCMP_VM = 1  # linux/kcmp.h
@@ -446,13 +446,16 @@ async def test_children_stacks_are_unmapped_when_memory_is_released(
     does not interrupt: on a loaded machine (a CI run beside two other test runs) one
     took more than 30 s, so its stack is counted with it, not waited for."""
     assert (await run(layout.plan("/bin/true"), reaper)).exit_code == 0
-    assert _child_stacks() >= 1
-    with trio.fail_after(30):
-        while True:
-            _trim.release_free_memory()
-            if _child_stacks() <= _sharing_our_memory():
-                break
-            await trio.sleep(0.05)
+    assert _child_stacks()
+    deadline = trio.current_time() + 30
+    while True:
+        _trim.release_free_memory()
+        stacks, sharing = _child_stacks(), _sharing_our_memory()
+        if len(stacks) <= sharing:
+            break
+        # (Failed once in CI, 2026-12-06: which mapping stayed, for the next look.)
+        assert trio.current_time() < deadline, (stacks, sharing)
+        await trio.sleep(0.05)
 
 
 @pytest.mark.root
