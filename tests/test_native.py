@@ -445,15 +445,20 @@ async def test_children_stacks_are_unmapped_when_memory_is_released(
     start cancelled in its set-up) may still be on its way out, in a system call the kill
     does not interrupt: on a loaded machine (a CI run beside two other test runs) one
     took more than 30 s, so its stack is counted with it, not waited for."""
+    _trim.release_free_memory()
+    # Left by earlier tests of this process and not released: not this test's to judge.
+    # (CI, 2026-12-06, twice in the whole suite: one such mapping with no process left in
+    # our memory; not seen with test_native.py alone.  Open, in the session's notes.)
+    earlier = set(_child_stacks())
     assert (await run(layout.plan("/bin/true"), reaper)).exit_code == 0
-    assert _child_stacks()
+    assert set(_child_stacks()) - earlier
     deadline = trio.current_time() + 30
     while True:
         _trim.release_free_memory()
-        stacks, sharing = _child_stacks(), _sharing_our_memory()
+        stacks = [s for s in _child_stacks() if s not in earlier]
+        sharing = _sharing_our_memory()
         if len(stacks) <= sharing:
             break
-        # (Failed once in CI, 2026-12-06: which mapping stayed, for the next look.)
         assert trio.current_time() < deadline, (stacks, sharing)
         await trio.sleep(0.05)
 
