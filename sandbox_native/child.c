@@ -1252,10 +1252,12 @@ static long clone_on_stack(struct clone_args_v2 *args, struct vm_stack *stack,
             body(p);
         return pid;
     }
-    args->flags |= CLONE_VM | CLONE_CHILD_CLEARTID;
+    args->flags |= CLONE_VM | CLONE_CHILD_CLEARTID | CLONE_PARENT_SETTID;
     args->stack = (uint64_t)(uintptr_t)stack->base;
     args->stack_size = stack->size;
     args->child_tid = (uint64_t)(uintptr_t)&stack->alive;
+    args->parent_tid = (uint64_t)(uintptr_t)&stack->tid;
+    __atomic_store_n(&stack->tid, 0, __ATOMIC_SEQ_CST);
     __atomic_store_n(&stack->alive, 1, __ATOMIC_SEQ_CST);
     long ret;
     /* The child starts on its own stack, where no C frame exists to return through: it

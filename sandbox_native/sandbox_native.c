@@ -457,8 +457,8 @@ static int parse_plan(PyObject *args, PyObject *kwargs, struct plan *p)
  * event loop's thread, and no copy-on-write faults after it.  What they read and the
  * stacks they run on are therefore in a mapping of their own (struct shared), which
  * Python never touches: the plan is copied into it out of the Python objects (which may
- * be freed as soon as spawn() returns), and it is unmapped only once the kernel has
- * cleared every stack's `alive`, i.e. each child has exec'd or exited.  Mappings still in
+ * be freed as soon as spawn() returns), and it is unmapped only once each child has
+ * exec'd or exited, or was never made (in_use_by_children).  Mappings still in
  * use wait on a list, looked at by every spawn.  Should this process exit first, the
  * mapping stays with the children (they hold the memory). */
 #define CHILD_STACK (64 * 1024)
@@ -467,7 +467,8 @@ struct shared {
     struct shared *next;
     char *map;
     size_t size;
-    /* [0]: the container's process or the shim's intermediate; [1]: a shim's container */
+    /* [0]: the container's process or an intermediate (shim or join mode); [1]: the
+     * process that intermediate clones */
     struct vm_stack stacks[2];
     struct plan plan;
 };
@@ -554,13 +555,25 @@ static void copy_plan(struct plan *d, const struct plan *s, struct bump *b)
     d->container_stack = NULL;
 }
 
+/* Whether a mapping's children may still run in it.  Stack 0's child is ours: once our
+ * clone returned, it holds `alive` until it leaves our memory (or the failed clone cleared
+ * it).  Stack 1's is cloned by stack 0's (a shim's or join mode's intermediate), which a
+ * start's cancellation may kill in that clone, leaving `alive` set with no child: once
+ * the intermediate has left our memory, a `tid` still 0 says no child was made. */
+static int in_use_by_children(const struct shared *sh)
+{
+    if (__atomic_load_n(&sh->stacks[0].alive, __ATOMIC_SEQ_CST))
+        return 1;
+    return __atomic_load_n(&sh->stacks[1].alive, __ATOMIC_SEQ_CST) &&
+           __atomic_load_n(&sh->stacks[1].tid, __ATOMIC_SEQ_CST) != 0;
+}
+
 /* Unmap what no child uses any more. */
 static void release_unused(void)
 {
     for (struct shared **at = &in_use; *at != NULL;) {
         struct shared *sh = *at;
-        if (__atomic_load_n(&sh->stacks[0].alive, __ATOMIC_SEQ_CST) ||
-            __atomic_load_n(&sh->stacks[1].alive, __ATOMIC_SEQ_CST)) {
+        if (in_use_by_children(sh)) {
             at = &sh->next;
             continue;
         }
@@ -600,6 +613,7 @@ static struct shared *share(const struct plan *p)
         sh->stacks[i].base = map + page + (size_t)i * (page + stack);
         sh->stacks[i].size = stack;
         sh->stacks[i].alive = 0;
+        sh->stacks[i].tid = 0;
     }
     struct bump into = {(char *)sh, sizeof(struct shared)};
     copy_plan(&sh->plan, p, &into);

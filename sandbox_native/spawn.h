@@ -149,11 +149,14 @@ struct rlimit64_k {
 /* The stack of a child that shares the caller's memory (CLONE_VM) until it execs or exits.
  * `alive` is set before the clone and cleared by the kernel (CLONE_CHILD_CLEARTID) when
  * the child leaves that memory; until then the stack and the plan it reads stay mapped
- * and unchanged. */
+ * and unchanged.  `tid` is 0 until the kernel writes the child's id there
+ * (CLONE_PARENT_SETTID), once the child exists: a cloner killed before that (in the
+ * clone, which a SIGKILL interrupts) leaves `alive` set with no child to clear it. */
 struct vm_stack {
     char *base;
     size_t size;
     int alive;
+    int tid;
 };
 
 /* Everything the child does, converted from the SpawnPlan before the clone. */
