@@ -386,7 +386,7 @@ def _new_host_end(
     """:func:`_new_veth` with the host's end named the first of ``names`` that is free: a
     previous run's end keeps its name until the kernel has cleaned up that run's network
     namespace, a few milliseconds after its end, and deleting it meanwhile waits for that
-    clean-up (~15 ms: a restart on a bridge took that much longer than a first start).
+    clean-up (15-40 ms: a restart on a bridge took that much longer than a first start).
     With every name taken, the first one's holder is deleted."""
     for name in names:
         try:

@@ -390,12 +390,19 @@ def host_link_name(cid: str, interface: str) -> str:
     return "bx" + hashlib.sha256(f"{cid}/{interface}".encode()).hexdigest()[:12]
 
 
-def host_link_names(cid: str, interface: str) -> tuple[str, str]:
-    """The names that end takes: :func:`host_link_name`, or its spare (one letter more,
-    15 in all: an interface name's most) while a previous run's end still holds it (see
-    ``_netlink.plug``)."""
+# The letters of a host end's spare names.  A previous run's end keeps its name until the
+# kernel has cleaned up that run's namespace, 5-50 ms after its end here: a container
+# started again and again (a test suite's kill and start, a restart policy) found the
+# first name and a single spare both held every other time, and waited 20-40 ms for one.
+SPARE_LETTERS = "xyzwvuts"
+
+
+def host_link_names(cid: str, interface: str) -> tuple[str, ...]:
+    """The names that end takes: :func:`host_link_name`, or while previous runs' ends
+    still hold it, the first free one of its spares (one letter more each, 15 characters
+    in all: an interface name's most; see ``_netlink.plug``)."""
     name = host_link_name(cid, interface)
-    return name, name + "x"
+    return (name, *(name + letter for letter in SPARE_LETTERS))
 
 
 def _table_name(bridge: str) -> str:
