@@ -38,8 +38,9 @@ def parse(text: str) -> tuple[str, str, str]:
             permissions = parts[1]
         else:
             container = parts[1]
-    check(host, container or host, permissions, text)
-    return host, container or host, permissions
+    container = container or host
+    check(host, container, permissions, text)
+    return host, container, permissions
 
 
 def check(host: str, container: str, permissions: str, what: object) -> None:

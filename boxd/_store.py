@@ -158,6 +158,10 @@ class Store:
     def container_dir(self, cid: str) -> Path:
         return self.containers / cid
 
+    def log_dir(self, cid: str) -> Path:
+        """Where the container's log files are (whether it keeps any or not)."""
+        return self.containers / cid / "logs"
+
     def save(self, container: Container, *, durable: bool = True) -> None:
         """``durable=False`` for state changes: after a crash of the machine every container
         is dead anyway and the next daemon corrects what the record says (see recovery);

@@ -518,7 +518,7 @@ class Supervisor:
         ``none``."""
         if c.config.log_driver != "json-file":
             return ""
-        return str(self.store.container_dir(c.id) / "logs" / _logs.LOG_NAME)
+        return str(self.store.log_dir(c.id) / _logs.LOG_NAME)
 
     def etc_paths(self, c: Container) -> tuple[str, str, str]:
         """Docker's ResolvConfPath, HostnamePath and HostsPath: where the container's
@@ -562,7 +562,7 @@ class Supervisor:
                 "configured logging driver does not support reading: container "
                 f"{c.name} was created with --log-driver none"
             )
-        return self.store.container_dir(c.id) / "logs"
+        return self.store.log_dir(c.id)
 
     # ---- create ---------------------------------------------------------------------
 
@@ -990,7 +990,7 @@ class Supervisor:
         changed, entry.changed = entry.changed, trio.Event()
         changed.set()
         if _logs.followed():  # a follow of its log ends once it has ended: at once
-            _logs.wake_followers(str(self.store.container_dir(entry.container.id) / "logs"))
+            _logs.wake_followers(str(self.store.log_dir(entry.container.id)))
 
     # ---- start and the lifecycle ----------------------------------------------------
 
@@ -1336,7 +1336,7 @@ class Supervisor:
             if cfg.log_driver != "none":
                 local = cfg.log_driver == "local"
                 entry.logs = _logs.LogWriter.open(
-                    cdir / "logs",
+                    self.store.log_dir(c.id),
                     # (the daemon's: a container recorded before it was merged at creation)
                     max_size=cfg.log_max_size
                     or (_logs.LOCAL_MAX_SIZE if local else self.log_max_size)
@@ -1836,7 +1836,7 @@ class Supervisor:
             self.procview.drop(entry.container.id)
         if entry.logs is not None:
             entry.logs.close()
-        _logs.keep_for_followers(self.store.container_dir(entry.container.id) / "logs")
+        _logs.keep_for_followers(self.store.log_dir(entry.container.id))
         self.networks.forget(entry.container.id)
         self.store.discard(entry.container.id)
         self._busy(trio.current_time())
