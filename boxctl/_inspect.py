@@ -17,40 +17,11 @@ TYPES = ("container", "image", "network", "volume")
 
 
 def _container(socket: str, ref: str, size: bool = False) -> dict[str, Any]:
-    """``size``: with Docker's SizeRw and SizeRootFs (``inspect -s``)."""
-    answer = call(socket, {"type": "InspectRequest", "container": ref, "size": size})
-    # The Docker API's own shape, from the same record (imported here only: it is the
-    # daemon's code and costs what the other verbs need not pay).
-    from boxd._convert import structure
-    from boxd._dockerapi._shapes import inspect, with_dns_names, with_old_aliases
-    from boxd._records import Container
-
-    container = structure(answer["container"], Container)
-    resolv, hostname, hosts = answer["etc_paths"]
-    etc_paths = (resolv, hostname, hosts)
-    shaped: dict[str, Any] = inspect(
-        container, [], answer["log_path"], etc_paths, answer.get("graph_driver")
-    )
-    # What the docker CLI shows of it: the Engine API's (1.44) endpoints, with their
-    # DNSNames, aliases and network ids.
-    with_dns_names(container, shaped["NetworkSettings"])
-    with_old_aliases(container, shaped["NetworkSettings"])
-    for name, endpoint in shaped["NetworkSettings"]["Networks"].items():
-        endpoint["NetworkID"] = _network_id(socket, name)
-    if size:
-        shaped["SizeRw"], shaped["SizeRootFs"] = answer["size_rw"], answer["size_root_fs"]
+    """``size``: with Docker's SizeRw and SizeRootFs (``inspect -s``).  The daemon shapes it,
+    as its Engine API does for the docker CLI."""
+    request = {"type": "DockerInspectRequest", "container": ref, "size": size}
+    shaped: dict[str, Any] = call(socket, request)["shaped"]
     return shaped
-
-
-def _network_id(socket: str, name: str) -> str:
-    """The id of the network ``name`` as the Engine API gives an endpoint's ``NetworkID``
-    (the record names it; "" for one gone since)."""
-    try:
-        reply = call(socket, {"type": "NetworkInspectRequest", "networks": [name]})
-    except CliError:
-        return ""
-    network_id: str = reply["networks"][0]["id"]
-    return network_id
 
 
 def _image(socket: str, ref: str) -> dict[str, Any]:
@@ -63,10 +34,9 @@ def _image(socket: str, ref: str) -> dict[str, Any]:
 
 
 def _network(socket: str, ref: str) -> dict[str, Any]:
-    from ._network import docker_shape
-
-    reply = call(socket, {"type": "NetworkInspectRequest", "networks": [ref]})
-    return docker_shape(reply["networks"][0])
+    request = {"type": "DockerNetworkInspectRequest", "network": ref}
+    shaped: dict[str, Any] = call(socket, request)["shaped"]
+    return shaped
 
 
 def _volume(socket: str, ref: str) -> dict[str, Any]:

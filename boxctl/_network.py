@@ -214,18 +214,6 @@ def _ls(args: Args) -> int:
     return 0
 
 
-def docker_shape(info: dict[str, Any]) -> dict[str, Any]:
-    """A network as ``docker network inspect`` shows it: the Engine API's shape, made by
-    the shapes it shares with boxctl from the same record (imported here only: the
-    daemon's code, which the other verbs need not pay for)."""
-    from boxd._convert import structure
-    from boxd._dockerapi._shapes import network
-    from boxd._netserver import NetworkInfo
-
-    shaped: dict[str, Any] = network(structure(info, NetworkInfo))
-    return shaped
-
-
 def _inspect(args: Args) -> int:
     from ._inspect import show
 

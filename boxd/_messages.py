@@ -249,6 +249,15 @@ class InspectResponse:
 
 
 @attrs.frozen
+class DockerShapeResponse:
+    """An object as the docker CLI's ``inspect`` prints it (the Engine API's JSON), made by
+    the daemon, where the Engine API's code is (``boxctl inspect``: a DockerInspectRequest
+    or DockerNetworkInspectRequest)."""
+
+    shaped: dict[str, Any]
+
+
+@attrs.frozen
 class WaitResponse:
     exit_code: int
 

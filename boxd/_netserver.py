@@ -11,7 +11,7 @@ import attrs
 from . import _prune
 from ._lifecycle import AT_REST, RESTARTING
 from ._listing import docker_match
-from ._messages import OkResponse
+from ._messages import DockerShapeResponse, OkResponse
 from ._netconfig import BUILTIN
 from ._network import DEFAULT_NETWORK, builtin_network_id, joined
 
@@ -46,6 +46,14 @@ class NetworkListRequest:
 @attrs.frozen
 class NetworkInspectRequest:
     networks: tuple[str, ...]
+
+
+@attrs.frozen
+class DockerNetworkInspectRequest:
+    """A network as ``docker network inspect`` prints it: answered with a
+    DockerShapeResponse (see there)."""
+
+    network: str
 
 
 @attrs.frozen
@@ -134,6 +142,7 @@ REQUESTS = (
     NetworkPruneRequest,
     NetworkConnectRequest,
     NetworkDisconnectRequest,
+    DockerNetworkInspectRequest,
 )
 
 STREAMS: tuple[type[Any], ...] = ()  # the area's interface: see boxd._verbareas
@@ -305,6 +314,11 @@ def handlers(sup: Supervisor) -> dict[type[Any], Callable[[Any, Any], Awaitable[
         found = tuple([_find(sup, ref) for ref in req.networks])
         await conn.send(NetworkListResponse(found))
 
+    async def docker_inspect(conn: Conn, req: DockerNetworkInspectRequest) -> None:
+        from ._dockerapi._shapes import network  # as the first docker client imports it
+
+        await conn.send(DockerShapeResponse(network(_find(sup, req.network))))
+
     async def remove(conn: Conn, req: NetworkRemoveRequest) -> None:
         net = await sup.networks.remove(req.network, lambda name: _users(sup, name))
         sup.events.network("destroy", net.id, net.name)
@@ -346,4 +360,5 @@ def handlers(sup: Supervisor) -> dict[type[Any], Callable[[Any, Any], Awaitable[
         NetworkPruneRequest: prune,
         NetworkConnectRequest: connect,
         NetworkDisconnectRequest: disconnect,
+        DockerNetworkInspectRequest: docker_inspect,
     }

@@ -48,6 +48,7 @@ AREAS: dict[str, tuple[str, ...]] = {
         "NetworkPruneRequest",
         "NetworkConnectRequest",
         "NetworkDisconnectRequest",
+        "DockerNetworkInspectRequest",
     ),
     "boxd._rareverbs": (
         "UpdateRequest",
@@ -57,6 +58,7 @@ AREAS: dict[str, tuple[str, ...]] = {
         "TopRequest",
         "DiffRequest",
         "EventsRequest",
+        "DockerInspectRequest",
     ),
     "boxd._volserver": (
         "VolumeCreateRequest",

@@ -18,10 +18,18 @@ from .. import _mounts as mount_specs
 from .._images.store import NoSuchImage
 from .._network import NetworkError, builtin_network_id
 from .._records import Container, Status
-from .._supervisor import NoSuchContainer
+from .._supervisor import NoSuchContainer, Supervisor
 from . import _shapes
 from ._api import Api, Streamed, api_error, frame, mem_total, unwrap
-from ._http import MULTIPLEXED, RAW_STREAM, ApiError, HttpConnection, Request
+from ._http import (
+    API_VERSION,
+    MULTIPLEXED,
+    RAW_STREAM,
+    ApiError,
+    HttpConnection,
+    Request,
+    version_tuple,
+)
 from ._router import CONTAINER, route
 from ._shapes import Fields
 
@@ -125,7 +133,7 @@ async def create(api: Api, conn: HttpConnection, req: Request) -> None:
     await conn.respond_json(201, {"Id": c.id, "Warnings": warnings})
 
 
-def _with_network_ids(api: Api, settings: dict[str, Any]) -> None:
+def _with_network_ids(sup: Supervisor, settings: dict[str, Any]) -> None:
     """A container's ``NetworkSettings.Networks`` with Docker's ``NetworkID``s (the shapes
     know only the networks' names; "" for a network gone)."""
     for name, endpoint in settings["Networks"].items():
@@ -133,7 +141,7 @@ def _with_network_ids(api: Api, settings: dict[str, Any]) -> None:
             endpoint["NetworkID"] = builtin_network_id(name)
             continue
         try:
-            endpoint["NetworkID"] = api.sup.networks.get(name).id
+            endpoint["NetworkID"] = sup.networks.get(name).id
         except NetworkError:
             endpoint["NetworkID"] = ""
 
@@ -173,7 +181,7 @@ async def summaries(api: Api, found: list[Container], *, sizes: bool) -> list[di
     now = time.time()
     rows = [_shapes.summary(c, now) for c in found]
     for row in rows:
-        _with_network_ids(api, row["NetworkSettings"])
+        _with_network_ids(api.sup, row["NetworkSettings"])
     if sizes:
         await with_sizes(api, found, rows)
     return rows
@@ -208,22 +216,27 @@ async def changes(api: Api, conn: HttpConnection, req: Request, ref: str) -> Non
     )
 
 
+async def inspected(
+    sup: Supervisor, c: Container, execs: list[str], version: str, *, size: bool
+) -> dict[str, Any]:
+    """``c`` as the Engine API's ``version`` inspects it (``docker inspect``'s JSON), with
+    ``execs`` (the ids of its running execs) and with ``size`` its SizeRw and SizeRootFs."""
+    shown = _shapes.inspect(c, execs, sup.log_path(c), sup.etc_paths(c), sup.graph_driver(c))
+    _with_network_ids(sup, shown["NetworkSettings"])
+    if version_tuple(version) >= (1, 44):
+        _shapes.with_dns_names(c, shown["NetworkSettings"])
+    if version_tuple(version) < (1, 45):
+        _shapes.with_old_aliases(c, shown["NetworkSettings"])
+    if size:
+        shown["SizeRw"], shown["SizeRootFs"] = (await sup.sizes([c]))[0]
+    return shown
+
+
 async def inspect(api: Api, conn: HttpConnection, req: Request, ref: str) -> None:
     c = api.sup.inspect(ref)
-    shown = _shapes.inspect(
-        c,
-        api.execs_of(c.id, ended=False),
-        api.sup.log_path(c),
-        api.sup.etc_paths(c),
-        api.sup.graph_driver(c),
-    )
-    _with_network_ids(api, shown["NetworkSettings"])
-    if req.at_least("1.44"):
-        _shapes.with_dns_names(c, shown["NetworkSettings"])
-    if not req.at_least("1.45"):
-        _shapes.with_old_aliases(c, shown["NetworkSettings"])
-    if req.flag("size"):
-        await with_sizes(api, [c], [shown])
+    execs = api.execs_of(c.id, ended=False)
+    version = req.version or API_VERSION
+    shown = await inspected(api.sup, c, execs, version, size=req.flag("size"))
     await conn.respond_json(200, shown)
 
 
