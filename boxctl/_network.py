@@ -102,7 +102,7 @@ def _endpoint(args: Args) -> dict[str, Any]:
 
 
 def cmd_port(args: Args) -> int:
-    from boxd._netconfig import host_port_text
+    from boxd._portspecs import host_port_text
 
     found = call(args.socket, {"type": "InspectRequest", "container": args.container})
     bindings = found["container"]["state"]["network"]["ports"]

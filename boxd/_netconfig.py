@@ -13,7 +13,7 @@ import re
 
 import attrs
 
-from ._portspecs import PROTOCOLS
+from ._portspecs import PROTOCOLS, host_port_text
 
 # Built-in networks; anything else names a user network (``boxctl network create``).
 BUILTIN = ("bridge", "host", "none")
@@ -73,13 +73,6 @@ class PortBinding:
         """``boxctl port``'s line: ``80/tcp -> 0.0.0.0:18080`` (``[::]:18080``)."""
         where = host_port_text(self.host_ip, self.host_port)
         return f"{self.container_port}/{self.protocol} -> {where}"
-
-
-def host_port_text(host_ip: str, port: int | str) -> str:
-    """``0.0.0.0:8080`` ("" is every IPv4 address), ``[::]:8080`` (IPv6 in brackets), as
-    the docker CLI writes a published port."""
-    host = host_ip or "0.0.0.0"
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 @attrs.frozen

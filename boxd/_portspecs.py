@@ -110,3 +110,10 @@ def parse_expose(spec: str) -> tuple[str, ...]:
         raise ValueError(f"invalid --expose {spec!r}: protocol {proto!r} is not tcp or udp")
     low, high = _port_range(body, spec, "port")
     return tuple([f"{p}/{protocol}" for p in range(low, high + 1)])
+
+
+def host_port_text(host_ip: str, port: int | str) -> str:
+    """``0.0.0.0:8080`` ("" is every IPv4 address), ``[::]:8080`` (IPv6 in brackets), as
+    the docker CLI writes a published port."""
+    host = host_ip or "0.0.0.0"
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

@@ -20,7 +20,8 @@ from collections.abc import Collection
 import attrs
 import trio
 
-from ._netconfig import PortSpec, host_port_text
+from ._netconfig import PortSpec
+from ._portspecs import host_port_text
 
 READ_SIZE = 65536
 UDP_IDLE = 30.0  # seconds a UDP client's relay lives without traffic

@@ -42,6 +42,38 @@ def dumps(
     return "".join(encode(value, 0))
 
 
+def indented(value: object, indent: str = "    ") -> str:
+    """``json.dumps(value, indent=len(indent), ensure_ascii=False)`` of a value whose keys
+    are strings (as decoded JSON's are): the docker CLI's inspect output.  ``json`` indents
+    in Python anyway (its C encoder has no indentation), so only the layout is done here."""
+    parts: list[str] = []
+
+    def walk(item: object, depth: int) -> None:
+        if isinstance(item, dict) and item:
+            inner = "\n" + indent * (depth + 1)
+            opening = "{"
+            for key, member in item.items():
+                if not isinstance(key, str):
+                    raise TypeError(f"keys must be str, not {type(key).__name__}")
+                parts.append(opening + inner + dumps(key, ensure_ascii=False) + ": ")
+                walk(member, depth + 1)
+                opening = ","
+            parts.append("\n" + indent * depth + "}")
+        elif isinstance(item, list | tuple) and item:
+            inner = "\n" + indent * (depth + 1)
+            opening = "["
+            for member in item:
+                parts.append(opening + inner)
+                walk(member, depth + 1)
+                opening = ","
+            parts.append("\n" + indent * depth + "]")
+        else:
+            parts.append(dumps(item, ensure_ascii=False))
+
+    walk(value, 0)
+    return "".join(parts)
+
+
 class _Scanning:
     """What the C scanner reads from its context (``json.JSONDecoder``'s attributes)."""
 
