@@ -106,6 +106,10 @@ class Endpoint:
     ipv6_address: str = ""
     ipv6_prefix_len: int = 0
     ipv6_gateway: str = ""
+    # The host's end of its veth: one of _network.host_link_names, recorded so that a next
+    # daemon adopts that one and not a previous run's end that still holds another ("":
+    # recorded before it was kept, or none made yet).
+    host_link: str = ""
 
 
 @attrs.frozen

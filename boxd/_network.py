@@ -1203,7 +1203,8 @@ class Networks:
                 continue
             join = joins.get(ep.network, NetworkJoin(ep.network, ep.aliases))
             index, host_link = 0, ""
-            for host_link in host_link_names(container.id, ep.interface):
+            names = (ep.host_link,) if ep.host_link else host_link_names(container.id, ep.interface)
+            for host_link in names:
                 if index := await trio.to_thread.run_sync(_netlink.link_index, host_link):
                     break
             link = _Link(net, join, ep.ip_address, ep.interface, host_link, index, ep.ipv6_address)
@@ -1754,6 +1755,7 @@ class Attachment:
                         ipv6_address=link.address6,
                         ipv6_prefix_len=link.net.network6.prefixlen if link.address6 else 0,
                         ipv6_gateway=link.net.gateway6 if link.address6 else "",
+                        host_link=link.host_link if link.host_index else "",
                     )
                     for link in self.links
                 ]

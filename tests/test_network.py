@@ -730,6 +730,34 @@ def test_a_start_takes_the_spare_name_while_a_previous_end_holds_the_first(
 
 
 @pytest.mark.root
+def test_a_next_daemon_adopts_the_end_in_use_not_an_older_one_holding_the_first_name(
+    tmp_path: Path, netns: str
+) -> None:
+    """A daemon that starts while a restarted container's previous end still holds the
+    first name (the kernel frees it 5-50 ms after that run) adopted the end by that name:
+    the container's own end, a spare, went unknown, and a disconnect deleted the older one
+    and left the container on the network.  The endpoint's record names its end; a link
+    holding the first name stands in for the older end here."""
+    with running_daemon(tmp_path, netns=netns) as d:
+        d.ctl("create", "--name", "s", "-p", "18091:80", "default", "python3", "-m",
+              "http.server", "80")  # fmt: skip
+        first, spare = _network.host_link_names(d.inspect("s")["id"], "eth0")[:2]
+        inside(netns, "ip", "link", "add", first, "type", "veth", "peer", "name", "stand0")
+        try:
+            d.ctl("start", "s")
+            wait_listening(d, "s", 80)
+            assert [n for n in links(netns) if n.startswith("bx")] == sorted([first, spare])
+            assert d.stop() == 0  # the container runs on
+            d.start()
+            assert fetch(netns, "tcp", "127.0.0.1", 18091) == "200"
+            d.ctl("network", "disconnect", "bridge", "s")  # by the end's name: the spare
+            assert links_settle(netns, ("bx",), [first]) == [first]
+            d.ctl("rm", "-f", "s")
+        finally:
+            inside(netns, "ip", "link", "del", first, check=False)
+
+
+@pytest.mark.root
 def test_dns_answers_name_dot_network_and_reverse_queries(netd: Daemon) -> None:
     """As Docker's embedded DNS: NAME.NETWORK resolves (a network the asking container is
     on), names match whatever their case, a reverse query for a container's address gets
