@@ -303,12 +303,15 @@ def _ago(created: str, now: float) -> str:
 
 
 def _created(created: str) -> float | None:
-    """An RFC 3339 time (nanoseconds too) as a Unix time; None if there is none."""
-    import re
-    from datetime import datetime
+    """An RFC 3339 time (nanoseconds too: cut to the microseconds ``datetime`` takes) as a
+    Unix time; None if there is none."""
+    from datetime import datetime  # (not re: it and enum cost ~4 ms of `images`)
 
+    head, dot, rest = created.partition(".")
+    digits = len(rest) - len(rest.lstrip("0123456789"))
+    text = f"{head}.{rest[: min(digits, 6)]}{rest[digits:]}" if dot else created
     try:
-        return datetime.fromisoformat(re.sub(r"\.\d+", "", created)).timestamp()
+        return datetime.fromisoformat(text).timestamp()
     except ValueError:
         return None
 

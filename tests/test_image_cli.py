@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import io
 
-from boxctl._images import PUSH_FINAL, _Progress, _short_name
+from boxctl._images import PUSH_FINAL, _created, _Progress, _short_name
 from boxd._human import size
 
 
@@ -70,3 +70,14 @@ def test_names_and_sizes_as_docker_shows_them() -> None:
     assert _short_name("docker.io/me/app:1") == ("me/app", "1")
     assert _short_name("127.0.0.1:5000/x/y:2") == ("127.0.0.1:5000/x/y", "2")
     assert (size(999), size(1500), size(4_260_000)) == ("999B", "1.5kB", "4.26MB")
+
+
+def test_created_times_as_go_writes_them() -> None:
+    """An image's ``created`` in RFC 3339 as Go writes it (nanoseconds, Z or an offset)."""
+    base = 1796575512  # 2026-12-06T16:45:12Z
+    assert _created("2026-12-06T16:45:12.123456789Z") == base + 0.123456
+    assert _created("2026-12-06T16:45:12Z") == base
+    assert _created("2026-12-06T16:45:12.5+01:00") == base - 3600 + 0.5
+    assert _created("2026-12-06T16:45:12.1234567-02:30") == base + 9000 + 0.123456
+    assert _created("") is None
+    assert _created("yesterday") is None
