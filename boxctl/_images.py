@@ -307,11 +307,8 @@ def _created(created: str) -> float | None:
     Unix time; None if there is none."""
     from datetime import datetime  # (not re: it and enum cost ~4 ms of `images`)
 
-    head, dot, rest = created.partition(".")
-    digits = len(rest) - len(rest.lstrip("0123456789"))
-    text = f"{head}.{rest[: min(digits, 6)]}{rest[digits:]}" if dot else created
     try:
-        return datetime.fromisoformat(text).timestamp()
+        return datetime.fromisoformat(_human.to_microseconds(created)).timestamp()
     except ValueError:
         return None
 

@@ -1,5 +1,6 @@
-"""Durations and sizes as Docker prints them (go-units' HumanDuration and HumanSize), for
-the daemon's Docker API and for ``boxctl`` alike (no imports: boxctl starts fast)."""
+"""Durations and sizes as Docker prints them (go-units' HumanDuration and HumanSize), and
+times as Go writes them, for the daemon's Docker API and for ``boxctl`` alike (no
+imports: boxctl starts fast)."""
 
 from __future__ import annotations
 
@@ -41,3 +42,11 @@ def size(n: float, digits: int = 3) -> str:
         n /= 1000
         i += 1
     return f"{n:.{digits}g}{units[i]}"
+
+
+def to_microseconds(rfc3339: str) -> str:
+    """An RFC 3339 time as Go writes it (nanoseconds) cut to the microseconds Python's
+    ``datetime.fromisoformat`` takes; the rest of the text as it is."""
+    head, dot, rest = rfc3339.partition(".")
+    digits = len(rest) - len(rest.lstrip("0123456789"))
+    return f"{head}.{rest[: min(digits, 6)]}{rest[digits:]}" if dot else rfc3339

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
 import trio
 
-from .. import _platforms, _prune, _volserver, protocol
+from .. import _human, _platforms, _prune, _volserver, protocol
 from .._healthcheck import to_api
 from .._lifecycle import LIVE, RUNNING, Conflict
 from .._logs import format_time
@@ -79,10 +79,7 @@ if TYPE_CHECKING:
 def _created_at(config: dict[str, Any]) -> float:
     """An image's ``created`` (RFC 3339, as Go writes it: nanoseconds) as a Unix time; 0
     when it has none (it counts as old)."""
-    text = str(config.get("created") or "")
-    head, dot, rest = text.partition(".")
-    digits = len(rest) - len(rest.lstrip("0123456789"))
-    text = f"{head}.{rest[: min(digits, 6)]}{rest[digits:]}" if dot else text
+    text = _human.to_microseconds(str(config.get("created") or ""))
     try:
         return _prune.parse_time(text, time.time()) if text else 0.0
     except ValueError:
