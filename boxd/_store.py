@@ -386,6 +386,14 @@ def replace_record(path: str, data: bytes, *, durable: bool) -> None:
         sync_dir(parent)
 
 
+def remove_record(path: str) -> None:
+    """A record :func:`replace_record` wrote gone, with its spare (neither may exist)."""
+    parent, name = os.path.split(path)
+    for each in (path, os.path.join(parent, f".{name}.tmp")):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(each)
+
+
 _AT_FDCWD = -100
 _RENAME_EXCHANGE = 2
 # Errors of renameat2 that mean "rename instead": nothing to exchange with (the first
