@@ -167,8 +167,12 @@ class Store:
         """``durable=False`` for state changes: after a crash of the machine every container
         is dead anyway and the next daemon corrects what the record says (see recovery);
         a configuration must survive it."""
-        d = os.fspath(self.container_dir(container.id))
-        data = self._encode(container)
+        self.write(container.id, self.encode(container), durable=durable)
+
+    def write(self, cid: str, data: bytes, *, durable: bool = True) -> None:
+        """:meth:`save` of ``data``, the record :meth:`encode` made (in a worker thread: it
+        touches no state of the store's)."""
+        d = os.fspath(self.container_dir(cid))
         try:
             replace_record(os.path.join(d, RECORD), data, durable=durable)
         except FileNotFoundError:  # no directory yet (create): made here, not tried first
@@ -176,7 +180,7 @@ class Store:
                 os.mkdir(d, 0o700)
             replace_record(os.path.join(d, RECORD), data, durable=durable)
 
-    def _encode(self, container: Container) -> bytes:
+    def encode(self, container: Container) -> bytes:
         """The record's bytes: ``json.dumps({"format": FORMAT, **unstructure(container)})``
         (one line: json's C encoder; with an indent it encodes in Python), with the
         configuration's part encoded once per configuration (two thirds of the work)."""

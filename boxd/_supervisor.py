@@ -210,6 +210,10 @@ class _Entry:
     # The image `run` resolved as it created the container, for the start that follows
     # at once (taken by it, whatever happens: a later start resolves it afresh).
     image: Image | None = None
+    # Set while its record is written in a worker thread (Supervisor._write_durably): a
+    # save meanwhile is made after that write instead (``rewrite``), not beside it.
+    writing: trio.Event | None = None
+    rewrite: bool = False
 
     def __attrs_post_init__(self) -> None:
         self.idle.set()
@@ -657,12 +661,38 @@ class Supervisor:
         # removes every auto-remove container it does not adopt; a record lost leaves a
         # directory without one, which is deleted): its record is written without the two
         # fsyncs (~5 ms of every `boxctl run --rm` here).
+        entry = self._entries[container.id]
         try:
-            self.store.save(container, durable=not config.auto_remove)
+            if config.auto_remove:
+                self.store.save(container, durable=False)
+            else:
+                await self._write_durably(entry)
         except BaseException:  # not made after all (a full disk): not listed either
-            self._discard(self._entries[container.id])
+            self._discard(entry)
             raise
         return container
+
+    async def _write_durably(self, entry: _Entry) -> None:
+        """Write the record with its fsyncs in a worker thread: on the event loop's thread
+        they stopped the whole daemon for as long as the disk took, 40-60 ms after a
+        container's 256 MiB log (while the trash deleted the one before).  Saves made
+        meanwhile (another client's verb on the new container) are written after it, in
+        order, with their fsyncs too; a removal waits for the write (see _remove_now)."""
+        c = entry.container
+        entry.writing = done = trio.Event()
+        try:
+            with trio.CancelScope(shield=True):  # what it writes is what the caller was told
+                write = functools.partial(self.store.write, c.id)
+                await trio.to_thread.run_sync(write, self.store.encode(c))
+                while entry.rewrite:
+                    entry.rewrite = False
+                    try:
+                        await trio.to_thread.run_sync(write, self.store.encode(c))
+                    except OSError as exc:  # as _save's: the record's next write has it
+                        log.warning("%s: its record not written: %s", c.short_id, exc)
+        finally:
+            entry.writing = None
+            done.set()
 
     def _new(
         self, config: ContainerConfig, name: str, *, starts: bool = False
@@ -1442,8 +1472,11 @@ class Supervisor:
         raised: the container's supervision goes on (a run ends, ``rm -f`` frees space),
         the next save writes it all, and a daemon after a crash corrects the phase from
         the last record written (see recovery).  A configuration change is raised."""
-        if container.id in self._entries:
-            if write:
+        entry = self._entries.get(container.id)
+        if entry is not None:
+            if write and entry.writing is not None:
+                entry.rewrite = True  # after the write under way, with its fsyncs
+            elif write:
                 try:
                     self.store.save(container, durable=durable)
                 except OSError as exc:
@@ -1819,8 +1852,12 @@ class Supervisor:
         # leaves it as its record says).  Only if that fails is the record left saying
         # so, for the next supervisor to finish.
         self._set(entry, REMOVING, write=False)
-        if entry.cgroup_removed is not None:  # its last run's cgroup: gone with it
-            with trio.CancelScope(shield=True):
+        with trio.CancelScope(shield=True):
+            if entry.writing is not None:  # its record's write: done before the directory goes
+                await entry.writing.wait()
+                if self._entries.get(entry.container.id) is not entry:
+                    return  # that write failed: its create took it away
+            if entry.cgroup_removed is not None:  # its last run's cgroup: gone with it
                 await entry.cgroup_removed.wait()
         try:
             self._discard(entry)

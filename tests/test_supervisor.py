@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -355,6 +356,52 @@ async def test_a_kill_is_on_disk_before_its_signal(
         await sup.kill(c.id)
         assert (status(c), c.state.restart_count) == (Status.STOPPED, 0)
     assert recorded == [True]
+
+
+async def test_a_creates_record_is_written_off_the_loop_and_what_follows_waits_for_it(
+    tmp_path: Path, host: CgroupHost, image: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """create writes its record (two fsyncs: after a container's large log they waited for
+    the disk, 40-60 ms, with the whole daemon stopped) in a worker thread.  A save made
+    meanwhile (a rename) is written after it, and a removal waits for it: no directory
+    is left, nor made again."""
+    gate, entered = threading.Event(), threading.Event()
+    async with supervisor(tmp_path, host) as sup:
+        write = sup.store.write
+
+        released: list[bool] = []
+
+        def held(cid: str, data: bytes, *, durable: bool = True) -> None:
+            entered.set()
+            released.append(gate.wait(10))  # False: the loop never got to let it go
+            write(cid, data, durable=durable)
+
+        monkeypatch.setattr(sup.store, "write", held)
+        for then_remove in (False, True):
+            gate.clear()
+            entered.clear()
+            made: list[Container] = []
+
+            async def create(name: str, made: list[Container]) -> None:
+                made.append(await sup.create(config(image, "true"), name))
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(create, f"first{then_remove}", made)
+                await trio.to_thread.run_sync(entered.wait)  # the loop runs meanwhile
+                if then_remove:
+                    nursery.start_soon(sup.remove, f"first{then_remove}")
+                else:
+                    await sup.rename(f"first{then_remove}", "second")
+                await trio.testing.wait_all_tasks_blocked()
+                gate.set()
+            (c,) = made
+            record = sup.store.container_dir(c.id) / "container.json"
+            if then_remove:
+                assert not sup.store.container_dir(c.id).exists()
+                assert [x.name for x in sup.list(all=True)] == ["second"]
+            else:
+                assert read_record(record).name == "second"
+        assert released == [True, True, True]  # the create's, the rename's after it, the last
 
 
 async def test_an_adopted_run_a_kill_ended_is_not_restarted(
