@@ -672,6 +672,15 @@ class Supervisor:
             raise
         return container
 
+    async def _save_durably(self, entry: _Entry) -> None:
+        """``_save(durable=True)`` of a container that changed its configuration, its
+        record written as :meth:`_write_durably` writes it (after any write under way)."""
+        with trio.CancelScope(shield=True):  # the change is made: its record follows
+            while entry.writing is not None:
+                await entry.writing.wait()
+            await self._write_durably(entry)
+        self._save(entry.container, write=False)  # its events and waiters
+
     async def _write_durably(self, entry: _Entry) -> None:
         """Write the record with its fsyncs in a worker thread: on the event loop's thread
         they stopped the whole daemon for as long as the disk took, 40-60 ms after a
@@ -2176,7 +2185,7 @@ class Supervisor:
                 words = f"cannot update container {c.name}: {exc.strerror}"
                 raise CgroupError(exc.errno, words) from None
         c.config = config
-        self._save(c, durable=True)
+        await self._save_durably(entry)
         self.events.report("update", c)
         return c
 
@@ -2194,7 +2203,7 @@ class Supervisor:
             run = entry.run if entry.phase in _lifecycle.WITH_PROCESS else None
             attachment = run.network if run is not None else None
             c.config = await change(c, attachment)
-            self._save(c, durable=True)
+            await self._save_durably(entry)
             if attachment is not None and attachment.pid:
                 attachment.link_hosts = self._legacy_links(c, strict=False).hosts
                 etc = attachment.etc()

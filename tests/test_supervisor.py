@@ -29,7 +29,7 @@ from boxd._lifecycle import Conflict
 from boxd._logs import read_entries
 from boxd._native import FakeNative, SpawnPlan, Stage
 from boxd._plan import Prepared
-from boxd._records import Container, ContainerConfig, RestartPolicy, Status, Volume
+from boxd._records import Container, ContainerConfig, Resources, RestartPolicy, Status, Volume
 from boxd._rootfs import Image, ImageError, resolve_image
 from boxd._run import start_time_of
 from boxd._store import read_record
@@ -362,9 +362,9 @@ async def test_a_creates_record_is_written_off_the_loop_and_what_follows_waits_f
     tmp_path: Path, host: CgroupHost, image: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """create writes its record (two fsyncs: after a container's large log they waited for
-    the disk, 40-60 ms, with the whole daemon stopped) in a worker thread.  A save made
-    meanwhile (a rename) is written after it, and a removal waits for it: no directory
-    is left, nor made again."""
+    the disk, 40-60 ms, with the whole daemon stopped) in a worker thread, and so does
+    update.  A save made meanwhile (a rename) is written after it, and a removal waits for
+    it: no directory is left, nor made again."""
     gate, entered = threading.Event(), threading.Event()
     async with supervisor(tmp_path, host) as sup:
         write = sup.store.write
@@ -401,7 +401,17 @@ async def test_a_creates_record_is_written_off_the_loop_and_what_follows_waits_f
                 assert [x.name for x in sup.list(all=True)] == ["second"]
             else:
                 assert read_record(record).name == "second"
-        assert released == [True, True, True]  # the create's, the rename's after it, the last
+                second = record
+        # update's record too (its configuration changed: written with its fsyncs)
+        gate.clear()
+        entered.clear()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(sup.update, "second", Resources(pids_limit=77))
+            await trio.to_thread.run_sync(lambda: entered.wait(10))  # the loop runs meanwhile
+            gate.set()
+        assert read_record(second).config.resources.pids_limit == 77
+        # the create's, the rename's after it, the second create's, the update's
+        assert released == [True, True, True, True]
 
 
 async def test_an_adopted_run_a_kill_ended_is_not_restarted(
