@@ -533,6 +533,10 @@ class Networks:
         # ``--rm`` containers, whose addresses are not written down: see _allocate()
         self._unsaved: set[str] = set()
         self._lock = trio.Lock()
+        # network id -> its record's durable write in a worker thread (_save_durably), and
+        # the ids of those saved meanwhile, written again after it
+        self._writing: dict[str, trio.Event] = {}
+        self._rewrite: set[str] = set()
         self._table = False  # whether this daemon made its nftables table
         self._table6 = False  # and its ip6 twin (see boxd._nft), there now
         # ``container:NAME``: the running container NAME names, and its init's pid (set by
@@ -542,29 +546,60 @@ class Networks:
 
     # ---- records --------------------------------------------------------------------
 
-    def _save(self, net: Network, *, durable: bool = True) -> None:
-        """``durable=False`` for an address taken or given back: the record is replaced
+    def _save(self, net: Network, *, durable: bool = False) -> None:
+        """Replace the network's record; ``durable`` (with two fsyncs) only where nothing
+        else runs yet (the records' load at start-up); a change of a network's own is
+        written by :meth:`_save_durably`.  An address taken or given back is replaced
         atomically all the same, and what a machine crash loses of it, the next daemon's
-        recover() puts right (no container outlives the machine).  Two fsyncs for every
+        recover() puts right (no container outlives the machine): two fsyncs for every
         container's start and end were a tenth of what the daemon spent on a run.  It and
         its spare trade places (``replace_record``, as a container's record): a rename
         over the old record made ext4 flush the new one's blocks (its ``auto_da_alloc``),
         which under a container's heavy logging waited 30-100 ms for the disk, on the
         event loop's thread, at each start and end of a container on a network."""
-        self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        # Not indented, as a container's record: json's indenting encoder is its Python
-        # one (twice the time of its C one, and a reference cycle left per call for the
-        # collector), and this runs at every start and end of a container on the network,
-        # whose record holds every address given out.
-        data = json.dumps({"format": NETWORK_FORMAT, **unstructure(net)}).encode()
+        if net.id in self._writing:
+            self._rewrite.add(net.id)  # after the write under way, with its fsyncs
+            return
         try:
-            replace_record(str(self._path(net)), data, durable=durable)
+            self._write(net, self._encode(net), durable=durable)
         except OSError as exc:
             if durable:
                 raise
             # Not written (a full disk): recover() puts it right as after a crash, and
             # a container's end or `rm -f` must not fail for it.
             log.warning("network %s: its record not written: %s", net.name, exc)
+
+    async def _save_durably(self, net: Network) -> None:
+        """Write the network's record with its fsyncs in a worker thread (on the event
+        loop's thread they stopped the whole daemon while the disk was busy), after any
+        such write under way; saves made meanwhile are written after it, in order."""
+        with trio.CancelScope(shield=True):  # the change is made: its record follows
+            while (under_way := self._writing.get(net.id)) is not None:
+                await under_way.wait()
+            self._writing[net.id] = done = trio.Event()
+            try:
+                await trio.to_thread.run_sync(self._write, net, self._encode(net))
+                while net.id in self._rewrite:
+                    self._rewrite.discard(net.id)
+                    try:
+                        await trio.to_thread.run_sync(self._write, net, self._encode(net))
+                    except OSError as exc:  # as _save's: the record's next write has it
+                        log.warning("network %s: its record not written: %s", net.name, exc)
+            finally:
+                del self._writing[net.id]
+                done.set()
+
+    def _encode(self, net: Network) -> bytes:
+        """Not indented, as a container's record: json's indenting encoder is its Python
+        one (twice the time of its C one, and a reference cycle left per call for the
+        collector), and this runs at every start and end of a container on the network,
+        whose record holds every address given out."""
+        return json.dumps({"format": NETWORK_FORMAT, **unstructure(net)}).encode()
+
+    def _write(self, net: Network, data: bytes, durable: bool = True) -> None:
+        """(In a worker thread too: it touches nothing but the file.)"""
+        self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        replace_record(str(self._path(net)), data, durable=durable)
 
     def _load(self) -> None:
         """The records, each at its id's path (an older boxd named them by the network's
@@ -595,7 +630,7 @@ class Networks:
         for net, path in found.values():
             self._nets[net.name] = net
             if path != self._path(net):
-                self._save(net)
+                self._save(net, durable=True)  # before anything else runs
                 remove_record(str(path))
 
     def _path(self, net: Network) -> Path:
@@ -745,7 +780,7 @@ class Networks:
             )
             old = self._nets.get(DEFAULT_NETWORK)
             self._nets[net.name] = net
-            self._save(net)
+            await self._save_durably(net)
             if old is not None:
                 remove_record(str(self._path(old)))
         options = {MTU_OPTION: str(self.options.mtu)} if self.options.mtu else {}
@@ -754,7 +789,7 @@ class Networks:
         # --mtu or --icc changed: the next bring-up sets the MTU, the next plug the port
         if net.options != options:
             net.options = options
-            self._save(net)
+            await self._save_durably(net)
         return net
 
     async def create(
@@ -856,7 +891,7 @@ class Networks:
                 ipv4=ipv4,
             )
             self._nets[name] = net
-            self._save(net)
+            await self._save_durably(net)
         return net
 
     async def remove(self, ref: str, in_use: Callable[[str], builtins.list[str]]) -> Network:
@@ -1099,14 +1134,14 @@ class Networks:
                         net.allocations[c.id] = e.ip_address
                     if e.ipv6_address:
                         net.allocations6[c.id] = e.ipv6_address
-                    self._save(net)
+                    await self._save_durably(net)
         for net in self._nets.values():
             stale = [cid for cid in {*net.allocations, *net.allocations6} if cid not in existing]
             for cid in stale:
                 net.allocations.pop(cid, None)
                 net.allocations6.pop(cid, None)
             if stale:
-                self._save(net)
+                await self._save_durably(net)
         links = await trio.to_thread.run_sync(_netlink.link_names)
         await self._recover_members(existing, adopted, links)
         for net in self._nets.values():
@@ -1178,7 +1213,7 @@ class Networks:
         for net in self._nets.values():
             freed = net.allocations.pop(cid, None), net.allocations6.pop(cid, None)
             if freed != (None, None) and not unsaved:
-                self._save(net, durable=False)
+                self._save(net)
 
     # ---- containers -------------------------------------------------------------------
 
@@ -1268,13 +1303,13 @@ class Networks:
             try:
                 await self._allocate_both(net, config, container.id, join)
             except BaseException:
-                self._free(net, container.id)  # its IPv4 address, if its IPv6 one failed
+                await self._free(net, container.id)  # its IPv4 address, if its IPv6 one failed
                 raise
         if attachment is not None:
             try:
                 await attachment.join(net, join)
             except BaseException:
-                self._free(net, container.id)
+                await self._free(net, container.id)
                 raise
         return new
 
@@ -1303,13 +1338,13 @@ class Networks:
         new = attrs.evolve(config, networks=tuple([j for j in joins if j.network != net.name]))
         if attachment is not None:
             await attachment.leave(net.name)
-        self._free(net, container.id)
+        await self._free(net, container.id)
         return new
 
-    def _free(self, net: Network, cid: str) -> None:
+    async def _free(self, net: Network, cid: str) -> None:
         freed = net.allocations.pop(cid, None), net.allocations6.pop(cid, None)
         if freed != (None, None):
-            self._save(net)
+            await self._save_durably(net)
 
     async def _allocate(
         self, net: Network, cid: str, wanted: str = "", *, save: bool = True, v6: bool = False
@@ -1359,13 +1394,13 @@ class Networks:
             if wanted in used:
                 raise NetworkConflict(f"address {wanted} on network {net.name} is already in use")
             allocations[cid] = wanted
-            self._save(net)
+            await self._save_durably(net)
             return wanted
         for host in (a for a in pool if a not in ends):
             if str(host) not in used:
                 allocations[cid] = str(host)
                 if save:
-                    self._save(net, durable=False)
+                    self._save(net)
                 else:
                     self._unsaved.add(cid)
                 return str(host)

@@ -673,11 +673,13 @@ class Supervisor:
         return container
 
     async def _save_durably(self, entry: _Entry) -> None:
-        """``_save(durable=True)`` of a container that changed its configuration, its
-        record written as :meth:`_write_durably` writes it (after any write under way)."""
+        """Record a container that changed its configuration, its record written as
+        :meth:`_write_durably` writes it, fsyncs and all (after any write under way)."""
         with trio.CancelScope(shield=True):  # the change is made: its record follows
             while entry.writing is not None:
                 await entry.writing.wait()
+            if entry.phase is REMOVING or self._entries.get(entry.container.id) is not entry:
+                return  # removed meanwhile: a write would make its directory again
             await self._write_durably(entry)
         self._save(entry.container, write=False)  # its events and waiters
 
@@ -1473,24 +1475,23 @@ class Supervisor:
             raise StartError(error_text(failure), code) from failure
         raise failure
 
-    def _save(self, container: Container, *, durable: bool = False, write: bool = True) -> None:
-        """Record a container that still exists (durable: its configuration changed;
-        ``write=False``: its events and waiters only, the record file is not written).
+    def _save(self, container: Container, *, write: bool = True) -> None:
+        """Record a state change of a container that still exists (``write=False``: its
+        events and waiters only, the record file is not written; a configuration change
+        is written with its fsyncs by :meth:`_save_durably`).
 
         A state change the file system refuses to write (a full disk) is logged, not
         raised: the container's supervision goes on (a run ends, ``rm -f`` frees space),
         the next save writes it all, and a daemon after a crash corrects the phase from
-        the last record written (see recovery).  A configuration change is raised."""
+        the last record written (see recovery)."""
         entry = self._entries.get(container.id)
         if entry is not None:
             if write and entry.writing is not None:
                 entry.rewrite = True  # after the write under way, with its fsyncs
             elif write:
                 try:
-                    self.store.save(container, durable=durable)
+                    self.store.save(container, durable=False)
                 except OSError as exc:
-                    if durable:
-                        raise
                     log.warning("%s: its record not written: %s", container.short_id, exc)
             self.events.observe(container)
             self._changes.unpark_all()
@@ -1750,12 +1751,12 @@ class Supervisor:
             raise Conflict(f"Error when allocating new name: {exc}") from None
         old, entry.container.name = entry.container.name, name
         self._save(entry.container)
-        self._links_follow(old, name)
+        await self._links_follow(old, name)
         self.networks.renamed(entry.container)
         self.events.report("rename", entry.container, oldName=old)
         return entry.container
 
-    def remove_link(self, ref: str, alias: str) -> None:
+    async def remove_link(self, ref: str, alias: str) -> None:
         """Remove the container's link ALIAS (``docker rm --link REF/ALIAS``): its next
         starts make no hosts line nor variables of it, and a user network's DNS no longer
         answers the alias for it.  A running container's /etc/hosts keeps its line, as
@@ -1766,13 +1767,14 @@ class Supervisor:
         if links == c.config.links:
             raise NoSuchContainer(f"{c.name}/{alias}")
         c.config = attrs.evolve(c.config, links=links)
-        self._save(c, durable=True)
         self.networks.links_changed(c)
+        await self._save_durably(entry)
 
-    def _links_follow(self, old: str, new: str) -> None:
+    async def _links_follow(self, old: str, new: str) -> None:
         """Default-bridge links that name a renamed container follow it, as Docker's links
         follow the container: the linking containers' next starts find it by its new name,
         and inspect shows that."""
+        changed = []
         for e in self._entries.values():
             c = e.container
             if c.config.network != DEFAULT_NETWORK:
@@ -1785,7 +1787,9 @@ class Supervisor:
             )
             if links != c.config.links:
                 c.config = attrs.evolve(c.config, links=links)
-                self._save(c, durable=True)
+                changed.append(e)
+        for e in changed:  # all changed first: the writes let other tasks run
+            await self._save_durably(e)
 
     def processes(self, ref: str) -> builtins.list[int]:
         """The pids of every process of a running container (``top``)."""

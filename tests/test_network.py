@@ -18,6 +18,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.parse
 from collections.abc import Iterator
@@ -154,11 +155,47 @@ def test_network_records_are_kept_by_id(tmp_path: Path) -> None:
     front = nets.get("front")
     path = records / f"{front.id}.json"
     inode = path.stat().st_ino
-    nets._save(front, durable=False)
+    nets._save(front)
     spare = records / f".{front.id}.json.tmp"
     assert spare.stat().st_ino == inode and path.stat().st_ino != inode
     _store.remove_record(str(path))  # as `network rm`: the spare goes with it
     assert not path.exists() and not spare.exists()
+
+
+def test_a_networks_durable_write_is_off_the_loop_and_saves_meanwhile_follow_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A network's own change (create, disconnect, an --ip) is written with its fsyncs in
+    a worker thread: the loop runs meanwhile, and an address saved then (a start's, an
+    end's) is written after that write, not beside it."""
+    nets = _network.Networks(tmp_path)
+    net = _network.Network("front", "f" * 64, "br-x", "10.9.0.0/24", "10.9.0.1", 1.0, True)
+    nets._nets[net.name] = net
+    gate, entered = threading.Event(), threading.Event()
+    write, writes = nets._write, []
+
+    def held(n: _network.Network, data: bytes, durable: bool = True) -> None:
+        writes.append(durable)
+        if not entered.is_set():
+            entered.set()
+            assert gate.wait(10)  # else the loop never got to let it go
+        write(n, data, durable)
+
+    monkeypatch.setattr(nets, "_write", held)
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(nets._save_durably, net)
+            await trio.to_thread.run_sync(lambda: entered.wait(10))  # the loop runs
+            net.allocations["c" * 64] = "10.9.0.2"
+            nets._save(net)
+            assert writes == [True]  # not beside the one under way
+            gate.set()
+
+    trio.run(main)
+    assert writes == [True, True]
+    record = json.loads((tmp_path / "networks" / f"{net.id}.json").read_bytes())
+    assert record["allocations"] == {"c" * 64: "10.9.0.2"}
 
 
 def test_a_starting_containers_port_rules_are_added_as_a_rebuild_has_them(

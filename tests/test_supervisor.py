@@ -414,6 +414,53 @@ async def test_a_creates_record_is_written_off_the_loop_and_what_follows_waits_f
         assert released == [True, True, True, True]
 
 
+async def test_links_that_follow_a_rename_are_written_off_the_loop_and_a_removal_wins(
+    tmp_path: Path, host: CgroupHost, image: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rename rewrites the records of the containers linking to it, and ``rm --link``
+    its container's, with their fsyncs in a worker thread (as create's).  A linking
+    container removed while another's record is written is not written after: no
+    directory is made again for it."""
+    gate, entered = threading.Event(), threading.Event()
+    async with supervisor(tmp_path, host) as sup:
+        await sup.create(config(image, "true"), "db")
+        linking = [
+            await sup.create(config(image, "true", network="bridge", links=("db:d",)), name)
+            for name in ("web", "worker")
+        ]
+        write = sup.store.write
+        written: list[str] = []
+
+        def held(cid: str, data: bytes, *, durable: bool = True) -> None:
+            if durable:  # the rename's own save of its new name is a state change's
+                assert threading.current_thread() is not threading.main_thread()
+                entered.set()
+                assert gate.wait(10)  # else the loop never got to let it go
+                written.append(cid)
+            write(cid, data, durable=durable)
+
+        monkeypatch.setattr(sup.store, "write", held)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(sup.rename, "db", "db2")
+            await trio.to_thread.run_sync(lambda: entered.wait(10))  # the loop runs meanwhile
+            (first,) = [c for c in linking if sup._entries[c.id].writing is not None]
+            (second,) = [c for c in linking if c is not first]
+            await sup.remove(second.id)
+            gate.set()
+        assert written == [first.id]
+        assert not sup.store.container_dir(second.id).exists()
+        assert read_record(sup.store.container_dir(first.id) / "container.json").config.links == (
+            "db2:d",
+        )
+        gate.clear()
+        entered.clear()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(sup.remove_link, first.name, "d")
+            await trio.to_thread.run_sync(lambda: entered.wait(10))
+            gate.set()
+        assert read_record(sup.store.container_dir(first.id) / "container.json").config.links == ()
+
+
 async def test_an_adopted_run_a_kill_ended_is_not_restarted(
     tmp_path: Path, host: CgroupHost, image: str
 ) -> None:

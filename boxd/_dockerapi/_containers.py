@@ -307,7 +307,7 @@ async def remove_link(api: Api, conn: HttpConnection, req: Request, ref: str, al
     Anything else at that path is not a container: 404, as for any unknown name."""
     if not req.flag("link"):
         raise NoSuchContainer(f"{ref}/{alias}")
-    api.sup.remove_link(ref, alias)
+    await api.sup.remove_link(ref, alias)
     await conn.respond(204, content_type=None)
 
 
