@@ -69,11 +69,12 @@ UNKNOWN_EXIT = 255  # the exit code recorded when nobody could learn the real on
 # 64 KiB); with live restore it is what a container writes while no daemon reads.  Pages
 # are taken as bytes are written, so an idle container's pipes hold none.
 PIPE_SIZE = READ_SIZE
-# With a ledger a chunk stays in its pipe until it is logged (see _ledger): at most a
-# quarter of the pipe, so that the container fills the rest meanwhile.  Chunks of the whole
-# pipe took that overlap away: the output bench's pipes ran ~15% slower, a quarter of it
-# matched the plain read within the bench's noise (bench/README, session 14).
-LEDGER_CHUNK = PIPE_SIZE // 4
+# With a ledger a chunk stays in its pipe until it is logged (see _ledger): at most half
+# the pipe, so that the container fills the other half meanwhile.  Chunks of the whole pipe
+# took that overlap away (~15% slower, session 14); a quarter made twice the chunks, each
+# with its system calls, its log records and its Trio tasks' turns: the daemon's CPU per
+# 256 MiB attached 220-230 against 180 ms with halves (bench/README, session 32).
+LEDGER_CHUNK = PIPE_SIZE // 2
 
 
 @attrs.define

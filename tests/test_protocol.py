@@ -24,7 +24,7 @@ from boxctl import _attach
 from boxctl._client import Client
 from boxd import _verbareas, _wirejson, protocol
 from boxd._messages import REQUESTS, parse
-from boxd._server import Server
+from boxd._server import Connection, Server
 
 
 def test_round_trip_split_anywhere() -> None:
@@ -280,6 +280,38 @@ def test_inspects_indented_json_is_jsons(value: object) -> None:
     """``boxctl inspect`` prints what ``json.dumps(indent=4, ensure_ascii=False)`` would,
     without importing json (re and enum with it, ~5 ms of the call)."""
     assert _wirejson.indented(value) == json.dumps(value, indent=4, ensure_ascii=False)
+
+
+async def test_output_frames_reach_a_slow_reader_whole() -> None:
+    """A large chunk of output goes out with its header in one ``sendmsg`` (the client
+    wakes once a frame, not for a header alone); a socket that takes part of it (a client
+    that reads slowly, a small send buffer) gets the rest after: every frame decodes to
+    the bytes sent, in order, the small ones (copied behind their header) too."""
+    ours, theirs = trio.socket.socketpair()
+    ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    conn = Connection(trio.SocketStream(ours))
+    sent = [
+        (protocol.STDOUT if n % 2 else protocol.STDERR, os.urandom(size))
+        for n, size in enumerate(
+            (1 << 20, 5, protocol.COPY_LIMIT, 300_001, protocol.COPY_LIMIT - 1)
+        )
+    ]
+    decoder = protocol.FrameDecoder()
+    got: list[protocol.Frame] = []
+
+    async def read_slowly() -> None:
+        while data := await theirs.recv(3000):
+            decoder.feed(data)
+            while (frame := decoder.next()) is not None:
+                got.append(frame)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(read_slowly)
+        for stream_id, data in sent:
+            await conn.send_bytes(stream_id, data)
+        ours.close()
+    theirs.close()
+    assert got == sent
 
 
 def test_error_frames_are_json_with_type() -> None:
