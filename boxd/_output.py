@@ -37,6 +37,23 @@ def widen_send_buffer(stream: trio.abc.Stream) -> None:
         stream.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
 
 
+async def send_framed(stream: trio.abc.Stream, head: bytes, data: bytes) -> None:
+    """Send a chunk of output behind its frame's ``head`` without copying the chunk to put
+    the head in front of it: both in one ``sendmsg`` (the client wakes once a frame, not
+    for a head alone), the rest by ``send_all`` where the socket took part of it.  A
+    stream that is not a socket (a WebSocket's: each ``send_all`` is a message) gets them
+    joined."""
+    if not isinstance(stream, trio.SocketStream):
+        await stream.send_all(head + data)
+        return
+    sent = await stream.socket.sendmsg([head, data])
+    if sent < len(head):
+        await stream.send_all(head[sent:])
+        sent = len(head)
+    if sent - len(head) < len(data):
+        await stream.send_all(memoryview(data)[sent - len(head) :])
+
+
 class _Backlog:
     """The bytes a subscriber's channel holds: the sizes of the chunks sent to it, oldest
     first, less those its reader has taken (the channel is first in, first out, so the

@@ -69,7 +69,7 @@ from ._messages import (
     parse,
 )
 from ._network import NetworkConflict, NoSuchNetwork
-from ._output import Chunk, Output, widen_send_buffer
+from ._output import Chunk, Output, send_framed, widen_send_buffer
 from ._records import ContainerConfig, Status, parse_signal
 from ._run import Run
 from ._supervisor import AmbiguousContainer, Conflict, NoSuchContainer, StartError, Supervisor
@@ -145,20 +145,8 @@ class Connection:
     async def send_bytes(self, stream_id: int, data: bytes) -> None:
         if len(data) < protocol.COPY_LIMIT:
             await self.stream.send_all(protocol.encode_bytes(stream_id, data))
-            return
-        # No copy of a large chunk to put the header in front of it: both go in one
-        # sendmsg, so that the client wakes once for the frame, not for its header alone.
-        head = protocol.encode_bytes(stream_id, b"", len(data))
-        if not isinstance(self.stream, trio.SocketStream):
-            await self.stream.send_all(head)
-            await self.stream.send_all(data)
-            return
-        sent = await self.stream.socket.sendmsg([head, data])
-        if sent < len(head):
-            await self.stream.send_all(head[sent:])
-            sent = len(head)
-        if sent - len(head) < len(data):
-            await self.stream.send_all(memoryview(data)[sent - len(head) :])
+        else:
+            await send_framed(self.stream, protocol.encode_bytes(stream_id, b"", len(data)), data)
 
     def hung_up(self) -> bool:
         """Whether the client has closed the connection: the Unix socket's POLLHUP, which

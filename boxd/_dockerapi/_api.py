@@ -21,6 +21,7 @@ from .._images.unpack import ArchiveError, LayerError
 from .._lifecycle import error_text
 from .._messages import EndFrame, OkResponse
 from .._network import NetworkConflict, NetworkError, NoSuchNetwork, PredefinedNetwork
+from .._output import send_framed
 from .._supervisor import AmbiguousContainer, Conflict, NoSuchContainer, StartError, Supervisor
 from .._volumes import NoSuchDriver, NoSuchVolume, VolumeInUse
 from ._http import ApiError, HttpConnection
@@ -131,6 +132,14 @@ def mem_total() -> int:
 def frame(stream_id: int, data: bytes, *, tty: bool) -> bytes:
     """Docker's stream framing: raw for a TTY, else an 8-byte header (stream, size)."""
     return data if tty else _HEADER.pack(stream_id, len(data)) + data
+
+
+async def send_frame(sock: trio.abc.Stream, stream_id: int, data: bytes, *, tty: bool) -> None:
+    """:func:`frame` sent; a large chunk without the copy that puts the header before it."""
+    if tty or len(data) < protocol.COPY_LIMIT:
+        await sock.send_all(frame(stream_id, data, tty=tty))
+    else:
+        await send_framed(sock, _HEADER.pack(stream_id, len(data)), data)
 
 
 class Answers:

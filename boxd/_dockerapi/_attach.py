@@ -16,10 +16,10 @@ import attrs
 import trio
 
 from .. import _detachkeys, _lifecycle, _logs, _plan, protocol
-from .._output import Chunk, Output
+from .._output import Chunk, Output, widen_send_buffer
 from .._run import Run
 from .._supervisor import Conflict, NoSuchContainer, StartError
-from ._api import READ_SIZE, Api, api_error, frame, unwrap
+from ._api import READ_SIZE, Api, api_error, frame, send_frame, unwrap
 from ._http import ApiError, HttpConnection, Request, stream_type
 from ._router import CONTAINER, route
 from ._shapes import Fields, console_size
@@ -135,6 +135,7 @@ async def attach(
     tty = c.config.tty
     raw = tty or websocket
     sock = conn.stream
+    widen_send_buffer(sock)  # as boxctl's: a chunk of output is one send, not five
     with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
         if req.flag("logs") and c.config.log_driver != "none":  # none: nothing to replay
             formatter = _logs.OutputFormatter()
@@ -171,7 +172,7 @@ async def attach(
                 async with channel:
                     async for sid, data in channel:
                         if sid in wanted:
-                            await sock.send_all(frame(sid, data, tty=raw))
+                            await send_frame(sock, sid, data, tty=raw)
             nursery.cancel_scope.cancel(reason="the container's output ended")
 
 
@@ -365,6 +366,7 @@ async def exec_start(api: Api, conn: HttpConnection, req: Request, exec_id: str)
     channel = output.subscribe(lossless=True)
     leftover = await conn.hijack(req.upgrade, stream_type(req, raw))
     sock = conn.stream
+    widen_send_buffer(sock)
     wanted = {sid for sid, on in ((protocol.STDOUT, ex.stdout), (protocol.STDERR, ex.stderr)) if on}
     # The outer nursery holds the process to its end (and its exit code recorded, for
     # the inspect that follows); the inner one, the streams of this connection.
@@ -400,7 +402,7 @@ async def exec_start(api: Api, conn: HttpConnection, req: Request, exec_id: str)
                 async with channel:
                     async for sid, data in channel:
                         if sid in wanted:
-                            await sock.send_all(frame(sid, data, tty=raw))
+                            await send_frame(sock, sid, data, tty=raw)
             await run.exited.wait()
             streams.cancel_scope.cancel(reason="the exec'd process ended")
 
