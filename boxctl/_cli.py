@@ -686,6 +686,7 @@ def cmd_rm(args: Args) -> int:
                 "container": ref,
                 "force": args.force,
                 "volumes": args.volumes,
+                "link": args.link,
             },
         ),
         missing_ok=args.force,  # Docker's rm -f, as the shell's
@@ -1143,6 +1144,7 @@ COMMANDS = (
         (
             Opt("-f", "--force", help="kill a running container first"),
             Opt("-v", "--volumes", help="remove its anonymous volumes too"),
+            Opt("-l", "--link", help="remove the link NAME/ALIAS, not a container"),
         ),
         CONTAINERS,
         aliases=("rm",),

@@ -97,9 +97,10 @@ class KillRequest:
 
 @attrs.frozen
 class RemoveRequest:
-    container: str
+    container: str  # with ``link``: the link NAME/ALIAS (a leading or trailing / aside)
     force: bool = False
     volumes: bool = False  # its anonymous volumes too (rm -v)
+    link: bool = False  # the link, not the container (rm --link)
 
 
 @attrs.frozen

@@ -321,7 +321,13 @@ class Server:
         await conn.send(OkResponse())
 
     async def _remove(self, conn: Connection, req: RemoveRequest) -> None:
-        await self.sup.remove(req.container, force=req.force, volumes=req.volumes)
+        if req.link:  # `rm --link NAME/ALIAS`, as the docker CLI sends it to dockerd
+            name, slash, alias = req.container.strip("/").partition("/")
+            if not slash:
+                raise Conflict("Conflict, cannot remove the default link name.")  # Docker's
+            await self.sup.remove_link(name, alias)
+        else:
+            await self.sup.remove(req.container, force=req.force, volumes=req.volumes)
         await conn.send(OkResponse())
 
     async def _pause(self, conn: Connection, req: PauseRequest) -> None:

@@ -108,6 +108,25 @@ def test_rename(daemon: Daemon) -> None:
     daemon.ctl("rm", "-f", "new", "other")
 
 
+def test_rm_link_removes_a_link_not_the_container(daemon: Daemon) -> None:
+    """``rm --link NAME/ALIAS`` (``-l``; a leading / as the docker CLI takes it): the link
+    goes, both containers stay; what is not a link is refused in Docker's words."""
+    daemon.ctl("create", "--name", "db", "default", "true")
+    daemon.ctl("create", "--name", "web", "--link", "db:d", "--link", "db:e", "default", "true")
+    assert daemon.ctl("rm", "--link", "/web/d").stdout == "/web/d\n"
+    links = daemon.ctl("inspect", "-f", "{{.HostConfig.Links}}", "web").stdout
+    assert links == "[/db:/web/e]\n"
+    for ref, message in (
+        ("web", "Conflict, cannot remove the default link name."),
+        ("web/d", "No such container: web/d"),
+        ("ghost/e", "No such container: ghost"),
+    ):
+        r = daemon.ctl("rm", "-l", ref, check=False)
+        assert r.returncode == 1 and message in r.stderr, (ref, r.stderr)
+    assert daemon.ctl("ps", "-a", "--format", "{{.Names}}").stdout.split() == ["web", "db"]
+    daemon.ctl("rm", "web", "db")
+
+
 def test_top_shows_the_containers_processes_with_ps_options(daemon: Daemon) -> None:
     daemon.ctl("run", "-d", "--name", "t", "default", "sh", "-c", "sleep 301 & sleep 302")
     lines = daemon.ctl("top", "t").stdout.splitlines()
