@@ -12,7 +12,7 @@ import os
 import sys
 import time
 
-from boxd import _human
+from boxd import _human, _wirejson
 
 from ._args import (
     ANY,
@@ -664,7 +664,9 @@ DF_TABLE = "table {{.Type}}\t{{.TotalCount}}\t{{.Active}}\t{{.Size}}\t{{.Reclaim
 
 def cmd_df(args: Args) -> int:
     """docker system df's rows and fields (``--format``); ``json``: boxd's own record
-    (with its count of layers)."""
+    (with its count of layers); ``-v``: each image, container and volume."""
+    if args.verbose:
+        return _df_verbose(args)
     r = call(args.socket, {"type": "SystemDfRequest"})
     if args.format == "json":
         print_json(r)
@@ -693,6 +695,115 @@ def cmd_df(args: Args) -> int:
 
     fmt = DF_TABLE if args.format in (None, "", "table") else args.format
     print_formatted(Template(fmt, strict=True), rows, DF_HEADERS)
+    return 0
+
+
+# docker system df -v's tables (docker/cli's disk usage formatter), from the Engine API's
+# /system/df body the daemon makes (DockerDfRequest).
+DF_IMAGES = (
+    "table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}"
+    "\t{{.SharedSize}}\t{{.UniqueSize}}\t{{.Containers}}"
+)
+DF_CONTAINERS = (
+    "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.LocalVolumes}}\t{{.Size}}"
+    "\t{{.RunningFor}}\t{{.Status}}\t{{.Names}}"
+)
+DF_VOLUMES = "table {{.Name}}\t{{.Links}}\t{{.Size}}"
+DF_CACHE = (
+    "table {{.ID}}\t{{.CacheType}}\t{{.Size}}\t{{.CreatedSince}}\t{{.LastUsedSince}}"
+    "\t{{.UsageCount}}\t{{.Shared}}"
+)
+DF_VERBOSE_HEADERS = {
+    "Repository": "REPOSITORY",
+    "CreatedSince": "CREATED",
+    "SharedSize": "SHARED SIZE",
+    "UniqueSize": "UNIQUE SIZE",
+    "Command": "COMMAND",
+    "LocalVolumes": "LOCAL VOLUMES",
+    "RunningFor": "CREATED",
+    "Names": "NAMES",
+    "Name": "VOLUME NAME",
+    "Links": "LINKS",
+    "CacheType": "CACHE TYPE",
+    "LastUsedSince": "LAST USED",
+    "UsageCount": "USAGE",
+}
+
+
+def _df_verbose(args: Args) -> int:
+    """``system df -v``: docker's tables of the images (each one's shared and unique
+    bytes, the containers using it), the containers (their volumes and the bytes they
+    wrote) and the volumes (their users and bytes), and the build cache (none: build steps
+    are images here)."""
+    if args.format not in (None, "", "table"):
+        raise CliError(f"invalid --format {args.format!r} with --verbose: only the tables")
+    from ._template import Template, print_formatted
+
+    usage = call(args.socket, {"type": "DockerDfRequest"})["shaped"]
+    now = time.time()
+
+    def size(n: int | None) -> str:
+        return "N/A" if n is None or n < 0 else _human.size(n)
+
+    def ago(unix: float) -> str:
+        return _human.duration(now - unix) + " ago"
+
+    images = []
+    for i in usage["Images"] or []:
+        repo = tag = "<none>"
+        tags = [t for t in i.get("RepoTags") or [] if t != "<none>:<none>"]
+        if tags:  # the first one only, as docker's
+            repo, tag = _short_name(tags[0])
+        shared = i.get("SharedSize", -1)
+        images.append(
+            {
+                "Repository": repo,
+                "Tag": tag,
+                "ID": i["Id"].removeprefix("sha256:")[:12],
+                "CreatedSince": ago(i["Created"]),
+                "Size": size(i["Size"]),
+                "SharedSize": size(shared),
+                "UniqueSize": "N/A" if shared < 0 else size(i["Size"] - shared),
+                "Containers": "N/A" if i.get("Containers", -1) < 0 else str(i["Containers"]),
+            }
+        )
+    containers = []
+    for c in usage["Containers"] or []:
+        command = c["Command"]
+        if len(command) > 20:
+            command = command[:19] + "…"
+        names = [n.removeprefix("/") for n in c["Names"]]
+        containers.append(
+            {
+                "ID": c["Id"][:12],
+                "Image": c["Image"],
+                "Command": _wirejson.dumps(command, ensure_ascii=False),
+                "LocalVolumes": str(sum(1 for m in c["Mounts"] if m.get("Driver") == "local")),
+                "Size": size(c.get("SizeRw") or 0),  # without its image's, as docker's df
+                "RunningFor": ago(c["Created"]),
+                "Status": c["Status"],
+                "Names": next((n for n in names if "/" not in n), ",".join(names)),
+            }
+        )
+    volumes = [
+        {
+            "Name": v["Name"],
+            "Links": str(v["UsageData"]["RefCount"]),
+            "Size": size(v["UsageData"]["Size"]),
+        }
+        for v in usage["Volumes"] or []
+    ]
+    none: list[dict[str, str]] = []  # build steps are images here: no build cache
+    sections = (  # each with its ID column's header
+        ("Images space usage:", DF_IMAGES, images, "IMAGE ID"),
+        ("Containers space usage:", DF_CONTAINERS, containers, "CONTAINER ID"),
+        ("Local Volumes space usage:", DF_VOLUMES, volumes, ""),
+        (f"Build cache usage: {size(0)}", DF_CACHE, none, "CACHE ID"),
+    )
+    for n, (title, fmt, rows, id_header) in enumerate(sections):
+        print(("\n" if n else "") + title + "\n")
+        headers = {**DF_VERBOSE_HEADERS, "ID": id_header}
+        print_formatted(Template(fmt, strict=True), rows, headers)
     return 0
 
 
@@ -926,7 +1037,10 @@ SYSTEM_DF = Command(
     "df",
     cmd_df,
     "disk usage",
-    (Opt("--format", kind=VALUE, help="table, json (boxd's record), or a Go template"),),
+    (
+        Opt("--format", kind=VALUE, help="table, json (boxd's record), or a Go template"),
+        Opt("-v", "--verbose", help="each image, container and volume"),
+    ),
 )
 
 

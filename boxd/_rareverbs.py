@@ -99,6 +99,13 @@ class DockerInspectRequest:
 
 
 @attrs.frozen
+class DockerDfRequest:
+    """Disk use as the Engine API's ``/system/df`` gives it to ``docker system df -v``: each
+    image, container and volume with its size (``boxctl system df -v``), made here, where
+    the Engine API's code is."""
+
+
+@attrs.frozen
 class TopResponse:
     titles: tuple[str, ...]
     processes: tuple[tuple[str, ...], ...]
@@ -134,6 +141,7 @@ REQUESTS: tuple[type[Any], ...] = (
     DiffRequest,
     EventsRequest,
     DockerInspectRequest,
+    DockerDfRequest,
 )
 STREAMS: tuple[type[Any], ...] = (StatsRequest, EventsRequest)
 ERRORS: dict[type[Exception], str] = {}
@@ -180,6 +188,14 @@ def handlers(sup: Supervisor) -> dict[type[Any], Callable[[Any, Any], Awaitable[
 
         c = sup.inspect(req.container)
         shown = await inspected(sup, c, [], API_VERSION, size=req.size)
+        await conn.send(DockerShapeResponse(shown))
+
+    async def docker_df(conn: Connection, _: DockerDfRequest) -> None:
+        from ._dockerapi._api import Api
+        from ._dockerapi._system import DF_TYPES, disk_usage
+
+        async with trio.open_nursery() as nursery:  # the Api's, for detached execs: none here
+            shown = await disk_usage(Api(sup, nursery), set(DF_TYPES))
         await conn.send(DockerShapeResponse(shown))
 
     async def diff(conn: Connection, req: DiffRequest) -> None:
@@ -270,4 +286,5 @@ def handlers(sup: Supervisor) -> dict[type[Any], Callable[[Any, Any], Awaitable[
         DiffRequest: diff,
         EventsRequest: events,
         DockerInspectRequest: docker_inspect,
+        DockerDfRequest: docker_df,
     }

@@ -59,6 +59,7 @@ AREAS: dict[str, tuple[str, ...]] = {
         "DiffRequest",
         "EventsRequest",
         "DockerInspectRequest",
+        "DockerDfRequest",
     ),
     "boxd._volserver": (
         "VolumeCreateRequest",

@@ -344,7 +344,25 @@ def test_system_df_rows_and_format_as_dockers(daemon: Daemon, tmp_path: Path) ->
     containers = daemon.ctl("system", "df", "--format", "{{.Type}} {{.Reclaimable}}").stdout
     assert re.search(r"^Containers 2\d(\.\d+)?kB \(100%\)$", containers, re.M), containers
     assert json.loads(daemon.ctl("system", "df", "--format", "json").stdout)["layers"] == 1
-    daemon.ctl("rm", "-f", "wrote", "runs")
+    # -v: each image, container and volume, in docker's tables (times moved on between
+    # the two calls are compared as words, the columns as cells).
+    daemon.ctl("volume", "create", "kept")
+    daemon.ctl("create", "--name", "mounts", "-v", "kept:/k", "-v", "/tmp:/t", "df:1", "true")
+    ours, theirs = daemon.ctl("system", "df", "-v").stdout, docker(daemon, "system", "df", "-v")
+    assert _cells(ours) == _cells(theirs.stdout), ours
+    assert "Local Volumes space usage:\n\nVOLUME NAME   LINKS     SIZE\nkept " in ours
+    r = daemon.ctl("system", "df", "-v", "--format", "json", check=False)
+    assert r.returncode == 1 and "invalid --format 'json' with --verbose" in r.stderr
+    daemon.ctl("rm", "-f", "wrote", "runs", "mounts")
+    daemon.ctl("volume", "rm", "kept")
+
+
+def _cells(table: str) -> list[list[str]]:
+    """A table's lines as their cells, each time in it as ``T``."""
+    when = re.compile(r"(Less than a second|About an? \w+|\d+ \w+)")
+    return [
+        [when.sub("T", c) for c in re.split(r" {2,}", line.strip())] for line in table.split("\n")
+    ]
 
 
 def test_disable_content_trust_is_taken_and_its_false_refused(daemon: Daemon) -> None:

@@ -214,9 +214,7 @@ DF_TYPES = ("container", "image", "volume", "build-cache")  # system/df's areas,
 
 
 async def df(api: Api, conn: HttpConnection, req: Request) -> None:
-    from ._containers import summaries
-    from ._images import image_rows, versioned
-    from ._volumes import df_rows
+    from ._images import versioned
 
     # API 1.42's ``type`` (repeated) asks for some of the areas only; the others are null
     # (LayersSize 0 without the images), as moby's; before 1.42 it is ignored.
@@ -226,18 +224,30 @@ async def df(api: Api, conn: HttpConnection, req: Request) -> None:
         unknown = [t for t in req.query["type"] if t not in DF_TYPES]
         if unknown:
             raise ApiError(400, f"unknown object type: {unknown[0]}")
+    usage = await disk_usage(api, wanted)
+    if usage["Images"] is not None:
+        usage["Images"] = [versioned(req, row) for row in usage["Images"]]
+    await conn.respond_json(200, usage)
+
+
+async def disk_usage(api: Api, wanted: set[str]) -> dict[str, Any]:
+    """``/system/df``'s body (at the newest API version) for the areas ``wanted`` (of
+    :data:`DF_TYPES`), the others null; ``boxctl system df -v`` prints it too."""
+    from ._containers import summaries
+    from ._images import image_rows
+    from ._volumes import df_rows
+
     usage: dict[str, Any] = {"LayersSize": 0, "Images": None, "Containers": None, "Volumes": None}
     usage["BuildCache"] = [] if "build-cache" in wanted else None
     if "image" in wanted:
         # The images as the list shows them (Docker's df: not the intermediate ones).
-        rows = await image_rows(api, shared=True, all=False)
+        usage["Images"] = await image_rows(api, shared=True, all=False)
         usage["LayersSize"] = api.sup.images.layers_size()
-        usage["Images"] = [versioned(req, row) for row in rows]
     if "container" in wanted:
         usage["Containers"] = await summaries(api, api.sup.list(all=True), sizes=True)
     if "volume" in wanted:
         usage["Volumes"] = await df_rows(api)
-    await conn.respond_json(200, usage)
+    return usage
 
 
 async def build_prune(api: Api, conn: HttpConnection, req: Request) -> None:
