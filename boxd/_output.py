@@ -8,6 +8,7 @@ rather than slowing the container or the other clients.  The log gets everything
 from __future__ import annotations
 
 import collections
+import errno
 import socket
 
 import trio
@@ -46,7 +47,12 @@ async def send_framed(stream: trio.abc.Stream, head: bytes, data: bytes) -> None
     if not isinstance(stream, trio.SocketStream):
         await stream.send_all(head + data)
         return
-    sent = await stream.socket.sendmsg([head, data])
+    try:
+        sent = await stream.socket.sendmsg([head, data])
+    except OSError as exc:  # as send_all has them: the client gone, the stream closed
+        if exc.errno == errno.EBADF:
+            raise trio.ClosedResourceError("the connection was already closed") from None
+        raise trio.BrokenResourceError(f"the client's connection broke: {exc}") from exc
     if sent < len(head):
         await stream.send_all(head[sent:])
         sent = len(head)

@@ -282,7 +282,7 @@ def test_inspects_indented_json_is_jsons(value: object) -> None:
     assert _wirejson.indented(value) == json.dumps(value, indent=4, ensure_ascii=False)
 
 
-async def test_output_frames_reach_a_slow_reader_whole() -> None:
+async def test_output_frames_reach_a_slow_reader_whole_and_a_gone_one_ends_the_stream() -> None:
     """A large chunk of output goes out with its header in one ``sendmsg`` (the client
     wakes once a frame, not for a header alone); a socket that takes part of it (a client
     that reads slowly, a small send buffer) gets the rest after: every frame decodes to
@@ -312,6 +312,17 @@ async def test_output_frames_reach_a_slow_reader_whole() -> None:
         ours.close()
     theirs.close()
     assert got == sent
+    # A client gone, a connection closed: the stream errors send_all raises, which the
+    # daemon's streams end on (a raw OSError went past them, and a container's stdin
+    # was not closed after its client had gone).
+    ours, theirs = trio.socket.socketpair()
+    conn = Connection(trio.SocketStream(ours))
+    theirs.close()
+    with pytest.raises(trio.BrokenResourceError):
+        await conn.send_bytes(protocol.STDOUT, bytes(protocol.COPY_LIMIT))
+    await conn.stream.aclose()
+    with pytest.raises(trio.ClosedResourceError):
+        await conn.send_bytes(protocol.STDOUT, bytes(protocol.COPY_LIMIT))
 
 
 def test_error_frames_are_json_with_type() -> None:
