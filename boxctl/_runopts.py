@@ -42,6 +42,12 @@ VOLUMES = (
         metavar="CONTAINER[:ro|:rw]",
         help="mount the volumes and binds of another container",
     ),
+    Opt(
+        "--volume-driver",
+        kind=VALUE,
+        metavar="DRIVER",
+        help="the driver of the volumes it makes: local, the one there is",
+    ),
 )
 
 HEALTH = (

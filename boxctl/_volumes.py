@@ -48,6 +48,8 @@ def run_mounts(args: Args) -> dict[str, Any]:
     declared: list[str] = []
     found = {"volumes": volumes, "tmpfs": tmpfs, "mount_points": points, "binds": binds,
              "declared_volumes": declared, "volumes_from": args.volumes_from}  # fmt: skip
+    if args.volume_driver not in (None, "local"):  # dockerd's NotFound of a plugin
+        raise CliError(f"volume driver {args.volume_driver!r} not found: the one driver is local")
     if not (args.volume or args.mount):
         return found
     from boxd import _mounts  # csv and re: only for the runs that mount something

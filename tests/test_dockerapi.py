@@ -73,6 +73,9 @@ def clean(daemon: Daemon) -> Iterator[Daemon]:
         (("-p", "8080:80", "--network", "host", "default", "true"), 0, "", "Published ports are"),
         (("-p", "8080:80", "--network", "none", "default", "true"), 125, "", "need a network"),
         (("--storage-opt", "size=1G", "default", "true"), 125, "", "StorageOpt is not supported"),
+        # The local driver is the one there is: asked for by name, it is no change.
+        (("--volume-driver", "local", "-v", "/data", "default", "echo", "hi"), 0, "hi\n", ""),
+        (("--volume-driver", "nfs", "default", "true"), 125, "", "volume driver 'nfs' not found"),
     ],
 )
 def test_run_rm_exit_codes_as_docker(

@@ -263,6 +263,11 @@ def test_volume_verbs(daemon: Daemon) -> None:
     assert "invalid volume options 'type=tmpfs'" in r.stderr and r.returncode == 1
     assert "for a tmpfs, mount one in each container: --tmpfs or --mount type=tmpfs" in r.stderr
     assert "volume driver 'nfs'" in _fails(daemon, "volume", "create", "-d", "nfs", "n1").stderr
+    # run's --volume-driver: local, the one there is, or refused before anything is made
+    r = daemon.ctl("run", "--rm", "--volume-driver", "local", "-v", "/d", "default", "true")
+    assert r.returncode == 0
+    r = _fails(daemon, "run", "--rm", "--volume-driver", "nfs", "-v", "/d", "default", "true")
+    assert r.returncode == 125 and "volume driver 'nfs' not found" in r.stderr
     r = _fails(daemon, "volume", "inspect", "nosuch")
     assert (r.returncode, r.stderr.strip()) == (1, "boxctl: No such volume: nosuch")
     # Docker's words: the key alone

@@ -157,7 +157,6 @@ def _is_strings(value: object) -> bool:
 # believes it got one.
 _REFUSED_HOST = (
     "DeviceRequests",
-    "VolumeDriver",
     # --storage-opt size=...: a quota of the container's layer, which overlay on this kind
     # of file system cannot give (Docker's overlay2 needs xfs with pquota): ignored, it was
     # a limit the user believed in.
@@ -216,6 +215,10 @@ def container_config(body: dict[str, Any], *, with_console_size: bool = True) ->
                 raise ApiError(400, f"HostConfig.{key} (--gpus) is not supported by boxd: it"
                                " has no device drivers")  # fmt: skip
             raise ApiError(400, f"HostConfig.{key} is not supported by boxd")
+    if (driver := host.text("VolumeDriver")) not in ("", "local"):  # --volume-driver
+        from .._volumes import NoSuchDriver
+
+        raise NoSuchDriver(driver)  # 404, as dockerd's for a plugin it has not
     for option, key in _FIXED_MODES.items():
         _fixedmodes.check(option, host.text(key))  # a ValueError: 400, naming it
     log_driver, log_max_size, log_max_files, log_options = _log_config(host.object("LogConfig"))
