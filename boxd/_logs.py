@@ -240,6 +240,21 @@ def _fitting(data: bytes, start: int, end: int, head: int, room: int) -> int:
     return line_end(low)
 
 
+def _whole_records(buffers: list[bytes | memoryview], written: int) -> int:
+    """How many of the first ``written`` bytes of ``buffers`` (records, each ending in a
+    newline) make whole records: up to the last newline among them."""
+    offset, kept = 0, 0
+    for buffer in buffers:
+        if offset >= written:
+            break
+        part = bytes(buffer[: written - offset])
+        newline = part.rfind(b"\n")
+        if newline >= 0:
+            kept = offset + newline + 1
+        offset += len(buffer)
+    return kept
+
+
 def _open_dir(directory: Path) -> int:
     return os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
 
@@ -389,16 +404,23 @@ class LogWriter:
     def _write_through(self, buffers: list[bytes | memoryview], size: int) -> None:
         if not size:
             return
+        written = 0
         try:
             written = os.writev(self._fd, buffers)
             if written < size:  # a short write (a full disk, a signal): the rest, one by one
                 rest = memoryview(b"".join(buffers))[written:]
                 while rest:
-                    rest = rest[os.write(self._fd, rest) :]
+                    n = os.write(self._fd, rest)
+                    written += n
+                    rest = rest[n:]
         except OSError:
-            # What of the batch went in ends in a torn record: cut back to whole ones.
+            # What of the batch went in ends in a torn record: cut back to the whole ones
+            # (a batch is up to a chunk of output, half a MiB: a disk that has room for
+            # some of it is filled with those, not left with up to a chunk unused).
+            kept = _whole_records(buffers, written)
             with contextlib.suppress(OSError):
-                os.ftruncate(self._fd, self._size)
+                os.ftruncate(self._fd, self._size + kept)
+            self._size += kept
             raise
         self._size += size
 

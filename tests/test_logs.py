@@ -320,6 +320,22 @@ def test_a_refused_write_loses_output_not_the_writer(
     assert kept == lines[-len(kept) :]
 
 
+def test_a_refused_batch_keeps_the_whole_records_that_went_in(tmp_path: Path) -> None:
+    """A chunk of many lines refused midway keeps the records that went in whole (a disk
+    with room for part of a chunk is filled with it: the daemon's chunks are half a MiB),
+    the torn one cut off; the writer's size is the file's, and the next write follows."""
+    with LogWriter.open(tmp_path, max_size=1 << 20) as writer:
+        writer.write("stdout", b"before\n")
+        size = (tmp_path / LOG_NAME).stat().st_size
+        with files_limited_to(size + 200):
+            writer.write("stdout", b"".join(b"line %02d\n" % n for n in range(20)))
+        assert writer.position()[1] == (tmp_path / LOG_NAME).stat().st_size <= size + 200
+        writer.write("stdout", b"after\n")
+    kept = datas(read_entries(tmp_path))
+    assert kept[0] == b"before" and kept[-1] == b"after"
+    assert kept[1:-1] == [b"line %02d" % n for n in range(len(kept) - 2)] and len(kept) > 3
+
+
 def test_reopen_appends_and_drops_files_beyond_a_smaller_max(tmp_path: Path) -> None:
     with LogWriter.open(tmp_path, max_size=500, max_files=5) as writer:
         write_lines(writer, 100)
