@@ -12,7 +12,7 @@ import os
 import sys
 import time
 
-from boxd import _human, _wirejson
+from boxd import _human
 
 from ._args import (
     ANY,
@@ -737,6 +737,7 @@ def _df_verbose(args: Args) -> int:
     are images here)."""
     if args.format not in (None, "", "table"):
         raise CliError(f"invalid --format {args.format!r} with --verbose: only the tables")
+    from ._ps import shown_command
     from ._template import Template, print_formatted
 
     usage = call(args.socket, {"type": "DockerDfRequest"})["shaped"]
@@ -769,15 +770,12 @@ def _df_verbose(args: Args) -> int:
         )
     containers = []
     for c in usage["Containers"] or []:
-        command = c["Command"]
-        if len(command) > 20:
-            command = command[:19] + "…"
         names = [n.removeprefix("/") for n in c["Names"]]
         containers.append(
             {
                 "ID": c["Id"][:12],
                 "Image": c["Image"],
-                "Command": _wirejson.dumps(command, ensure_ascii=False),
+                "Command": shown_command(c["Command"], trunc=True),
                 "LocalVolumes": str(sum(1 for m in c["Mounts"] if m.get("Driver") == "local")),
                 "Size": size(c.get("SizeRw") or 0),  # without its image's, as docker's df
                 "RunningFor": ago(c["Created"]),

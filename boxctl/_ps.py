@@ -123,7 +123,11 @@ def _group(ip: str, proto: str, first: int, last: int) -> str:
 
 
 def _command(c: dict[str, Any], trunc: bool) -> str:
-    command = command_line(c["command"])
+    return shown_command(command_line(c["command"]), trunc)
+
+
+def shown_command(command: str, trunc: bool) -> str:
+    """docker/cli's COMMAND: cut to 20 characters (the last an ellipsis), quoted."""
     if trunc and len(command) > 20:
         command = command[:19] + "…"
     return _wirejson.dumps(command, ensure_ascii=False)
