@@ -322,9 +322,7 @@ class Server:
 
     async def _remove(self, conn: Connection, req: RemoveRequest) -> None:
         if req.link:  # `rm --link NAME/ALIAS`, as the docker CLI sends it to dockerd
-            name, slash, alias = req.container.strip("/").partition("/")
-            if not slash:
-                raise Conflict("Conflict, cannot remove the default link name.")  # Docker's
+            name, _, alias = req.container.strip("/").partition("/")
             await self.sup.remove_link(name, alias)
         else:
             await self.sup.remove(req.container, force=req.force, volumes=req.volumes)

@@ -1760,12 +1760,21 @@ class Supervisor:
         """Remove the container's link ALIAS (``docker rm --link REF/ALIAS``): its next
         starts make no hosts line nor variables of it, and a user network's DNS no longer
         answers the alias for it.  A running container's /etc/hosts keeps its line, as
-        Docker's does."""
-        entry = self._lookup(ref)
+        Docker's does.  In dockerd's words: a link missing (or its container) is no
+        container of its name, REF/ALIAS; REF alone (no ALIAS) names the container's own
+        name, which is no link to remove."""
+        named = f"{ref}/{alias}"
+        if not alias:
+            self._lookup(ref)
+            raise Conflict("Conflict, cannot remove the default link name of the container")
+        try:
+            entry = self._lookup(ref)
+        except NoSuchContainer:
+            raise NoSuchContainer(named) from None
         c = entry.container
         links = tuple([link for link in c.config.links if _links.parse(link)[1] != alias])
         if links == c.config.links:
-            raise NoSuchContainer(f"{c.name}/{alias}")
+            raise NoSuchContainer(named)
         c.config = attrs.evolve(c.config, links=links)
         self.networks.links_changed(c)
         await self._save_durably(entry)

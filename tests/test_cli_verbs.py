@@ -117,9 +117,10 @@ def test_rm_link_removes_a_link_not_the_container(daemon: Daemon) -> None:
     links = daemon.ctl("inspect", "-f", "{{.HostConfig.Links}}", "web").stdout
     assert links == "[/db:/web/e]\n"
     for ref, message in (
-        ("web", "Conflict, cannot remove the default link name."),
+        ("web", "Conflict, cannot remove the default link name of the container"),
         ("web/d", "No such container: web/d"),
-        ("ghost/e", "No such container: ghost"),
+        ("ghost/e", "No such container: ghost/e"),
+        ("ghost", "No such container: ghost"),
     ):
         r = daemon.ctl("rm", "-l", ref, check=False)
         assert r.returncode == 1 and message in r.stderr, (ref, r.stderr)

@@ -293,8 +293,8 @@ async def kill(api: Api, conn: HttpConnection, req: Request, ref: str) -> None:
 
 
 async def remove(api: Api, conn: HttpConnection, req: Request, ref: str) -> None:
-    if req.flag("link"):
-        raise ApiError(400, "Conflict, cannot remove the default link name.")  # Docker's
+    if req.flag("link"):  # a container's own name as a link: refused (raises), as dockerd
+        await api.sup.remove_link(ref, "")
     c = api.sup.inspect(ref)
     await api.sup.remove(c.id, force=req.flag("force"), volumes=req.flag("v"))
     for exec_id in api.execs_of(c.id):
