@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import functools
 import hashlib
 import ipaddress
 import json
@@ -59,7 +60,7 @@ from ._netconfig import (
     resolv_conf,
 )
 from ._records import Container, ContainerConfig, check_name
-from ._store import NewerFormat, remove_record, replace_record, versioned
+from ._store import NewerFormat, RecordWrites, remove_record, replace_record, versioned
 from ._units import GO_BOOLS, MTU_RANGE, parse_mtu
 
 log = logging.getLogger("boxd.network")
@@ -533,10 +534,8 @@ class Networks:
         # ``--rm`` containers, whose addresses are not written down: see _allocate()
         self._unsaved: set[str] = set()
         self._lock = trio.Lock()
-        # network id -> its record's durable write in a worker thread (_save_durably), and
-        # the ids of those saved meanwhile, written again after it
-        self._writing: dict[str, trio.Event] = {}
-        self._rewrite: set[str] = set()
+        # network id -> its record's durable writes in worker threads (_save_durably)
+        self._writes: dict[str, RecordWrites] = {}
         self._table = False  # whether this daemon made its nftables table
         self._table6 = False  # and its ip6 twin (see boxd._nft), there now
         # ``container:NAME``: the running container NAME names, and its init's pid (set by
@@ -557,9 +556,9 @@ class Networks:
         over the old record made ext4 flush the new one's blocks (its ``auto_da_alloc``),
         which under a container's heavy logging waited 30-100 ms for the disk, on the
         event loop's thread, at each start and end of a container on a network."""
-        if net.id in self._writing:
-            self._rewrite.add(net.id)  # after the write under way, with its fsyncs
-            return
+        writes = self._writes.get(net.id)
+        if writes is not None and writes.defer():
+            return  # written after the write under way, with its fsyncs
         try:
             self._write(net, self._encode(net), durable=durable)
         except OSError as exc:
@@ -570,24 +569,14 @@ class Networks:
             log.warning("network %s: its record not written: %s", net.name, exc)
 
     async def _save_durably(self, net: Network) -> None:
-        """Write the network's record with its fsyncs in a worker thread (on the event
-        loop's thread they stopped the whole daemon while the disk was busy), after any
-        such write under way; saves made meanwhile are written after it, in order."""
+        """Write the network's record with its fsyncs in a worker thread
+        (:class:`RecordWrites`), after any such write under way; saves made meanwhile are
+        written after it, in order."""
+        writes = self._writes.setdefault(net.id, RecordWrites())
         with trio.CancelScope(shield=True):  # the change is made: its record follows
-            while (under_way := self._writing.get(net.id)) is not None:
-                await under_way.wait()
-            self._writing[net.id] = done = trio.Event()
-            try:
-                await trio.to_thread.run_sync(self._write, net, self._encode(net))
-                while net.id in self._rewrite:
-                    self._rewrite.discard(net.id)
-                    try:
-                        await trio.to_thread.run_sync(self._write, net, self._encode(net))
-                    except OSError as exc:  # as _save's: the record's next write has it
-                        log.warning("network %s: its record not written: %s", net.name, exc)
-            finally:
-                del self._writing[net.id]
-                done.set()
+            await writes.settled()
+            encode = functools.partial(self._encode, net)
+            await writes.write(encode, functools.partial(self._write, net), f"network {net.name}")
 
     def _encode(self, net: Network) -> bytes:
         """Not indented, as a container's record: json's indenting encoder is its Python

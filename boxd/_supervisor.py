@@ -120,7 +120,7 @@ from ._rootfs import (
 )
 from ._run import Run, start_time_of
 from ._shim import ExitStatus
-from ._store import RootInUse, Store, hold_root
+from ._store import RecordWrites, RootInUse, Store, hold_root
 from ._tmpfs import parse_tmpfs
 from ._volumes import FILLING, NoSuchVolume, Volumes, copy_up
 
@@ -210,10 +210,9 @@ class _Entry:
     # The image `run` resolved as it created the container, for the start that follows
     # at once (taken by it, whatever happens: a later start resolves it afresh).
     image: Image | None = None
-    # Set while its record is written in a worker thread (Supervisor._write_durably): a
-    # save meanwhile is made after that write instead (``rewrite``), not beside it.
-    writing: trio.Event | None = None
-    rewrite: bool = False
+    # Its record's durable writes, in a worker thread (Supervisor._write_durably): a save
+    # meanwhile is made after such a write, not beside it.
+    record: RecordWrites = attrs.Factory(RecordWrites)
 
     def __attrs_post_init__(self) -> None:
         self.idle.set()
@@ -676,34 +675,19 @@ class Supervisor:
         """Record a container that changed its configuration, its record written as
         :meth:`_write_durably` writes it, fsyncs and all (after any write under way)."""
         with trio.CancelScope(shield=True):  # the change is made: its record follows
-            while entry.writing is not None:
-                await entry.writing.wait()
+            await entry.record.settled()
             if entry.phase is REMOVING or self._entries.get(entry.container.id) is not entry:
                 return  # removed meanwhile: a write would make its directory again
             await self._write_durably(entry)
         self._save(entry.container, write=False)  # its events and waiters
 
     async def _write_durably(self, entry: _Entry) -> None:
-        """Write the record with its fsyncs in a worker thread: on the event loop's thread
-        they stopped the whole daemon for as long as the disk took, 40-60 ms after a
-        container's 256 MiB log (while the trash deleted the one before).  Saves made
-        meanwhile (another client's verb on the new container) are written after it, in
-        order, with their fsyncs too; a removal waits for the write (see _remove_now)."""
+        """Write the record with its fsyncs in a worker thread (:class:`RecordWrites`);
+        saves made meanwhile (another client's verb on the new container) are written
+        after it; a removal waits for the write (see _remove_now)."""
         c = entry.container
-        entry.writing = done = trio.Event()
-        try:
-            with trio.CancelScope(shield=True):  # what it writes is what the caller was told
-                write = functools.partial(self.store.write, c.id)
-                await trio.to_thread.run_sync(write, self.store.encode(c))
-                while entry.rewrite:
-                    entry.rewrite = False
-                    try:
-                        await trio.to_thread.run_sync(write, self.store.encode(c))
-                    except OSError as exc:  # as _save's: the record's next write has it
-                        log.warning("%s: its record not written: %s", c.short_id, exc)
-        finally:
-            entry.writing = None
-            done.set()
+        encode = functools.partial(self.store.encode, c)
+        await entry.record.write(encode, functools.partial(self.store.write, c.id), c.short_id)
 
     def _new(
         self, config: ContainerConfig, name: str, *, starts: bool = False
@@ -1486,9 +1470,7 @@ class Supervisor:
         the last record written (see recovery)."""
         entry = self._entries.get(container.id)
         if entry is not None:
-            if write and entry.writing is not None:
-                entry.rewrite = True  # after the write under way, with its fsyncs
-            elif write:
+            if write and not entry.record.defer():  # else after the write under way
                 try:
                     self.store.save(container, durable=False)
                 except OSError as exc:
@@ -1875,8 +1857,8 @@ class Supervisor:
         # so, for the next supervisor to finish.
         self._set(entry, REMOVING, write=False)
         with trio.CancelScope(shield=True):
-            if entry.writing is not None:  # its record's write: done before the directory goes
-                await entry.writing.wait()
+            if entry.record.under_way is not None:  # done before the directory goes
+                await entry.record.settled()
                 if self._entries.get(entry.container.id) is not entry:
                     return  # that write failed: its create took it away
             if entry.cgroup_removed is not None:  # its last run's cgroup: gone with it

@@ -443,7 +443,7 @@ async def test_links_that_follow_a_rename_are_written_off_the_loop_and_a_removal
         async with trio.open_nursery() as nursery:
             nursery.start_soon(sup.rename, "db", "db2")
             await trio.to_thread.run_sync(lambda: entered.wait(10))  # the loop runs meanwhile
-            (first,) = [c for c in linking if sup._entries[c.id].writing is not None]
+            (first,) = [c for c in linking if sup._entries[c.id].record.under_way is not None]
             (second,) = [c for c in linking if c is not first]
             await sup.remove(second.id)
             gate.set()
