@@ -13,6 +13,8 @@ import socket
 
 import trio
 
+from . import protocol
+
 Chunk = tuple[int, bytes]  # (protocol.STDOUT or protocol.STDERR, data)
 
 SUBSCRIBER_BUFFER = 64  # chunks; a pump hands on at most 1 MiB at once (_run.READ_SIZE)
@@ -39,12 +41,12 @@ def widen_send_buffer(stream: trio.abc.Stream) -> None:
 
 
 async def send_framed(stream: trio.abc.Stream, head: bytes, data: bytes) -> None:
-    """Send a chunk of output behind its frame's ``head`` without copying the chunk to put
-    the head in front of it: both in one ``sendmsg`` (the client wakes once a frame, not
-    for a head alone), the rest by ``send_all`` where the socket took part of it.  A
-    stream that is not a socket (a WebSocket's: each ``send_all`` is a message) gets them
-    joined."""
-    if not isinstance(stream, trio.SocketStream):
+    """Send a chunk of output behind its frame's ``head``, a large one without copying it
+    to put the head in front of it: both in one ``sendmsg`` (the client wakes once a
+    frame, not for a head alone), the rest by ``send_all`` where the socket took part of
+    it.  A small chunk, and a stream that is not a socket (a WebSocket's: each
+    ``send_all`` is a message), get them joined."""
+    if len(data) < protocol.COPY_LIMIT or not isinstance(stream, trio.SocketStream):
         await stream.send_all(head + data)
         return
     try:

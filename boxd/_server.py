@@ -143,10 +143,7 @@ class Connection:
         await self.stream.send_all(protocol.encode(dump(message)))
 
     async def send_bytes(self, stream_id: int, data: bytes) -> None:
-        if len(data) < protocol.COPY_LIMIT:
-            await self.stream.send_all(protocol.encode_bytes(stream_id, data))
-        else:
-            await send_framed(self.stream, protocol.encode_bytes(stream_id, b"", len(data)), data)
+        await send_framed(self.stream, protocol.encode_bytes(stream_id, b"", len(data)), data)
 
     def hung_up(self) -> bool:
         """Whether the client has closed the connection: the Unix socket's POLLHUP, which

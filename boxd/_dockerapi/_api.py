@@ -136,8 +136,8 @@ def frame(stream_id: int, data: bytes, *, tty: bool) -> bytes:
 
 async def send_frame(sock: trio.abc.Stream, stream_id: int, data: bytes, *, tty: bool) -> None:
     """:func:`frame` sent; a large chunk without the copy that puts the header before it."""
-    if tty or len(data) < protocol.COPY_LIMIT:
-        await sock.send_all(frame(stream_id, data, tty=tty))
+    if tty:
+        await sock.send_all(data)
     else:
         await send_framed(sock, _HEADER.pack(stream_id, len(data)), data)
 
