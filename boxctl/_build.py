@@ -148,18 +148,37 @@ class _Frames(io.RawIOBase):
 
 
 def _run_limits(args: Args) -> dict[str, Any]:
-    """Each RUN step's limits and /dev/shm size, as ``docker build`` takes them."""
-    from boxd import _units
+    """Each RUN step's limits, /dev/shm size, ulimits and cgroup parent, as ``docker
+    build`` takes them.  What Docker's daemon refuses on Linux is refused in its words:
+    ``--security-opt`` (Windows' credential specs there), an ``--isolation`` other than
+    ``default``; ``--compress`` is taken (it only compresses the context on its way)."""
+    from boxd import _fixedmodes, _units
+    from boxd._ulimits import parse_ulimit
 
+    if args.security_opt:
+        opts = " ".join(f"--security-opt {o}" for o in args.security_opt)
+        raise CliError(f"boxctl build: security options are not supported on linux ({opts})")
+    if args.squash:
+        raise CliError("boxctl build: --squash is not supported by boxd")
     try:
+        _fixedmodes.check("isolation", args.isolation or "")
         resources: dict[str, Any] = _units.memory_limits(args.memory, args.memory_swap)
         shm = None if args.shm_size is None else _units.parse_size(args.shm_size, what="--shm-size")
+        ulimits = []
+        for text in args.ulimit:
+            name, soft, hard = parse_ulimit(text)
+            ulimits.append({"name": name, "soft": soft, "hard": hard})
     except ValueError as exc:
         raise CliError(f"boxctl build: {exc}", USAGE) from None
-    for name in ("cpu_shares", "cpuset_cpus", "cpu_period", "cpu_quota"):
+    for name in ("cpu_shares", "cpuset_cpus", "cpuset_mems", "cpu_period", "cpu_quota"):
         if getattr(args, name) is not None:
             resources[name] = getattr(args, name)
-    return {"resources": resources, "shm_size": shm}
+    return {
+        "resources": resources,
+        "shm_size": shm,
+        "ulimits": ulimits,
+        "cgroup_parent": args.cgroup_parent or "",
+    }
 
 
 def cmd_build(args: Args) -> int:
@@ -253,9 +272,16 @@ COMMANDS = (
             Opt("--memory-swap", kind=VALUE, help="RUN's memory + swap (-1: unlimited swap)"),
             Opt("-c", "--cpu-shares", kind=INT, help="RUN's relative CPU weight"),
             Opt("--cpuset-cpus", kind=VALUE, help="RUN's CPUs (e.g. 0-1,3)"),
+            Opt("--cpuset-mems", kind=VALUE, help="RUN's memory nodes (e.g. 0)"),
             Opt("--cpu-period", kind=INT, metavar="US", help="RUN's CFS period (microseconds)"),
             Opt("--cpu-quota", kind=INT, metavar="US", help="RUN's CFS quota per period"),
             Opt("--shm-size", kind=VALUE, help="RUN's /dev/shm size (default 64m)"),
+            Opt("--ulimit", kind=APPEND, metavar="NAME=SOFT[:HARD]", help="RUN's ulimit"),
+            Opt("--cgroup-parent", kind=VALUE, help="the cgroup RUN's cgroups go below"),
+            Opt("--isolation", kind=VALUE, help="default (the one on Linux)"),
+            Opt("--compress", help="(the context goes uncompressed over the local socket)"),
+            Opt("--security-opt", kind=APPEND, help="(refused on Linux, as Docker refuses it)"),
+            Opt("--squash", help="(refused: boxd keeps every step's layer)"),
         ),
         (("context", ONE, "CONTEXT|-"),),
     ),

@@ -17,6 +17,7 @@ import sys
 import tarfile
 import threading
 import time
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -1204,6 +1205,66 @@ def test_run_limits(clean: Daemon, tmp_path: Path) -> None:
             list(client.build(path=str(ctx), squash=True))
     finally:
         client.close()
+
+
+def test_run_ulimits_cgroup_parent_and_refused_options(clean: Daemon, tmp_path: Path) -> None:
+    """docker build's --ulimit and --cgroup-parent apply to each RUN's container (boxd
+    refused both); --security-opt and an --isolation other than default are refused in
+    Docker's daemon's words (boxd ignored them), by boxctl, the docker CLI and docker-py,
+    and --compress and --cpuset-mems are taken."""
+    run = "RUN echo soft=$(ulimit -n) hard=$(ulimit -Hn)\n"
+    ctx = _context(tmp_path / "ctx", {"Dockerfile": f"FROM {BASE}\n{run}"})
+    r = clean.ctl(
+        "build", "--no-cache", "--rm=false", "--ulimit", "nofile=100:200", "--cgroup-parent",
+        "builds/a", "--compress", "--cpuset-mems", "0", "--isolation", "default", str(ctx),
+    )  # fmt: skip
+    assert "soft=100 hard=200\n" in r.stdout, r.stdout
+    kept = clean.ctl("ps", "-aq", "--no-trunc").stdout.split()
+    assert len(kept) == 1  # the RUN's container, kept by --rm=false
+    shown = json.loads(clean.ctl("inspect", kept[0]).stdout)[0]["HostConfig"]
+    assert shown["CgroupParent"] == "builds/a", shown
+    assert shown["Ulimits"] == [{"Name": "nofile", "Soft": 100, "Hard": 200}], shown
+    clean.ctl("rm", kept[0])
+    for args, words, code in (
+        (("--ulimit", "nofile=300:200"), "the soft limit 300 is above the hard limit 200", 125),
+        (("--ulimit", "bogus=1"), "unknown limit 'bogus'", 125),
+        (("--isolation", "hyperv"), "Invalid isolation: 'hyperv' - linux only supports", 125),
+        (("--security-opt", "seccomp=unconfined"), "security options are not supported on", 1),
+        (("--squash",), "--squash is not supported by boxd", 1),
+    ):
+        r = clean.ctl("build", *args, str(ctx), check=False)
+        assert r.returncode == code and words in r.stderr, (args, r.returncode, r.stderr)
+    assert clean.ctl("ps", "-aq").stdout == ""
+    if DOCKER:
+        r = docker(clean, "build", "--ulimit=nofile=64:128", "--compress", "--no-cache", str(ctx))
+        assert "soft=64 hard=128" in r.stdout + r.stderr, r.stdout + r.stderr
+        for args, words in (
+            (("--security-opt", "seccomp=unconfined"), "security options are not supported on"),
+            (("--isolation", "hyperv"), "Invalid isolation: 'hyperv'"),
+        ):
+            r = docker(clean, "build", *args, str(ctx))
+            assert r.returncode == 1 and words in r.stderr, (args, r.stderr)
+    tar = io.BytesIO()
+    with tarfile.open(fileobj=tar, mode="w") as t:
+        t.add(ctx / "Dockerfile", "Dockerfile")
+    for query, words in (  # what the docker CLI would have refused itself
+        ('[{"Name":"nofile","Soft":300,"Hard":200}]', "the soft limit 300 is above the hard"),
+        ('[{"Name":"nofile","Soft":"x"}]', 'expected a list of {"Name", "Soft", "Hard"}'),
+        ("[nofile", "invalid ulimits: not JSON: '[nofile'"),
+    ):
+        path = f"/build?ulimits={urllib.parse.quote(query)}"
+        status, _, body = api_call(clean, "POST", path, tar.getvalue())
+        assert status == 400 and words in json.loads(body)["message"], (query, body)
+    docker_py = pytest.importorskip("docker")
+    client = docker_py.APIClient(base_url=docker_env(clean)["DOCKER_HOST"])
+    try:  # docker-py sends no ulimits; a gzip context and an isolation
+        stream = client.build(path=str(ctx), nocache=True, rm=True, decode=True, gzip=True)
+        assert "soft=1024 hard=" in "".join(line.get("stream", "") for line in stream)
+        with pytest.raises(docker_py.errors.APIError, match="Invalid isolation: 'hyperv'"):
+            list(client.build(path=str(ctx), isolation="hyperv"))
+    finally:
+        client.close()
+    assert clean.ctl("ps", "-aq").stdout == ""
 
 
 def test_a_layer_held_twice(clean: Daemon, tmp_path: Path) -> None:

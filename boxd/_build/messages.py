@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import attrs
 
-from .._records import Resources
+from .._records import Resources, Ulimit
 
 
 @attrs.frozen
@@ -32,6 +32,8 @@ class BuildRequest:
     # classic builder applies them to each step's container.
     resources: Resources = attrs.Factory(Resources)
     shm_size: int | None = None
+    ulimits: tuple[Ulimit, ...] = ()  # RUN's --ulimit
+    cgroup_parent: str = ""  # RUN's --cgroup-parent
     cache_from: tuple[str, ...] = ()  # --cache-from: images whose histories are the cache
 
 

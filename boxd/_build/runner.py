@@ -63,7 +63,7 @@ from .._images.verbs import image_event
 from .._lifecycle import error_text
 from .._listing import DEFAULT_IMAGES
 from .._plan import DEFAULT_PATH
-from .._records import ContainerConfig, Resources, Volume
+from .._records import ContainerConfig, Resources, Ulimit, Volume
 from . import sources
 from .dockerfile import (
     Dockerfile,
@@ -121,6 +121,8 @@ class Options:
     extra_hosts: tuple[str, ...] = ()
     resources: Resources = attrs.Factory(Resources)  # each RUN's
     shm_size: int | None = None
+    ulimits: tuple[Ulimit, ...] = ()  # each RUN's
+    cgroup_parent: str = ""  # each RUN's
     cache_from: tuple[str, ...] = ()  # images whose histories are the cache (see above)
 
 
@@ -676,6 +678,8 @@ class Builder:
             extra_hosts=self.options.extra_hosts,
             resources=self.options.resources,
             shm_size=self.options.shm_size,
+            ulimits=self.options.ulimits,
+            cgroup_parent=self.options.cgroup_parent,
             volumes=binds,
         )
         c = await self.sup.create(config)

@@ -49,6 +49,7 @@ def _options(req: BuildRequest) -> Options:
     from .._hosts import parse_host
     from .._images.pull import parse_platform
     from .._images.reference import parse_reference
+    from .._ulimits import check_ulimit
 
     tags = []
     for tag in req.tags:
@@ -64,6 +65,8 @@ def _options(req: BuildRequest) -> Options:
             raise ValueError("a --build-arg has an empty name")
     for host in req.extra_hosts:
         parse_host(host)
+    for limit in req.ulimits:
+        check_ulimit(limit.name, limit.soft, limit.hard)
     return Options(
         tags=tuple(tags),
         build_args=dict(req.build_args),
@@ -76,6 +79,8 @@ def _options(req: BuildRequest) -> Options:
         platform=parse_platform(req.platform) if req.platform else None,
         network=req.network if req.network not in ("", "default") else "bridge",
         extra_hosts=tuple(req.extra_hosts),
+        ulimits=tuple(req.ulimits),
+        cgroup_parent=req.cgroup_parent,
         cache_from=tuple(req.cache_from),
     )
 

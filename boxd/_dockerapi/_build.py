@@ -13,11 +13,12 @@ from typing import Any
 
 import trio
 
+from .. import _fixedmodes
 from .._build.dockerfile import DockerfileError
 from .._build.messages import BuildOutputFrame, BuildRequest, BuiltFrame
 from .._build.runner import BuildError
 from .._build.verbs import build as build_verb
-from .._records import Resources
+from .._records import Resources, Ulimit
 from ._api import Api, Streamed, api_error, unwrap
 from ._http import ApiError, HttpConnection, Request
 from ._router import route
@@ -71,12 +72,42 @@ def _json_list(req: Request, name: str) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _ulimits(req: Request) -> tuple[Ulimit, ...]:
+    """``ulimits``: the docker CLI's JSON list of ``{"Name", "Soft", "Hard"}``."""
+    text = req.arg("ulimits")
+    if not text:
+        return ()
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError):
+        raise ApiError(400, f"invalid ulimits: not JSON: {text!r}") from None
+    if value is None:
+        return ()
+    limits = []
+    for item in value if isinstance(value, list) else [value]:
+        if not (
+            isinstance(item, dict)
+            and isinstance(item.get("Name"), str)
+            and all(type(item.get(k, 0)) is int for k in ("Soft", "Hard"))
+        ):
+            raise ApiError(
+                400, f'invalid ulimits: expected a list of {{"Name", "Soft", "Hard"}}: {text!r}'
+            )
+        limits.append(Ulimit(item["Name"], item.get("Soft", 0), item.get("Hard", 0)))
+    return tuple(limits)
+
+
 def _run_limits(req: Request) -> Resources:
     """The classic builder's limits of each RUN step's container (``docker build
-    --memory`` ...); 0 is Docker's "not set".  What a RUN would not get is refused."""
-    for name, option in (("ulimits", "--ulimit"), ("cgroupparent", "--cgroup-parent")):
-        if req.arg(name) not in (None, "", "[]", "null"):
-            raise ApiError(400, f"build {option} is not supported by boxd")
+    --memory`` ...); 0 is Docker's "not set".  What Docker's daemon refuses on Linux is
+    refused in its words: security options (Windows' credential specs there) and an
+    isolation other than ``default``."""
+    if req.query.get("securityopt"):
+        raise ApiError(400, "security options are not supported on linux")
+    try:
+        _fixedmodes.check("isolation", req.arg("isolation") or "")
+    except ValueError as exc:
+        raise ApiError(400, str(exc)) from None
     if req.flag("squash"):
         raise ApiError(400, "build --squash is not supported by boxd")
     return Resources(
@@ -113,6 +144,8 @@ async def build(api: Api, conn: HttpConnection, req: Request) -> None:
         extra_hosts=tuple([h for v in req.query.get("extrahosts", []) for h in v.split(",") if h]),
         resources=_run_limits(req),
         shm_size=req.integer("shmsize") or None,
+        ulimits=_ulimits(req),
+        cgroup_parent=req.arg("cgroupparent") or "",
         cache_from=_json_list(req, "cachefrom"),
     )
     # The context is read whole first: then a client that hangs up (Ctrl-C) is seen at
