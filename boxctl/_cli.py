@@ -322,7 +322,10 @@ def cmd_create(args: Args) -> int:
         # Docker's client: -i attaches stdin, so its end (or the client's going away)
         # closes the container's stdin, at every `start -ai` too.
         config["stdin_once"] = args.interactive
-        config["attach"] = _attach_config(args.interactive, {"stdout", "stderr"})
+        # -a as the docker CLI's create takes it: the streams inspect shows attached
+        # (stdout and stderr without it; stdin with -i or -a stdin).
+        streams = _attach_streams(args) if args.attach else {"stdout", "stderr"}
+        config["attach"] = _attach_config(args.interactive or "stdin" in streams, streams)
         cidfile = _files.open_cidfile(args.cidfile)
         try:
             response = call(args.socket, {"type": "CreateRequest", "config": config, "name": name})
@@ -340,6 +343,8 @@ def cmd_create(args: Args) -> int:
 def cmd_run(args: Args) -> int:
     """One request creates and starts (and, in the foreground, streams): one connection,
     one round trip before the container runs."""
+    if args.attach and args.detach:
+        raise CliError("conflicting options: -a and -d", USAGE)
     streams = _attach_streams(args)
     # -i attaches stdin whatever -a names, as Docker's client does: `-a stdout -i` without
     # it left the container waiting for input that never came.
@@ -406,8 +411,6 @@ def _attach_streams(args: Args) -> set[str]:
     """``run -a STREAM``: the streams the client joins (all, without -a)."""
     if not args.attach:
         return {"stdin", "stdout", "stderr"}
-    if args.detach:
-        raise CliError("conflicting options: -a and -d", USAGE)
     streams = {s.lower() for s in args.attach}
     for s in streams - {"stdin", "stdout", "stderr"}:
         raise CliError(f"invalid --attach {s!r}: use stdin, stdout or stderr", USAGE)
@@ -1054,7 +1057,16 @@ COMMANDS = (
         ),
         RUN_OPERANDS,
     ),
-    Command("create", cmd_create, "create a container", _run_options, RUN_OPERANDS),
+    Command(
+        "create",
+        cmd_create,
+        "create a container",
+        lambda: (
+            Opt("-a", "--attach", kind=APPEND, metavar="STREAM", help="stdin, stdout, stderr"),
+            *_run_options(),
+        ),
+        RUN_OPERANDS,
+    ),
     Command(
         "start",
         cmd_start,

@@ -656,7 +656,7 @@ def test_isolation_and_attach_flags_are_kept_as_given(clean: Daemon) -> None:
     """``HostConfig.Isolation`` ("" or "default", in any case: Linux's one), ``UsernsMode`` and
     ``Config.AttachStdin/AttachStdout/AttachStderr`` are kept at create and shown back by
     inspect as given, as by Docker (inspect gave "" and three falses whatever was sent);
-    boxctl's create and run set them as the docker CLI does."""
+    boxctl's create (with -a too) and run set them as the docker CLI does."""
     fmt = (
         "{{.HostConfig.Isolation}} {{.Config.AttachStdin}} {{.Config.AttachStdout}} "
         "{{.Config.AttachStderr}}"
@@ -668,12 +668,17 @@ def test_isolation_and_attach_flags_are_kept_as_given(clean: Daemon) -> None:
         (("-i",), " true true true"),
         (("-a", "stderr"), " false false true"),
         (("-i", "-a", "stdout"), " true true false"),
+        (("-a", "STDIN", "-a", "stderr"), " true false true"),
     ]:
         cid = _docker(clean, "create", *args, "default", "true").stdout.strip()
         assert _docker(clean, "inspect", "-f", fmt, cid).stdout == shown + "\n", args
-        if "-a" not in args:  # boxctl's create has no -a
-            cid = clean.ctl("create", *args, "default", "true").stdout.strip()
-            assert clean.ctl("inspect", "-f", fmt, cid).stdout == shown + "\n", args
+        cid = clean.ctl("create", *args, "default", "true").stdout.strip()
+        assert clean.ctl("inspect", "-f", fmt, cid).stdout == shown + "\n", args
+    r = clean.ctl("create", "-a", "bogus", "default", "true", check=False)
+    assert (r.returncode, r.stderr) == (
+        125,
+        "boxctl: invalid --attach 'bogus': use stdin, stdout or stderr\n",
+    )
     cid = _docker(clean, "run", "-d", "-i", "default", "true").stdout.strip()
     assert _docker(clean, "inspect", "-f", fmt, cid).stdout == " false false false\n"
     clean.ctl("run", "--name", "fg", "-a", "stdout", "default", "true")
