@@ -138,6 +138,20 @@ def _by_family(values: list[str], flag: str) -> tuple[str, str]:
     return found[4], found[6]
 
 
+def _aux_addresses(values: list[str]) -> tuple[dict[str, str], dict[str, str]]:
+    """``--aux-address NAME=IP`` (repeatable): (IPv4's, IPv6's), checked by the daemon."""
+    found: dict[int, dict[str, str]] = {4: {}, 6: {}}
+    for value in values:
+        name, eq, address = value.partition("=")
+        if not eq:
+            raise CliError(f"invalid --aux-address {value!r}: use NAME=IP")
+        family = found[6 if ":" in address else 4]
+        if name in family:
+            raise CliError(f"invalid --aux-address {value!r}: {name} is given twice")
+        family[name] = address
+    return found[4], found[6]
+
+
 def _create(args: Args) -> int:
     if args.driver != "bridge":
         raise CliError(f"invalid network driver {args.driver!r}: the one driver is bridge")
@@ -145,6 +159,7 @@ def _create(args: Args) -> int:
     subnet, subnet6 = _by_family(args.subnet, "--subnet")
     gateway, gateway6 = _by_family(args.gateway, "--gateway")
     ip_range, ip_range6 = _by_family(args.ip_range, "--ip-range")
+    aux, aux6 = _aux_addresses(args.aux_address)
     request = {"type": "NetworkCreateRequest", "name": args.name, "subnet": subnet}
     opts = dict(item.partition("=")[::2] for item in args.opt)
     options = {
@@ -158,6 +173,9 @@ def _create(args: Args) -> int:
         "gateway6": gateway6,
         "ip_range6": ip_range6,
         "ipv4": args.ipv4,
+        "aux_addresses": aux,
+        "aux_addresses6": aux6,
+        "attachable": args.attachable,
     }
     reply = call(args.socket, {**request, **options})
     print(reply["network"]["id"])
@@ -284,7 +302,14 @@ SUBCOMMANDS = (
             Opt("--ipv6", kind=FLAG, help="dual stack: IPv6 addresses too (Docker's --ipv6)"),
             Opt("--ipv4", kind=BOOL, default=True, help="IPv4 (--ipv4=false: IPv6 only)"),
             Opt("--ip-range", kind=APPEND, help="a CIDR in a subnet to pick from (each family)"),
+            Opt(
+                "--aux-address",
+                kind=APPEND,
+                metavar="NAME=IP",
+                help="an address of a subnet no container is given",
+            ),
             Opt("--internal", kind=FLAG, help="no way out nor in: its containers reach each other"),
+            Opt("--attachable", kind=FLAG, help="kept and shown (a bridge network is, anyway)"),
             Opt("-l", "--label", kind=APPEND, metavar="KEY=VALUE", help="a label"),
             Opt(
                 "-o",

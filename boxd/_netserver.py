@@ -35,6 +35,10 @@ class NetworkCreateRequest:
     gateway6: str = ""
     ip_range6: str = ""  # its IPv6 addresses picked from here ("": all of subnet6)
     ipv4: bool = True  # Docker's EnableIPv4: False (with ipv6) makes an IPv6-only network
+    # Docker's --aux-address NAME=IP: addresses its containers are never given, by family
+    aux_addresses: dict[str, str] = attrs.Factory(dict)
+    aux_addresses6: dict[str, str] = attrs.Factory(dict)
+    attachable: bool = False  # Docker's --attachable, kept and shown
 
 
 @attrs.frozen
@@ -117,6 +121,9 @@ class NetworkInfo:
     gateway6: str = ""
     ip_range6: str = ""
     ipv4: bool = True
+    aux_addresses: dict[str, str] = attrs.Factory(dict)
+    aux_addresses6: dict[str, str] = attrs.Factory(dict)
+    attachable: bool = False
 
 
 @attrs.frozen
@@ -202,6 +209,9 @@ def _info(sup: Supervisor, net: Network) -> NetworkInfo:
         gateway6=net.gateway6,
         ip_range6=net.ip_range6,
         ipv4=net.ipv4,
+        aux_addresses=dict(net.aux_addresses),
+        aux_addresses6=dict(net.aux_addresses6),
+        attachable=net.attachable,
     )
 
 
@@ -298,6 +308,9 @@ def handlers(sup: Supervisor) -> dict[type[Any], Callable[[Any, Any], Awaitable[
             gateway6=req.gateway6,
             ip_range6=req.ip_range6,
             ipv4=req.ipv4,
+            aux_addresses=req.aux_addresses,
+            aux_addresses6=req.aux_addresses6,
+            attachable=req.attachable,
         )
         sup.events.network("create", net.id, net.name)
         await conn.send(NetworkResponse(_info(sup, net)))

@@ -162,6 +162,11 @@ class Network:
     # Docker 28's EnableIPv4: false makes an IPv6-only network (with ipv6; subnet and
     # gateway then "", and its containers have IPv6 addresses only).
     ipv4: bool = True
+    # Docker's --aux-address (IPAM's AuxiliaryAddresses): NAME -> an address of the subnet
+    # (subnet6) that no container is given, kept for something else on the bridge's link.
+    aux_addresses: dict[str, str] = attrs.Factory(dict)
+    aux_addresses6: dict[str, str] = attrs.Factory(dict)
+    attachable: bool = False  # Docker's --attachable: kept and shown, as for a bridge there
 
     @property
     def network(self) -> ipaddress.IPv4Network:
@@ -502,12 +507,40 @@ def _pool(
     )
 
 
+def _aux_addresses(aux: dict[str, str], subnet: str, gateway: str) -> dict[str, str]:
+    """``--aux-address NAME=IP`` of one family, as Docker's IPAM takes them: each a host
+    address of that family's ``subnet`` ("": the network has none), not its gateway nor
+    another's; the addresses written as the kernel would (``fd00::01`` is ``fd00::1``)."""
+    kept: dict[str, str] = {}
+    for name, text in aux.items():
+        what = f"invalid aux-address {name}={text}"
+        if not name:
+            raise NetworkError(f"{what}: give a name (NAME=IP)")
+        try:
+            address = ipaddress.ip_address(text)
+        except ValueError:
+            raise NetworkError(f"{what}: not an IP address") from None
+        if not subnet:
+            raise NetworkError(f"{what}: the network has no IPv{address.version} subnet")
+        network = ipaddress.ip_network(subnet)
+        if address.version != network.version or address not in network:
+            raise NetworkError(f"{what}: not in the network's subnet {subnet}")
+        if address in _ends(network):
+            raise NetworkError(f"{what}: not a host address of {subnet}")
+        if str(address) == gateway or str(address) in kept.values():
+            taken = "the gateway" if str(address) == gateway else "another's"
+            raise NetworkConflict(f"{what}: that address is {taken}")
+        kept[name] = str(address)
+    return kept
+
+
 # The network record's format (see boxd/_store.py's FORMAT): 1, its fields before formats,
 # with no "format" key (the releases before formats read it so); 2: IPv6 (ipv6, subnet6,
-# gateway6, allocations6), written with the key; 3: ip_range6, ipv4.  A change of its
+# gateway6, allocations6), written with the key; 3: ip_range6, ipv4; 4: aux_addresses,
+# aux_addresses6, attachable.  A change of its
 # fields raises it (tests/test_records.py pins them); this boxd leaves a record of a newer
 # format alone.
-NETWORK_FORMAT = 3
+NETWORK_FORMAT = 4
 
 
 class Networks:
@@ -796,6 +829,9 @@ class Networks:
         gateway6: str = "",
         ip_range6: str = "",
         ipv4: bool = True,
+        aux_addresses: dict[str, str] | None = None,
+        aux_addresses6: dict[str, str] | None = None,
+        attachable: bool = False,
     ) -> Network:
         """``gateway``: the bridge's address in ``subnet`` (default: its first);
         ``ip_range``: a CIDR in it, where containers' addresses are picked from (one asked
@@ -804,7 +840,9 @@ class Networks:
         ``ipv6`` (or the option :data:`IPV6_OPTION`): dual stack, in ``subnet6`` (default:
         a free /64 of :func:`ula_pool`) with the bridge at ``gateway6`` (default: its first
         address), its containers' IPv6 addresses picked from ``ip_range6`` (default: all of
-        it); without ``ipv4`` (or with the option :data:`IPV4_OPTION` false), IPv6 only."""
+        it); without ``ipv4`` (or with the option :data:`IPV4_OPTION` false), IPv6 only;
+        ``aux_addresses`` (``aux_addresses6``): NAME -> an address of the subnet (subnet6)
+        that no container gets (see :func:`_aux_addresses`)."""
         check_network_name(name)
         if name in PREDEFINED or name in UNPRIVILEGED:
             raise PredefinedNetwork(f"network name {name!r} is reserved for a built-in network")
@@ -860,6 +898,8 @@ class Networks:
             pool6 = _pool(
                 await self._subnet(subnet6, version=6) if ipv6 else None, gateway6, ip_range6
             )
+            aux = _aux_addresses(aux_addresses or {}, pool[0], pool[1])
+            aux6 = _aux_addresses(aux_addresses6 or {}, pool6[0], pool6[1])
             net_id = secrets.token_hex(32)
             net = Network(
                 name=name,
@@ -878,6 +918,9 @@ class Networks:
                 gateway6=pool6[1],
                 ip_range6=pool6[2],
                 ipv4=ipv4,
+                aux_addresses=aux,
+                aux_addresses6=aux6,
+                attachable=attachable,
             )
             self._nets[name] = net
             await self._save_durably(net)
@@ -1363,10 +1406,12 @@ class Networks:
                 ipaddress.IPv6Network(net.ip_range6) if net.ip_range6 else subnet
             )
             used = {a for c, a in allocations.items() if c != cid} | {net.gateway6}
+            used |= set(net.aux_addresses6.values())
         else:
             allocations, subnet, what = net.allocations, net.network, "--ip"
             pool = ipaddress.IPv4Network(net.ip_range) if net.ip_range else subnet
             used = {a for c, a in allocations.items() if c != cid} | {net.gateway}
+            used |= set(net.aux_addresses.values())
         address = allocations.get(cid)
         if (
             address is not None

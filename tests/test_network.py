@@ -148,6 +148,8 @@ def test_network_records_are_kept_by_id(tmp_path: Path) -> None:
     nets = _network.Networks(tmp_path)
     nets._load()
     assert sorted(p.name for p in records.iterdir()) == [f"{c * 64}.json" for c in "2bf"]
+    # A record of format 3 (before auxiliary addresses) loads without them.
+    assert nets.get("back").aux_addresses == {} and not nets.get("back").attachable
     assert {n.name: n.id[0] for n in nets.list()} == {"front": "f", "bridge": "2", "back": "b"}
     assert nets.get("front").allocations == {"c" * 64: "10.9.0.2"}
     # Saved again, a record trades places with its spare (as a container's: no rename
@@ -1274,7 +1276,7 @@ def test_network_list_filters_as_dockers(netd: Daemon) -> None:
 def test_network_gateway(netd: Daemon) -> None:
     """An IPAM Gateway (docker-py, Compose's ``ipam.config.gateway``, boxctl --gateway) is
     the bridge's address and the containers' route and name server, an IPRange where
-    addresses are picked; AuxiliaryAddresses, which boxd does not do, are refused by name."""
+    addresses are picked; an AuxiliaryAddress outside the subnet is refused by name."""
     docker = pytest.importorskip("docker")
     client = docker.DockerClient(base_url=f"unix://{netd.docker_socket}")
     try:
@@ -1300,8 +1302,8 @@ def test_network_gateway(netd: Daemon) -> None:
              "invalid gateway '10.69.0.1': not a host address of 10.68.0.0/24"),
             (docker.types.IPAMPool(subnet="10.68.0.0/24", iprange="10.69.0.0/25"),
              "invalid ip-range '10.69.0.0/25': not inside the subnet 10.68.0.0/24"),
-            (docker.types.IPAMPool(subnet="10.68.0.0/24", aux_addresses={"a": "10.68.0.5"}),
-             "IPAM AuxiliaryAddresses is not supported by boxd"),
+            (docker.types.IPAMPool(subnet="10.68.0.0/24", aux_addresses={"a": "10.69.0.5"}),
+             "invalid aux-address a=10.69.0.5: not in the network's subnet 10.68.0.0/24"),
             (docker.types.IPAMPool(gateway="10.68.0.1"),
              "invalid gateway '10.68.0.1': give the subnet it is in too"),
         ]:  # fmt: skip
@@ -2041,6 +2043,77 @@ def test_ipv6_ip_range(netd: Daemon) -> None:
         r = netd.ctl("network", "create", "--ipv6", *args, "x", check=False)
         assert r.returncode != 0 and words in r.stderr, r.stderr
     netd.ctl("network", "rm", "r6")
+
+
+@pytest.mark.root
+def test_auxiliary_addresses_and_attachable(netd: Daemon) -> None:
+    """``--aux-address NAME=IP`` (IPAM's AuxiliaryAddresses, compose's ``aux_addresses``,
+    which boxd refused): addresses of a subnet that no container is given, nor may ask for
+    with ``--ip``, shown by inspect in their pool; ``--attachable`` is kept and shown (it
+    was always false).  The docker CLI and docker-py get the same; each bad address is
+    refused naming it, nothing made."""
+    netd.ctl("network", "create", "--ipv6", "--subnet", "10.92.0.0/29", "--subnet",
+             "fd00:92::/125", "--aux-address", "router=10.92.0.2", "--aux-address",
+             "printer=10.92.0.3", "--aux-address", "router=fd00:92::2", "--attachable",
+             "aux")  # fmt: skip
+    shown = json.loads(netd.ctl("network", "inspect", "aux").stdout)[0]
+    assert shown["IPAM"]["Config"] == [
+        {"Subnet": "10.92.0.0/29", "Gateway": "10.92.0.1",
+         "AuxiliaryAddresses": {"router": "10.92.0.2", "printer": "10.92.0.3"}},
+        {"Subnet": "fd00:92::/125", "Gateway": "fd00:92::1",
+         "AuxiliaryAddresses": {"router": "fd00:92::2"}},
+    ]  # fmt: skip
+    assert shown["Attachable"] is True
+    script = "ip -o addr show eth0 scope global | awk '{print $4}'"
+    out = netd.ctl("run", "--rm", "--network", "aux", "default", "sh", "-c", script).stdout
+    assert out.split() == ["10.92.0.4/29", "fd00:92::3/125"]
+    for flag, address in (("--ip", "10.92.0.3"), ("--ip6", "fd00:92::2")):
+        r = netd.ctl("run", "--rm", "--network", "aux", flag, address, "default", "true",
+                     check=False)  # fmt: skip
+        assert r.returncode == 125, r.stderr
+        assert f"address {address} on network aux is already in use" in r.stderr, r.stderr
+    for args, words in [
+        (("--subnet", "10.92.1.0/24", "--aux-address", "a=10.92.2.5"),
+         "invalid aux-address a=10.92.2.5: not in the network's subnet 10.92.1.0/24"),
+        (("--subnet", "10.92.1.0/24", "--aux-address", "a=10.92.1.1"),
+         "invalid aux-address a=10.92.1.1: that address is the gateway"),
+        (("--subnet", "10.92.1.0/24", "--aux-address", "a=10.92.1.9", "--aux-address",
+          "b=10.92.1.9"), "invalid aux-address b=10.92.1.9: that address is another's"),
+        (("--subnet", "10.92.1.0/24", "--aux-address", "a=10.92.1.255"),
+         "invalid aux-address a=10.92.1.255: not a host address of 10.92.1.0/24"),
+        (("--subnet", "10.92.1.0/24", "--aux-address", "a=fd00::5"),
+         "invalid aux-address a=fd00::5: the network has no IPv6 subnet"),
+        (("--aux-address", "a=nowhere"), "invalid aux-address a=nowhere: not an IP address"),
+        (("--aux-address", "10.92.1.9"), "invalid --aux-address '10.92.1.9': use NAME=IP"),
+        (("--aux-address", "a=10.92.1.9", "--aux-address", "a=10.92.1.10"),
+         "invalid --aux-address 'a=10.92.1.10': a is given twice"),
+    ]:  # fmt: skip
+        r = netd.ctl("network", "create", *args, "bad", check=False)
+        assert r.returncode != 0 and words in r.stderr, (args, r.stderr)
+    assert "bad" not in netd.ctl("network", "ls", "--format", "{{.Name}}").stdout.split()
+    if docker_clients.DOCKER is not None:
+        r = docker_in(netd, "network", "create", "--subnet", "10.92.3.0/24", "--aux-address",
+                      "gw2=10.92.3.254", "--attachable", "dk")  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        r = docker_in(netd, "network", "inspect", "-f",
+                      "{{json .IPAM.Config}} {{.Attachable}}", "dk")  # fmt: skip
+        pools = '[{"Subnet":"10.92.3.0/24","Gateway":"10.92.3.1",'
+        assert r.stdout == pools + '"AuxiliaryAddresses":{"gw2":"10.92.3.254"}}] true\n'
+        netd.ctl("network", "rm", "dk")
+    docker = pytest.importorskip("docker")
+    client = docker.APIClient(base_url=f"unix://{netd.docker_socket}")
+    try:
+        pool = docker.types.IPAMPool(subnet="10.92.4.0/24", aux_addresses={"nas": "10.92.4.2"})
+        made = client.create_network("py", ipam=docker.types.IPAMConfig(pool_configs=[pool]))
+        (config,) = client.inspect_network(made["Id"])["IPAM"]["Config"]
+        assert config["AuxiliaryAddresses"] == {"nas": "10.92.4.2"}
+        client.remove_network(made["Id"])
+        bad = docker.types.IPAMPool(subnet="10.92.5.0/24", aux_addresses={"nas": "10.92.6.2"})
+        with pytest.raises(docker.errors.APIError, match="not in the network's subnet"):
+            client.create_network("py", ipam=docker.types.IPAMConfig(pool_configs=[bad]))
+    finally:
+        client.close()
+    netd.ctl("network", "rm", "aux")
 
 
 def docker_in(daemon: Daemon, *args: str) -> subprocess.CompletedProcess[str]:

@@ -79,9 +79,16 @@ async def create(api: Api, conn: HttpConnection, req: Request) -> None:
         subnet6=pool6.text("Subnet") if pool6 is not None else "",
         gateway6=pool6.text("Gateway") if pool6 is not None else "",
         ip_range6=pool6.text("IPRange") if pool6 is not None else "", ipv4=ipv4,
+        aux_addresses=_aux(pool), aux_addresses6=_aux(pool6) if pool6 is not None else {},
+        attachable=body.flag("Attachable"),
     )  # fmt: skip
     answer = await _verb(api, request)
     await conn.respond_json(201, {"Id": answer.network.id, "Warning": ""})
+
+
+def _aux(pool: Fields) -> dict[str, str]:
+    """A pool's ``AuxiliaryAddresses``, NAME -> IP (checked by the daemon)."""
+    return {k: str(v) for k, v in pool.mapping("AuxiliaryAddresses").items()}
 
 
 def _pools(configs: list[Fields]) -> dict[int, Fields]:
@@ -89,8 +96,6 @@ def _pools(configs: list[Fields]) -> dict[int, Fields]:
     subnet is IPv4's, as its gateway says)."""
     pools: dict[int, Fields] = {}
     for pool in configs:
-        if pool.present("AuxiliaryAddresses"):
-            raise ApiError(400, "IPAM AuxiliaryAddresses is not supported by boxd")
         family = 6 if ":" in pool.text("Subnet") + pool.text("Gateway") else 4
         if family in pools:
             raise ApiError(400, f"one IPAM Config per address family (IPv{family}) per network")

@@ -507,10 +507,22 @@ def network(info: NetworkInfo) -> dict[str, Any]:
     prefix6 = info.subnet6.partition("/")[2]
     pools = []
     if info.subnet:
-        pools.append({"Subnet": info.subnet, **_ip_range(info.ip_range), "Gateway": info.gateway})
+        pools.append(
+            {
+                "Subnet": info.subnet,
+                **_ip_range(info.ip_range),
+                "Gateway": info.gateway,
+                **_aux(info.aux_addresses),
+            }
+        )
     if info.subnet6:
         pools.append(
-            {"Subnet": info.subnet6, **_ip_range(info.ip_range6), "Gateway": info.gateway6}
+            {
+                "Subnet": info.subnet6,
+                **_ip_range(info.ip_range6),
+                "Gateway": info.gateway6,
+                **_aux(info.aux_addresses6),
+            }
         )
     if info.driver != "bridge":
         options = {}
@@ -528,7 +540,7 @@ def network(info: NetworkInfo) -> dict[str, Any]:
         "EnableIPv6": info.ipv6,
         "IPAM": {"Driver": "default", "Options": None, "Config": pools},
         "Internal": info.internal,
-        "Attachable": False,
+        "Attachable": info.attachable,
         "Ingress": False,
         "ConfigFrom": {"Network": ""},
         "ConfigOnly": False,
@@ -550,6 +562,11 @@ def network(info: NetworkInfo) -> dict[str, Any]:
 def _ip_range(ip_range: str) -> dict[str, str]:
     """Docker shows an IPRange only when one was given."""
     return {"IPRange": ip_range} if ip_range else {}
+
+
+def _aux(addresses: dict[str, str]) -> dict[str, dict[str, str]]:
+    """And AuxiliaryAddresses only when there are some."""
+    return {"AuxiliaryAddresses": dict(addresses)} if addresses else {}
 
 
 def endpoint_id(container_id: str, network: str) -> str:
