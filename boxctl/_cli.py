@@ -144,7 +144,8 @@ def _config(args: Args) -> tuple[dict[str, Any], str]:
         from ._images import ensure_platform
 
         ensure_platform(args, image)
-    network = "none" if args.isolate_network else args.network
+    # Several --network, or one in Docker 25's fields, are read with the network options.
+    network = "none" if args.isolate_network else (args.network or ["bridge"])[0]
     config: dict[str, Any] = {
         "image": image,
         "command": words,
@@ -187,7 +188,7 @@ def _config(args: Args) -> tuple[dict[str, Any], str]:
 
         config["env"] = _files.env_list(args.env_file, args.env)
         config["labels"] = _files.label_list(args.label_file, args.label)
-    if _runopts.given(args, _runopts.NETWORK):
+    if _runopts.given(args, _runopts.NETWORK) or len(args.network) > 1 or "=" in network:
         from ._network import published
 
         config.update(published(args))
@@ -957,10 +958,10 @@ RUN_OPTIONS = (
     Opt(
         "--network",
         "--net",
-        kind=VALUE,
+        kind=APPEND,
         dest="network",
-        default="bridge",
-        help="bridge (default), host, none, container:NAME or a network's name",
+        help="bridge (default), host, none, container:NAME, a network's name (repeatable), "
+        "or name=NET,alias=A,ip=IP,ip6=IP,mac-address=MAC,driver-opt=K=V",
     ),
 )
 RUN_OPTIONS_AFTER_VOLUMES = (

@@ -46,14 +46,15 @@ def published(args: Args) -> dict[str, Any]:
     # -P publishes what is exposed, and what -p names is exposed too (Docker).
     exposed = list(dict.fromkeys([*expose, *(p.key for p in ports)]))
     publish_all = args.publish_all
-    if args.network == "host" and (ports or publish_all):
+    networks = network_config(args)
+    if networks["network"] == "host" and (ports or publish_all):
         # As Docker: the host's ports are the container's own, so there is nothing to publish.
         print(
             "WARNING: Published ports are discarded when using host network mode", file=sys.stderr
         )
         ports, publish_all = [], False
     return {
-        **_endpoint(args),
+        **networks,
         "ports": [
             {
                 "container_port": p.container_port,
@@ -66,7 +67,6 @@ def published(args: Args) -> dict[str, Any]:
         ],
         "expose": exposed,
         "publish_all": publish_all,
-        "network_aliases": args.network_alias,
         "links": [link if ":" in link else f"{link}:{link}" for link in args.link],
         "dns": args.dns,
         "dns_search": args.dns_search,
@@ -74,31 +74,114 @@ def published(args: Args) -> dict[str, Any]:
     }
 
 
-def _endpoint(args: Args) -> dict[str, Any]:
-    """``--ip``, ``--ip6`` and ``--mac-address``: the container's place on its network, as
-    a join (with its ``--network-alias``es), refused where Docker refuses them."""
-    if args.ip is None and args.ip6 is None and args.mac_address is None:
-        return {}
+def _attachment(value: str) -> dict[str, Any]:
+    """One ``--network``: a network (or mode) by name, or Docker 25's
+    ``name=NET[,alias=A][,ip=IP][,ip6=IP][,mac-address=MAC][,driver-opt=K=V]`` (comma
+    separated values, quoted as CSV), as a join; Docker's words for a bad one."""
+    join: dict[str, Any] = {
+        "network": value, "aliases": [], "ip": "", "ip6": "", "mac": "", "driver_opts": [],
+    }  # fmt: skip
+    if "=" not in value:
+        return join
+    import csv
+
+    bad = f'invalid argument "{value}" for "--network" flag'
+    try:
+        fields = next(csv.reader([value]), [])
+    except csv.Error as exc:
+        raise CliError(f"{bad}: {exc}", 125) from None
+    join["network"] = ""
+    for field in fields:
+        key, eq, val = field.partition("=")
+        key, val = key.strip().lower(), val.strip()
+        if not eq or not key:
+            raise CliError(f"{bad}: invalid field {field}", 125)
+        if key == "name":
+            join["network"] = val
+        elif key == "alias":
+            join["aliases"].append(val)
+        elif key in ("ip", "ip6"):
+            join[key] = val
+        elif key == "mac-address":
+            join["mac"] = val
+        elif key == "driver-opt":
+            opt, eq, opt_value = val.partition("=")
+            if not eq or not opt.strip():
+                raise CliError(f"{bad}: invalid key/value pair format in driver options", 125)
+            join["driver_opts"].append(f"{opt.strip()}={opt_value.strip()}")
+        elif key in ("link-local-ip", "gw-priority"):
+            raise CliError(f"{bad}: {key} is not supported by boxd", 125)
+        else:
+            raise CliError(f"{bad}: invalid field key {key}", 125)
+    if not join["network"]:
+        raise CliError(f"{bad}: network name/id is not specified", 125)
+    return join
+
+
+def _own(network: str) -> bool:
+    """A network the container is on with an interface and address of its own."""
+    return network not in ("host", "none") and not network.startswith("container:")
+
+
+def network_config(args: Args) -> dict[str, Any]:
+    """``--network`` (repeatable: Docker 25's several networks at run, each a name or the
+    fields above) with ``--network-alias``, ``--ip``, ``--ip6`` and ``--mac-address`` on the
+    first, refused where Docker refuses them: the configuration's network, its aliases
+    and, with more to say than those, every join (the first first), as the Engine API's
+    EndpointsConfig gives them."""
     from boxd import _netconfig
 
-    network = "none" if args.isolate_network else args.network
-    own = network not in ("host", "none") and not network.startswith("container:")
+    values = ["none"] if args.isolate_network else (args.network or ["bridge"])
+    joins = [_attachment(v) for v in values]
+    first = joins[0]
+    for flag, key, given in (
+        ("--network-alias", "aliases", args.network_alias),
+        ("--ip", "ip", args.ip),
+        ("--ip6", "ip6", args.ip6),
+        ("--mac-address", "mac", args.mac_address),
+    ):
+        if not given:
+            continue
+        if first[key]:
+            per = {"aliases": "alias", "ip": "IPv4 address", "ip6": "IPv6 address"}
+            raise CliError(
+                f"conflicting options: cannot specify both {flag} and per-network "
+                f"{per.get(key, 'MAC address')}",
+                125,
+            )
+        first[key] = given
+    names = [j["network"] for j in joins]
+    for name in names:
+        if names.count(name) > 1:
+            raise CliError(f'network "{name}" is specified multiple times', 125)
+    if len(joins) > 1 and not all(_own(n) and n not in ("bridge", "default") for n in names):
+        raise CliError(
+            "conflicting options: cannot attach both user-defined and non-user-defined "
+            "network-modes",
+            125,
+        )
     try:
-        for flag, given in (("--ip", args.ip), ("--ip6", args.ip6)):
-            if given is not None and (not own or network == "bridge"):
-                raise ValueError(
-                    f"invalid {flag} {given!r}: user specified IP address is supported on "
-                    "user defined networks only"
-                )
-        if args.mac_address is not None and not own:
-            raise ValueError("conflicting options: mac-address and the network mode")
-        ip = "" if args.ip is None else _netconfig.check_ipv4(args.ip, "--ip")
-        ip6 = "" if args.ip6 is None else _netconfig.check_ipv6(args.ip6, "--ip6")
-        mac = "" if args.mac_address is None else _netconfig.check_mac(args.mac_address)
+        for join in joins:
+            network = join["network"]
+            for flag, key in (("--ip", "ip"), ("--ip6", "ip6")):
+                if join[key] and (not _own(network) or network == "bridge"):
+                    raise ValueError(
+                        f"invalid {flag} {join[key]!r}: user specified IP address is "
+                        "supported on user defined networks only"
+                    )
+            if join["mac"] and not _own(network):
+                raise ValueError("conflicting options: mac-address and the network mode")
+            join["ip"] = join["ip"] and _netconfig.check_ipv4(join["ip"], "--ip")
+            join["ip6"] = join["ip6"] and _netconfig.check_ipv6(join["ip6"], "--ip6")
+            join["mac"] = join["mac"] and _netconfig.check_mac(join["mac"])
+            _netconfig.check_driver_opts(join["driver_opts"])
     except ValueError as exc:
         raise CliError(str(exc), 125) from None
-    join = {"network": network, "aliases": args.network_alias, "ip": ip, "mac": mac, "ip6": ip6}
-    return {"networks": [join]}
+    found: dict[str, Any] = {"network": first["network"], "network_aliases": first["aliases"]}
+    extras = ("ip", "ip6", "mac", "driver_opts")
+    if len(joins) > 1 or any(j[key] for j in joins for key in extras):
+        found["networks"] = joins
+    return found
 
 
 def cmd_port(args: Args) -> int:
@@ -261,7 +344,12 @@ def _connect(args: Args) -> int:
         "aliases": args.alias,
         "ip": args.ip,
         "ip6": args.ip6,
+        # KEY=VALUE, several in one value comma-separated, as the docker CLI's
+        "driver_opts": [o.strip() for v in args.driver_opt for o in v.split(",") if o.strip()],
     }
+    for opt in request["driver_opts"]:
+        if not opt.partition("=")[0] or "=" not in opt:
+            raise CliError(f"invalid --driver-opt {opt!r}: use KEY=VALUE")
     call(args.socket, request)
     return 0
 
@@ -368,6 +456,7 @@ SUBCOMMANDS = (
             Opt("--alias", kind=APPEND, metavar="NAME", help="another name on that network"),
             Opt("--ip", kind=VALUE, default="", help="its IPv4 address there"),
             Opt("--ip6", kind=VALUE, default="", help="its IPv6 address there"),
+            Opt("--driver-opt", kind=APPEND, metavar="KEY=VALUE", help="an endpoint option"),
         ),
         (("network", ONE, "NETWORK"), ("container", ONE, "CONTAINER")),
     ),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Iterable
 
 import attrs
 
@@ -193,6 +194,20 @@ def check_ipv6(text: str, what: str) -> str:
         return str(ipaddress.IPv6Address(text))
     except ValueError:
         raise ValueError(f"invalid {what} {text!r}: use an IPv6 address") from None
+
+
+# Endpoint driver options Docker's bridge driver applies and boxd does not: refused by name
+# (the others Docker keeps without a use, and so does boxd).
+APPLIED_DRIVER_OPTS = ("com.docker.network.endpoint.ifname", "com.docker.network.endpoint.sysctls")
+
+
+def check_driver_opts(opts: Iterable[str], where: str = "driver option") -> None:
+    """An endpoint's driver options (``KEY=VALUE``): those boxd would have to drop are
+    refused by name."""
+    for opt in opts:
+        key = opt.partition("=")[0]
+        if key in APPLIED_DRIVER_OPTS:
+            raise ValueError(f"{where} {key!r} is not supported by boxd")
 
 
 MAC_RE = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}\Z")

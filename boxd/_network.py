@@ -53,6 +53,7 @@ from ._netconfig import (
     NetworkSettings,
     PortBinding,
     PortSpec,
+    check_driver_opts,
     check_ipv4,
     check_ipv6,
     check_mac,
@@ -1320,6 +1321,7 @@ class Networks:
             ip6 = check_ipv6(ip6, "--ip6")
         if mac:
             mac = check_mac(mac)
+        check_driver_opts(driver_opts)
         async with self._lock:
             net = await self._resolve(ref)
         joins = joined(config)

@@ -27,6 +27,7 @@ from ._netconfig import (
     NetworkSettings,
     PortSpec,
     check_dns,
+    check_driver_opts,
     check_ipv4,
     check_ipv6,
     check_mac,
@@ -623,6 +624,7 @@ def validate_config(config: ContainerConfig) -> None:
             check_ipv6(join.ip6, "--ip6")
         if join.mac:
             check_mac(join.mac)
+        check_driver_opts(join.driver_opts)
     check_dns(config.dns, config.dns_search, config.dns_options)
     if shared and (config.dns or config.dns_search or config.dns_options):
         raise ValueError(

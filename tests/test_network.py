@@ -2046,6 +2046,68 @@ def test_ipv6_ip_range(netd: Daemon) -> None:
 
 
 @pytest.mark.root
+def test_several_networks_at_run_and_their_fields(netd: Daemon) -> None:
+    """``run --network A --network B`` joins both, as Docker 25's CLI does (boxctl kept the
+    last alone), and ``--network name=NET,alias=..,ip=..,mac-address=..,driver-opt=K=V``
+    sets that network's endpoint (boxctl took it for a network's name); ``network connect
+    --driver-opt``.  Each bad combination gets the docker CLI's words, exit 125."""
+    for n in (1, 2):
+        netd.ctl("network", "create", "--subnet", f"10.8{n}.0.0/24", f"m{n}")
+    netd.ctl("run", "-d", "--name", "multi", "--network", "name=m1,alias=web,alias=www",
+             "--network", "name=m2,alias=api,ip=10.82.0.50,mac-address=02:42:ac:1e:00:99,"
+             "driver-opt=com.example.opt=1", "default", "sleep", "60")  # fmt: skip
+    shown = json.loads(netd.ctl("inspect", "multi").stdout)[0]
+    assert shown["HostConfig"]["NetworkMode"] == "m1"
+    nets = shown["NetworkSettings"]["Networks"]
+    assert list(nets) == ["m1", "m2"]
+    assert nets["m1"]["Aliases"][:2] == ["web", "www"] and nets["m2"]["Aliases"][0] == "api"
+    assert (nets["m2"]["MacAddress"], nets["m2"]["DriverOpts"]) == (
+        "02:42:ac:1e:00:99", {"com.example.opt": "1"}
+    )  # fmt: skip
+    address = nets["m2"]["IPAddress"]
+    for net, name, found in (("m2", "api", address), ("m1", "www", nets["m1"]["IPAddress"])):
+        out = netd.ctl("run", "--rm", "--network", net, "default", "getent", "hosts", name)
+        assert out.stdout.split()[0] == found, (net, out.stdout)
+    out = netd.ctl("run", "--rm", "--network", "m1", "--network", "m2", "--ip", "10.81.0.40",
+                   "default", "sh", "-c", "cat /sys/class/net/eth*/address | wc -l; "
+                   "ip -o -4 addr show eth0 | awk '{print $4}'")  # fmt: skip
+    assert out.stdout.split() == ["2", "10.81.0.40/24"], out.stdout  # --ip: the first's
+    c = netd.ctl("run", "-d", "--network", "m1", "default", "sleep", "60").stdout.strip()
+    netd.ctl("network", "connect", "--driver-opt", "com.example.a=1,com.example.b=2", "m2", c)
+    opts = json.loads(netd.ctl("inspect", c).stdout)[0]["NetworkSettings"]["Networks"]["m2"]
+    assert opts["DriverOpts"] == {"com.example.a": "1", "com.example.b": "2"}
+    bad = [
+        (("--network", "bridge", "--network", "m1"),
+         "conflicting options: cannot attach both user-defined and non-user-defined network-modes"),
+        (("--network", "m1", "--network", "m1"), 'network "m1" is specified multiple times'),
+        (("--network", "name=m1,alias=a", "--network-alias", "b"),
+         "conflicting options: cannot specify both --network-alias and per-network alias"),
+        (("--network", "name=m1,ip=10.81.0.9", "--ip", "10.81.0.8"),
+         "conflicting options: cannot specify both --ip and per-network IPv4 address"),
+        (("--network", "name=m1,foo=1"),
+         'invalid argument "name=m1,foo=1" for "--network" flag: invalid field key foo'),
+        (("--network", "alias=x"),
+         'invalid argument "alias=x" for "--network" flag: network name/id is not specified'),
+        (("--network", "name=bridge,ip=172.17.0.9"),
+         "user specified IP address is supported on user defined networks only"),
+        (("--network", "name=m1,driver-opt=com.docker.network.endpoint.ifname=x"),
+         "driver option 'com.docker.network.endpoint.ifname' is not supported by boxd"),
+        (("--network", "name=m1,gw-priority=2"), "gw-priority is not supported by boxd"),
+    ]  # fmt: skip
+    for args, words in bad:
+        r = netd.ctl("run", "--rm", *args, "default", "true", check=False)
+        assert r.returncode == 125 and words in r.stderr, (args, r.returncode, r.stderr)
+        if docker_clients.DOCKER is not None and "boxd" not in words:
+            r = docker_in(netd, "run", "--rm", *args, "default", "true")
+            assert r.returncode == 125 and words in r.stderr, (args, r.stderr)
+    r = netd.ctl("network", "connect", "--driver-opt", "nokey", "m2", "multi", check=False)
+    assert r.returncode == 1 and "invalid --driver-opt 'nokey': use KEY=VALUE" in r.stderr
+    netd.ctl("rm", "-f", "multi", c)
+    for name in ("m1", "m2"):
+        netd.ctl("network", "rm", name)
+
+
+@pytest.mark.root
 def test_auxiliary_addresses_and_attachable(netd: Daemon) -> None:
     """``--aux-address NAME=IP`` (IPAM's AuxiliaryAddresses, compose's ``aux_addresses``,
     which boxd refused): addresses of a subnet that no container is given, nor may ask for

@@ -30,7 +30,7 @@ from .._images.config import DEFAULT_ID
 from .._images.reference import parse_reference
 from .._listing import DEFAULT_IMAGES as DEFAULT_IMAGES
 from .._listing import labels, status_word
-from .._netconfig import Endpoint, NetworkJoin, PortSpec, check_mac
+from .._netconfig import Endpoint, NetworkJoin, PortSpec, check_driver_opts, check_mac
 from .._network import DEFAULT_NETWORK, joined
 from .._records import (
     LOG_DRIVERS,
@@ -463,11 +463,6 @@ def _endpoints(
     return own.aliases, links, (own, *joins.values())
 
 
-# Endpoint driver options Docker's bridge driver applies and boxd does not: refused by name
-# (the others Docker keeps without a use, and so does boxd).
-_APPLIED_DRIVER_OPTS = ("com.docker.network.endpoint.ifname", "com.docker.network.endpoint.sysctls")
-
-
 def driver_opts(endpoint: Fields) -> tuple[str, ...]:
     """An endpoint's ``DriverOpts``, as ``KEY=VALUE``."""
     return tuple([f"{k}={v}" for k, v in endpoint.mapping("DriverOpts").items()])
@@ -475,9 +470,10 @@ def driver_opts(endpoint: Fields) -> tuple[str, ...]:
 
 def check_endpoint(endpoint: Fields, where: str) -> None:
     """An endpoint's settings boxd would have to drop are refused by name instead."""
-    for key in endpoint.mapping("DriverOpts"):
-        if key in _APPLIED_DRIVER_OPTS:
-            raise ApiError(400, f"{where}.DriverOpts {key!r} is not supported by boxd")
+    try:
+        check_driver_opts(endpoint.mapping("DriverOpts"), f"{where}.DriverOpts")
+    except ValueError as exc:
+        raise ApiError(400, str(exc)) from None
     if endpoint.object("IPAMConfig").present("LinkLocalIPs"):
         raise ApiError(400, f"{where}.IPAMConfig.LinkLocalIPs is not supported by boxd")
 
