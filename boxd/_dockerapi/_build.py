@@ -38,18 +38,24 @@ class _Answers(Streamed):
             await super().send(message)
 
 
-def _json_map(req: Request, name: str) -> dict[str, str]:
+def _json_arg(req: Request, name: str) -> Any:
+    """The query parameter ``name`` read as JSON; None when it is absent, empty or null
+    (Go's client marshals a nil map or slice so: ImageBuild without BuildArgs)."""
     text = req.arg(name)
     if not text:
-        return {}
+        return None
     try:
-        value = json.loads(text)
+        return json.loads(text)
     except (ValueError, RecursionError):
         raise ApiError(400, f"invalid {name}: not JSON: {text!r}") from None
-    if value is None:  # Go's client marshals a nil map so: ImageBuild without BuildArgs
+
+
+def _json_map(req: Request, name: str) -> dict[str, str]:
+    value = _json_arg(req, name)
+    if value is None:
         return {}
     if not isinstance(value, dict):
-        raise ApiError(400, f"invalid {name}: expected an object: {text!r}")
+        raise ApiError(400, f"invalid {name}: expected an object: {req.arg(name)!r}")
     # A build arg of null takes its value from the client's environment in the CLI;
     # the daemon has none to give, so it is left unset.
     return {str(k): str(v) for k, v in value.items() if v is not None}
@@ -58,40 +64,28 @@ def _json_map(req: Request, name: str) -> dict[str, str]:
 def _json_list(req: Request, name: str) -> tuple[str, ...]:
     """A JSON list of strings (``cachefrom=["app:latest"]``, as the CLI and docker-py
     send it)."""
-    text = req.arg(name)
-    if not text:
-        return ()
-    try:
-        value = json.loads(text)
-    except (ValueError, RecursionError):
-        raise ApiError(400, f"invalid {name}: not JSON: {text!r}") from None
+    value = _json_arg(req, name)
     if value is None:
         return ()
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise ApiError(400, f"invalid {name}: expected a list of strings: {text!r}")
+        raise ApiError(400, f"invalid {name}: expected a list of strings: {req.arg(name)!r}")
     return tuple(value)
 
 
 def _ulimits(req: Request) -> tuple[Ulimit, ...]:
     """``ulimits``: the docker CLI's JSON list of ``{"Name", "Soft", "Hard"}``."""
-    text = req.arg("ulimits")
-    if not text:
-        return ()
-    try:
-        value = json.loads(text)
-    except (ValueError, RecursionError):
-        raise ApiError(400, f"invalid ulimits: not JSON: {text!r}") from None
-    if value is None:
-        return ()
+    value = _json_arg(req, "ulimits")
     limits = []
-    for item in value if isinstance(value, list) else [value]:
+    for item in value if isinstance(value, list) else [] if value is None else [value]:
         if not (
             isinstance(item, dict)
             and isinstance(item.get("Name"), str)
             and all(type(item.get(k, 0)) is int for k in ("Soft", "Hard"))
         ):
             raise ApiError(
-                400, f'invalid ulimits: expected a list of {{"Name", "Soft", "Hard"}}: {text!r}'
+                400,
+                'invalid ulimits: expected a list of {"Name", "Soft", "Hard"}: '
+                f"{req.arg('ulimits')!r}",
             )
         limits.append(Ulimit(item["Name"], item.get("Soft", 0), item.get("Hard", 0)))
     return tuple(limits)
