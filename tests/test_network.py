@@ -2100,6 +2100,11 @@ def test_several_networks_at_run_and_their_fields(netd: Daemon) -> None:
         if docker_clients.DOCKER is not None and "boxd" not in words:
             r = docker_in(netd, "run", "--rm", *args, "default", "true")
             assert r.returncode == 125 and words in r.stderr, (args, r.stderr)
+    if docker_clients.DOCKER is not None:  # Docker 28's gateway priority: refused by name
+        r = docker_in(netd, "run", "--rm", "--network", "name=m1,gw-priority=2", "default", "true")
+        assert r.returncode == 125 and "GwPriority 2 is not supported by boxd" in r.stderr
+        r = docker_in(netd, "network", "connect", "--gw-priority", "3", "m2", c)
+        assert r.returncode == 1 and "GwPriority 3 is not supported by boxd" in r.stderr
     r = netd.ctl("network", "connect", "--driver-opt", "nokey", "m2", "multi", check=False)
     assert r.returncode == 1 and "invalid --driver-opt 'nokey': use KEY=VALUE" in r.stderr
     netd.ctl("rm", "-f", "multi", c)

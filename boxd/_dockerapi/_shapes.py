@@ -476,6 +476,14 @@ def check_endpoint(endpoint: Fields, where: str) -> None:
         raise ApiError(400, str(exc)) from None
     if endpoint.object("IPAMConfig").present("LinkLocalIPs"):
         raise ApiError(400, f"{where}.IPAMConfig.LinkLocalIPs is not supported by boxd")
+    # Docker 28's choice of the network that routes by default: boxd's is its first that
+    # is not internal, so another priority is refused rather than dropped.
+    if endpoint.integer("GwPriority"):
+        raise ApiError(
+            400,
+            f"{where}.GwPriority {endpoint.integer('GwPriority')} is not supported by boxd: "
+            "its default route goes through its first network that is not internal",
+        )
 
 
 def _mac(text: str) -> str:
