@@ -10,6 +10,7 @@ from ._args import (
     APPEND,
     BOOL,
     FLAG,
+    INT,
     ONE,
     PRUNE_FILTER,
     REST,
@@ -75,11 +76,13 @@ def published(args: Args) -> dict[str, Any]:
 
 
 def _attachment(value: str) -> dict[str, Any]:
-    """One ``--network``: a network (or mode) by name, or Docker 25's
-    ``name=NET[,alias=A][,ip=IP][,ip6=IP][,mac-address=MAC][,driver-opt=K=V]`` (comma
-    separated values, quoted as CSV), as a join; Docker's words for a bad one."""
+    """One ``--network``: a network (or mode) by name, or Docker 25's ``name=NET`` with
+    ``alias=A`` (repeatable), ``ip=IP``, ``ip6=IP``, ``mac-address=MAC``, ``driver-opt=K=V``
+    (repeatable), ``gw-priority=N`` (comma separated, quoted as CSV), as a join; Docker's
+    words for a bad one."""
     join: dict[str, Any] = {
         "network": value, "aliases": [], "ip": "", "ip6": "", "mac": "", "driver_opts": [],
+        "gw_priority": 0,
     }  # fmt: skip
     if "=" not in value:
         return join
@@ -109,7 +112,12 @@ def _attachment(value: str) -> dict[str, Any]:
             if not eq or not opt.strip():
                 raise CliError(f"{bad}: invalid key/value pair format in driver options", 125)
             join["driver_opts"].append(f"{opt.strip()}={opt_value.strip()}")
-        elif key in ("link-local-ip", "gw-priority"):
+        elif key == "gw-priority":
+            try:
+                join["gw_priority"] = int(val)
+            except ValueError:
+                raise CliError(f"{bad}: invalid gw-priority ({val}): invalid syntax", 125) from None
+        elif key == "link-local-ip":
             raise CliError(f"{bad}: {key} is not supported by boxd", 125)
         else:
             raise CliError(f"{bad}: invalid field key {key}", 125)
@@ -178,7 +186,7 @@ def network_config(args: Args) -> dict[str, Any]:
     except ValueError as exc:
         raise CliError(str(exc), 125) from None
     found: dict[str, Any] = {"network": first["network"], "network_aliases": first["aliases"]}
-    extras = ("ip", "ip6", "mac", "driver_opts")
+    extras = ("ip", "ip6", "mac", "driver_opts", "gw_priority")
     if len(joins) > 1 or any(j[key] for j in joins for key in extras):
         found["networks"] = joins
     return found
@@ -346,6 +354,7 @@ def _connect(args: Args) -> int:
         "ip6": args.ip6,
         # KEY=VALUE, several in one value comma-separated, as the docker CLI's
         "driver_opts": [o.strip() for v in args.driver_opt for o in v.split(",") if o.strip()],
+        "gw_priority": args.gw_priority,
     }
     for opt in request["driver_opts"]:
         if not opt.partition("=")[0] or "=" not in opt:
@@ -457,6 +466,12 @@ SUBCOMMANDS = (
             Opt("--ip", kind=VALUE, default="", help="its IPv4 address there"),
             Opt("--ip6", kind=VALUE, default="", help="its IPv6 address there"),
             Opt("--driver-opt", kind=APPEND, metavar="KEY=VALUE", help="an endpoint option"),
+            Opt(
+                "--gw-priority",
+                kind=INT,
+                default=0,
+                help="the highest routes by default (Docker 28's)",
+            ),
         ),
         (("network", ONE, "NETWORK"), ("container", ONE, "CONTAINER")),
     ),

@@ -90,6 +90,9 @@ class NetworkJoin:
     # shown, as Docker's bridge driver keeps those it has no use for.
     driver_opts: tuple[str, ...] = ()
     ip6: str = ""  # the IPv6 address asked for (--ip6), on a network with IPv6
+    # Docker 28's gw-priority: of the networks that are not internal, the one of the
+    # highest routes by default and holds the published ports (the first of them, of a tie).
+    gw_priority: int = 0
 
 
 @attrs.frozen

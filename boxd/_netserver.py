@@ -80,6 +80,7 @@ class NetworkConnectRequest:
     mac: str = ""
     driver_opts: tuple[str, ...] = ()  # the endpoint's, "KEY=VALUE"
     ip6: str = ""
+    gw_priority: int = 0  # Docker 28's --gw-priority (see NetworkJoin)
 
 
 @attrs.frozen
@@ -350,7 +351,15 @@ def handlers(sup: Supervisor) -> dict[type[Any], Callable[[Any, Any], Awaitable[
     async def connect(conn: Conn, req: NetworkConnectRequest) -> None:
         async def change(c: Container, attachment: Attachment | None) -> ContainerConfig:
             return await sup.networks.connect(
-                c, attachment, req.network, req.aliases, req.ip, req.mac, req.driver_opts, req.ip6
+                c,
+                attachment,
+                req.network,
+                req.aliases,
+                req.ip,
+                req.mac,
+                req.driver_opts,
+                req.ip6,
+                req.gw_priority,
             )
 
         await sup.change_networks(req.container, change)

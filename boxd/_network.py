@@ -1302,6 +1302,7 @@ class Networks:
         mac: str = "",
         driver_opts: tuple[str, ...] = (),
         ip6: str = "",
+        gw_priority: int = 0,
     ) -> ContainerConfig:
         """``network connect``: the container's configuration with network ``ref`` added
         (its address reserved now); ``attachment``, the running container's, gets the new
@@ -1331,7 +1332,7 @@ class Networks:
             )
         if not net.dns and (ip or ip6 or aliases):
             raise _default_refuses(ip or ip6)
-        join = NetworkJoin(net.name, aliases, ip, mac, driver_opts, ip6)
+        join = NetworkJoin(net.name, aliases, ip, mac, driver_opts, ip6, gw_priority)
         new = attrs.evolve(config, networks=(*joins, join))
         async with self._lock:
             try:
@@ -1468,6 +1469,11 @@ class Networks:
         return address, await self._allocate(net, cid, join.ip6, save=save, v6=True)
 
 
+def _preferred(links: list[_Link]) -> _Link | None:
+    """Of ``links``, the one of the highest gw-priority, the first of a tie (None: none)."""
+    return max(links, key=lambda link: link.join.gw_priority, default=None)
+
+
 def ipv6_off(config: ContainerConfig) -> bool:
     """Whether the container turns IPv6 off (``--sysctl net.ipv6.conf.all.disable_ipv6=1``,
     or ``lo``'s): it then gets no IPv6 address, as Docker gives none to a container whose
@@ -1563,18 +1569,18 @@ class Attachment:
         return self.links[0].address if self.links else ""
 
     def _outward(self) -> _Link | None:
-        """The link its default route and published ports go through: its first network
-        with IPv4 that is not internal (none if all are), else (IPv6-only networks) its
-        first that is not internal, for its ports."""
-        return next(
-            (link for link in self.links if link.address and not link.net.internal),
-            next((link for link in self.links if not link.net.internal), None),
-        )
+        """The link its default route and published ports go through: of its networks with
+        IPv4 that are not internal (none if all are), else (IPv6-only networks) of those
+        not internal, for its ports, the one of the highest ``gw_priority`` (Docker 28's),
+        the first of a tie."""
+        outside = [link for link in self.links if not link.net.internal]
+        return _preferred([link for link in outside if link.address]) or _preferred(outside)
 
     def _outward6(self) -> _Link | None:
-        """The link its IPv6 default route goes through: its first network with IPv6 that
-        is not internal (as Docker picks a gateway for each family)."""
-        return next((ln for ln in self.links if ln.address6 and not ln.net.internal), None)
+        """The link its IPv6 default route goes through: of its networks with IPv6 that are
+        not internal, the one of the highest ``gw_priority``, the first of a tie (as Docker
+        picks a gateway for each family)."""
+        return _preferred([ln for ln in self.links if ln.address6 and not ln.net.internal])
 
     def _names(self, join: NetworkJoin) -> tuple[str, ...]:
         return dns_names(self.container, join)
@@ -1894,39 +1900,63 @@ class Attachment:
         """Hot-plug: an interface on ``net`` into the running container (the next free
         ethN).  If the container had no way out and ``net`` is not internal, its default
         route goes through it, and so do its published ports if it has none now (after a
-        ``disconnect`` of the network they were on, as Docker maps them again); a taken
-        host port fails the connect before anything is plugged."""
+        ``disconnect`` of the network they were on, as Docker maps them again); if ``net``
+        has a higher gw-priority than the network that routes it, both move to ``net``; a
+        taken host port fails the connect before anything is plugged."""
         used = {link.interface for link in self.links}
         interface = next(f"eth{n}" for n in range(len(used) + 1) if f"eth{n}" not in used)
         cid = self.container.id
         nets = self.networks
         address, address6 = net.allocations.get(cid, ""), net.allocations6.get(cid, "")
         link = _Link(net, join, address, interface, host_link_name(cid, interface), 0, address6)
-        outward = self._outward() is None and not net.internal
-        outward6 = self._outward6() is None and bool(address6) and not net.internal
-        # Its IPv4 default route: through ``net`` if it has none yet (an IPv6-only one, no).
-        route4 = bool(address) and not net.internal
-        route4 = route4 and not any(ln.address and not ln.net.internal for ln in self.links)
-        bound = outward and not self._sockets
+        before, before6 = self._outward(), self._outward6()
+        self.links.append(link)  # what routes once it is there (see _outward)
+        outward, outward6 = self._outward() is link, self._outward6() is link
+        self.links.remove(link)
+        # Its default routes: through ``net`` if it has none yet (IPv4's: not an IPv6-only
+        # one), or moved to it from networks of a lower gw-priority.  Its published ports:
+        # here if it had no way in, or moved from a network of a lower gw-priority.
+        route4 = outward and bool(address)
+        had4 = before is not None and bool(before.address)
+        had6 = before6 is not None
+        ports = outward and (before is None or join.gw_priority > before.join.gw_priority)
+        moved = ports and before is not None and bool(self._sockets)
+        bound = ports and not self._sockets
         if bound:
             self._bind_ports(net)
         try:
             async with nets._lock:
                 await nets._bring_up(net)
-            await self._plug(link, default_route=route4, route6=outward6)
+            await self._plug(link, default_route=route4 and not had4, route6=outward6 and not had6)
+            for gateway in [net.gateway] * (route4 and had4) + [net.gateway6] * (outward6 and had6):
+                await trio.to_thread.run_sync(_netlink.set_default_route, self.pid, gateway)
         except BaseException:
             if bound:
                 self._close_sockets()
             raise
         self.links.append(link)
         self._active = True
+        if moved:  # the ports it published through ``before`` answer through ``net`` now
+            await self._retarget_ports()
         async with nets._lock:
             nets._resolvers[cid] = self.container.config.dns
             nets._aliases[cid] = link_aliases(self.container.config)
             nets._names.setdefault(net.name, {})[cid] = (self._names(join), link.addresses)
-        if outward and self._sockets:
+        if ports and self._sockets:
             await self._open_ports(link)
         self._publish_state()
+
+    async def _retarget_ports(self) -> None:
+        """Its published ports' forwards and relays taken off the network that held them;
+        the bound ports stay bound, and :meth:`join` opens them on the new one."""
+        nets = self.networks
+        async with nets._lock:
+            forwards = nets._forwards.pop(self.container.id, [])
+            if forwards:
+                await nets._apply()
+        if self._proxies is not None:
+            self._proxies.cancel(reason="its ports moved to another network")
+            self._proxies = None
 
     async def leave(self, network: str) -> None:
         """Hot-unplug: the interface on ``network`` goes, and its names; published ports
@@ -1957,13 +1987,15 @@ class Attachment:
         self, outward: _Link, task_status: trio.TaskStatus[trio.CancelScope]
     ) -> None:
         """Each bound port relayed to the container's address on ``outward`` (its IPv6 one
-        for a port bound on IPv6, when it has one)."""
+        for a port bound on IPv6, when it has one).  Each relay listens on a duplicate of
+        the bound socket, which it closes when cancelled: the bound one stays, for relays
+        to the next network that holds the ports (see :meth:`_retarget_ports`)."""
         with trio.CancelScope() as scope:
             async with trio.open_nursery() as nursery:
                 for spec, sock in self._sockets:
                     v6 = ":" in spec.host_ip and outward.address6
                     address = outward.address6 if v6 else outward.address or outward.address6
-                    nursery.start_soon(_proxy.serve, sock, address, spec.container_port)
+                    nursery.start_soon(_proxy.serve, sock.dup(), address, spec.container_port)
                 task_status.started(scope)
 
     def _close_sockets(self) -> None:

@@ -315,8 +315,9 @@ def nft_tables(ns: str) -> list[str]:
 
 
 def nft_rules(ns: str) -> str:
-    """The daemon's table (``boxd`` and a suffix for a root other than the default)."""
-    (table,) = [t for t in nft_tables(ns) if t.startswith("boxd")]
+    """The daemon's IPv4 table (``boxd`` and a suffix for a root other than the default;
+    an IPv6 network adds its ip6 twin of the same name)."""
+    (table,) = {t for t in nft_tables(ns) if t.startswith("boxd")}
     return inside(ns, "nft", "list", "table", "ip", table).stdout
 
 
@@ -2092,7 +2093,10 @@ def test_several_networks_at_run_and_their_fields(netd: Daemon) -> None:
          "user specified IP address is supported on user defined networks only"),
         (("--network", "name=m1,driver-opt=com.docker.network.endpoint.ifname=x"),
          "driver option 'com.docker.network.endpoint.ifname' is not supported by boxd"),
-        (("--network", "name=m1,gw-priority=2"), "gw-priority is not supported by boxd"),
+        (("--network", "name=m1,gw-priority=high"),
+         'for "--network" flag: invalid gw-priority (high): invalid syntax'),
+        (("--network", "name=m1,link-local-ip=169.254.1.1"),
+         "link-local-ip is not supported by boxd"),
     ]  # fmt: skip
     for args, words in bad:
         r = netd.ctl("run", "--rm", *args, "default", "true", check=False)
@@ -2100,15 +2104,58 @@ def test_several_networks_at_run_and_their_fields(netd: Daemon) -> None:
         if docker_clients.DOCKER is not None and "boxd" not in words:
             r = docker_in(netd, "run", "--rm", *args, "default", "true")
             assert r.returncode == 125 and words in r.stderr, (args, r.stderr)
-    if docker_clients.DOCKER is not None:  # Docker 28's gateway priority: refused by name
-        r = docker_in(netd, "run", "--rm", "--network", "name=m1,gw-priority=2", "default", "true")
-        assert r.returncode == 125 and "GwPriority 2 is not supported by boxd" in r.stderr
-        r = docker_in(netd, "network", "connect", "--gw-priority", "3", "m2", c)
-        assert r.returncode == 1 and "GwPriority 3 is not supported by boxd" in r.stderr
     r = netd.ctl("network", "connect", "--driver-opt", "nokey", "m2", "multi", check=False)
     assert r.returncode == 1 and "invalid --driver-opt 'nokey': use KEY=VALUE" in r.stderr
     netd.ctl("rm", "-f", "multi", c)
     for name in ("m1", "m2"):
+        netd.ctl("network", "rm", name)
+
+
+def _routes(daemon: Daemon, ref: str) -> tuple[str, str]:
+    """The gateways of a running container's IPv4 and IPv6 default routes ("": none)."""
+    script = "ip -4 route show default; ip -6 route show default"
+    out = daemon.ctl("exec", ref, "sh", "-c", script).stdout.split("\n")
+    gateways = [line.split()[2] for line in out if line.startswith("default via ")]
+    four = next((g for g in gateways if ":" not in g), "")
+    return four, next((g for g in gateways if ":" in g), "")
+
+
+@pytest.mark.root
+def test_gw_priority_chooses_the_network_that_routes(netd: Daemon, netns: str) -> None:
+    """Docker 28's gw-priority (``--network name=N,gw-priority=P``, ``network connect
+    --gw-priority P``, an endpoint's GwPriority): of the networks that are not internal,
+    the one of the highest routes the container by default (each family) and holds its
+    published ports; a tie keeps the first.  A connect of a higher one moves both, a
+    disconnect of it moves them back; inspect shows each endpoint's priority, and a daemon
+    restart keeps it (in the record)."""
+    netd.ctl("network", "create", "--subnet", "10.77.1.0/24", "g1")
+    netd.ctl("network", "create", "--ipv6", "--subnet", "10.77.2.0/24", "--subnet",
+             "fd00:77:2::/64", "g2")  # fmt: skip
+    netd.ctl("network", "create", "--subnet", "10.77.3.0/24", "g3")
+    netd.ctl("run", "-d", "--name", "gw", "-p", "18777:80", "--network", "g1", "--network",
+             "name=g2,gw-priority=5", "default", "python3", "-m", "http.server", "80")  # fmt: skip
+    wait_listening(netd, "gw", 80)
+    assert _routes(netd, "gw") == ("10.77.2.1", "fd00:77:2::1")
+    assert fetch(netns, "tcp", "127.0.0.1", 18777) == "200"  # the relay, to its g2 address
+    shown = json.loads(netd.ctl("inspect", "gw").stdout)[0]
+    nets = shown["NetworkSettings"]["Networks"]
+    assert (nets["g1"]["GwPriority"], nets["g2"]["GwPriority"]) == (0, 5)
+    forwards = nft_rules(netns)
+    assert "dnat to 10.77.2.2" in forwards and "dnat to 10.77.1." not in forwards, forwards
+    netd.ctl("network", "connect", "--gw-priority", "9", "g3", "gw")
+    assert _routes(netd, "gw") == ("10.77.3.1", "fd00:77:2::1")  # g3 has no IPv6
+    forwards = nft_rules(netns)
+    assert "dnat to 10.77.3.2" in forwards and "dnat to 10.77.2." not in forwards, forwards
+    for _ in range(2):  # relayed to its g3 address now, the port bound throughout
+        assert fetch(netns, "tcp", "127.0.0.1", 18777) == "200"
+    netd.ctl("network", "disconnect", "g3", "gw")
+    assert _routes(netd, "gw")[0] == "10.77.2.1"
+    netd.ctl("network", "connect", "g3", "gw")  # priority 0: routes nothing
+    assert _routes(netd, "gw")[0] == "10.77.2.1"
+    netd.ctl("restart", "-t", "1", "gw")
+    assert _routes(netd, "gw")[0] == "10.77.2.1"
+    netd.ctl("rm", "-f", "gw")
+    for name in ("g1", "g2", "g3"):
         netd.ctl("network", "rm", name)
 
 

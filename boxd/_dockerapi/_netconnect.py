@@ -35,6 +35,7 @@ async def connect(api: Api, conn: HttpConnection, req: Request, ref: str) -> Non
         mac=endpoint.text("MacAddress"),
         driver_opts=driver_opts(endpoint),
         ip6=endpoint.object("IPAMConfig").text("IPv6Address"),
+        gw_priority=endpoint.integer("GwPriority"),
     )
     await one_answer(api.networks[NetworkConnectRequest], request)
     await conn.respond(200, content_type=None)

@@ -443,6 +443,7 @@ def _endpoints(
             _mac(endpoint.text("MacAddress")),
             driver_opts(endpoint),
             endpoint.object("IPAMConfig").text("IPv6Address"),
+            endpoint.integer("GwPriority"),
         )
     own = joins.pop(network, NetworkJoin(network))
     if own.mac and cfg.text("MacAddress") and _mac(cfg.text("MacAddress")) != own.mac:
@@ -455,7 +456,7 @@ def _endpoints(
         )
     if not own.mac and cfg.text("MacAddress"):
         own = attrs.evolve(own, mac=_mac(cfg.text("MacAddress")))
-    if not joins and not own.ip and not own.ip6 and not own.mac and not own.driver_opts:
+    if not (joins or own.ip or own.ip6 or own.mac or own.driver_opts or own.gw_priority):
         return own.aliases, links, None
     if network in ("host", "none") or network.startswith("container:"):
         what = f"be on {next(iter(joins))!r}" if joins else "have an address or MAC of its own"
@@ -476,14 +477,6 @@ def check_endpoint(endpoint: Fields, where: str) -> None:
         raise ApiError(400, str(exc)) from None
     if endpoint.object("IPAMConfig").present("LinkLocalIPs"):
         raise ApiError(400, f"{where}.IPAMConfig.LinkLocalIPs is not supported by boxd")
-    # Docker 28's choice of the network that routes by default: boxd's is its first that
-    # is not internal, so another priority is refused rather than dropped.
-    if endpoint.integer("GwPriority"):
-        raise ApiError(
-            400,
-            f"{where}.GwPriority {endpoint.integer('GwPriority')} is not supported by boxd: "
-            "its default route goes through its first network that is not internal",
-        )
 
 
 def _mac(text: str) -> str:
@@ -622,6 +615,7 @@ def _network_settings(c: Container) -> dict[str, Any]:
             "DriverOpts": dict(o.partition("=")[::2] for o in join.driver_opts)
             if join is not None and join.driver_opts
             else None,
+            "GwPriority": join.gw_priority if join is not None else 0,
         }
 
     networks: dict[str, dict[str, Any]] = {
