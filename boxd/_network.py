@@ -1948,7 +1948,7 @@ class Attachment:
 
     async def _retarget_ports(self) -> None:
         """Its published ports' forwards and relays taken off the network that held them;
-        the bound ports stay bound, and :meth:`join` opens them on the new one."""
+        the bound ports stay bound, for :meth:`_open_ports` on the next one."""
         nets = self.networks
         async with nets._lock:
             forwards = nets._forwards.pop(self.container.id, [])
@@ -1959,9 +1959,11 @@ class Attachment:
             self._proxies = None
 
     async def leave(self, network: str) -> None:
-        """Hot-unplug: the interface on ``network`` goes, and its names; published ports
-        go with the network that routed them (:meth:`_outward`); the next one that is not
-        internal routes by default."""
+        """Hot-unplug: the interface on ``network`` goes, and its names; if it routed the
+        container (:meth:`_outward`), the next that is not internal (of the highest
+        gw-priority) routes by default and its published ports move there, as Docker moves
+        a sandbox's external connectivity to its new gateway endpoint; with none left the
+        host ports go, bound again at the next connect."""
         link = next(link for link in self.links if link.net.name == network)
         routed, routed6 = link is self._outward(), link is self._outward6()
         nets = self.networks
@@ -1970,14 +1972,17 @@ class Attachment:
         self.links.remove(link)
         async with nets._lock:
             nets._forget(network, cid)
-            forwards = nets._forwards.pop(cid, []) if routed else []
-            if forwards:
-                await nets._apply()
         if routed:
-            self._stop_ports()
-            if (outward := self._outward()) is not None and outward.address:
-                gateway = outward.net.gateway
-                await trio.to_thread.run_sync(_netlink.set_default_route, self.pid, gateway)
+            await self._retarget_ports()
+            outward = self._outward()
+            if outward is None:
+                self._stop_ports()
+            else:
+                if outward.address:
+                    gateway = outward.net.gateway
+                    await trio.to_thread.run_sync(_netlink.set_default_route, self.pid, gateway)
+                if self._sockets:
+                    await self._open_ports(outward)
         if routed6 and (outward6 := self._outward6()) is not None:
             gateway = outward6.net.gateway6
             await trio.to_thread.run_sync(_netlink.set_default_route, self.pid, gateway)

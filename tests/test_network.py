@@ -2126,8 +2126,8 @@ def test_gw_priority_chooses_the_network_that_routes(netd: Daemon, netns: str) -
     --gw-priority P``, an endpoint's GwPriority): of the networks that are not internal,
     the one of the highest routes the container by default (each family) and holds its
     published ports; a tie keeps the first.  A connect of a higher one moves both, a
-    disconnect of it moves them back; inspect shows each endpoint's priority, and a daemon
-    restart keeps it (in the record)."""
+    disconnect of it moves them back (ports too, as Docker moves a sandbox's external
+    connectivity); inspect shows each endpoint's priority, and a restart keeps it."""
     netd.ctl("network", "create", "--subnet", "10.77.1.0/24", "g1")
     netd.ctl("network", "create", "--ipv6", "--subnet", "10.77.2.0/24", "--subnet",
              "fd00:77:2::/64", "g2")  # fmt: skip
@@ -2148,8 +2148,11 @@ def test_gw_priority_chooses_the_network_that_routes(netd: Daemon, netns: str) -
     assert "dnat to 10.77.3.2" in forwards and "dnat to 10.77.2." not in forwards, forwards
     for _ in range(2):  # relayed to its g3 address now, the port bound throughout
         assert fetch(netns, "tcp", "127.0.0.1", 18777) == "200"
-    netd.ctl("network", "disconnect", "g3", "gw")
+    netd.ctl("network", "disconnect", "g3", "gw")  # the route and the ports: back to g2
     assert _routes(netd, "gw")[0] == "10.77.2.1"
+    forwards = nft_rules(netns)
+    assert "dnat to 10.77.2.2" in forwards and "dnat to 10.77.3." not in forwards, forwards
+    assert fetch(netns, "tcp", "127.0.0.1", 18777) == "200"
     netd.ctl("network", "connect", "g3", "gw")  # priority 0: routes nothing
     assert _routes(netd, "gw")[0] == "10.77.2.1"
     netd.ctl("restart", "-t", "1", "gw")
