@@ -357,7 +357,8 @@ def _connect(args: Args) -> int:
         "gw_priority": args.gw_priority,
     }
     for opt in request["driver_opts"]:
-        if not opt.partition("=")[0] or "=" not in opt:
+        key, eq, _ = opt.partition("=")
+        if not (key and eq):
             raise CliError(f"invalid --driver-opt {opt!r}: use KEY=VALUE")
     call(args.socket, request)
     return 0

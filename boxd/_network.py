@@ -1568,19 +1568,21 @@ class Attachment:
         """Its address on its first network ("" on none)."""
         return self.links[0].address if self.links else ""
 
-    def _outward(self) -> _Link | None:
+    def _outward(self, links: builtins.list[_Link] | None = None) -> _Link | None:
         """The link its default route and published ports go through: of its networks with
         IPv4 that are not internal (none if all are), else (IPv6-only networks) of those
         not internal, for its ports, the one of the highest ``gw_priority`` (Docker 28's),
-        the first of a tie."""
-        outside = [link for link in self.links if not link.net.internal]
+        the first of a tie.  ``links``: of those instead of its own (one more, say)."""
+        links = self.links if links is None else links
+        outside = [link for link in links if not link.net.internal]
         return _preferred([link for link in outside if link.address]) or _preferred(outside)
 
-    def _outward6(self) -> _Link | None:
+    def _outward6(self, links: builtins.list[_Link] | None = None) -> _Link | None:
         """The link its IPv6 default route goes through: of its networks with IPv6 that are
         not internal, the one of the highest ``gw_priority``, the first of a tie (as Docker
-        picks a gateway for each family)."""
-        return _preferred([ln for ln in self.links if ln.address6 and not ln.net.internal])
+        picks a gateway for each family).  ``links``: as for :meth:`_outward`."""
+        links = self.links if links is None else links
+        return _preferred([ln for ln in links if ln.address6 and not ln.net.internal])
 
     def _names(self, join: NetworkJoin) -> tuple[str, ...]:
         return dns_names(self.container, join)
@@ -1910,9 +1912,8 @@ class Attachment:
         address, address6 = net.allocations.get(cid, ""), net.allocations6.get(cid, "")
         link = _Link(net, join, address, interface, host_link_name(cid, interface), 0, address6)
         before, before6 = self._outward(), self._outward6()
-        self.links.append(link)  # what routes once it is there (see _outward)
-        outward, outward6 = self._outward() is link, self._outward6() is link
-        self.links.remove(link)
+        after = [*self.links, link]  # what routes once it is there
+        outward, outward6 = self._outward(after) is link, self._outward6(after) is link
         # Its default routes: through ``net`` if it has none yet (IPv4's: not an IPv6-only
         # one), or moved to it from networks of a lower gw-priority.  Its published ports:
         # here if it had no way in, or moved from a network of a lower gw-priority.

@@ -75,8 +75,10 @@ def _json_list(req: Request, name: str) -> tuple[str, ...]:
 def _ulimits(req: Request) -> tuple[Ulimit, ...]:
     """``ulimits``: the docker CLI's JSON list of ``{"Name", "Soft", "Hard"}``."""
     value = _json_arg(req, "ulimits")
+    if value is None:
+        return ()
     limits = []
-    for item in value if isinstance(value, list) else [] if value is None else [value]:
+    for item in value if isinstance(value, list) else [value]:
         if not (
             isinstance(item, dict)
             and isinstance(item.get("Name"), str)
