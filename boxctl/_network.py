@@ -68,7 +68,7 @@ def published(args: Args) -> dict[str, Any]:
         ],
         "expose": exposed,
         "publish_all": publish_all,
-        "links": [link if ":" in link else f"{link}:{link}" for link in args.link],
+        "links": links(args.link),
         "dns": args.dns,
         "dns_search": args.dns_search,
         "dns_options": [*args.dns_option, *args.dns_opt],
@@ -344,6 +344,11 @@ def _rm(args: Args) -> int:
     return status
 
 
+def links(given: list[str]) -> list[str]:
+    """``--link NAME[:ALIAS]`` values as the daemon keeps them (``NAME:ALIAS``)."""
+    return [link if ":" in link else f"{link}:{link}" for link in given]
+
+
 def _connect(args: Args) -> int:
     request = {
         "type": "NetworkConnectRequest",
@@ -355,6 +360,7 @@ def _connect(args: Args) -> int:
         # KEY=VALUE, several in one value comma-separated, as the docker CLI's
         "driver_opts": [o.strip() for v in args.driver_opt for o in v.split(",") if o.strip()],
         "gw_priority": args.gw_priority,
+        "links": links(args.link),
     }
     for opt in request["driver_opts"]:
         key, eq, _ = opt.partition("=")
@@ -467,6 +473,12 @@ SUBCOMMANDS = (
             Opt("--ip", kind=VALUE, default="", help="its IPv4 address there"),
             Opt("--ip6", kind=VALUE, default="", help="its IPv6 address there"),
             Opt("--driver-opt", kind=APPEND, metavar="KEY=VALUE", help="an endpoint option"),
+            Opt(
+                "--link",
+                kind=APPEND,
+                metavar="NAME[:ALIAS]",
+                help="reach container NAME as ALIAS on that network",
+            ),
             Opt(
                 "--gw-priority",
                 kind=INT,

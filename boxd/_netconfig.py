@@ -93,6 +93,10 @@ class NetworkJoin:
     # Docker 28's gw-priority: of the networks that are not internal, the one of the
     # highest routes by default and holds the published ports (the first of them, of a tie).
     gw_priority: int = 0
+    # The links given with it (Docker's EndpointSettings.Links, "NAME:ALIAS" as
+    # ContainerConfig.links): names its DNS answers this container with NAME's addresses
+    # on this network, as moby's endpoint aliases.
+    links: tuple[str, ...] = ()
 
 
 @attrs.frozen

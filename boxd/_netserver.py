@@ -12,7 +12,7 @@ from . import _prune
 from ._lifecycle import AT_REST, RESTARTING
 from ._listing import docker_match
 from ._messages import DockerShapeResponse, OkResponse
-from ._netconfig import BUILTIN
+from ._netconfig import BUILTIN, NetworkJoin
 from ._network import DEFAULT_NETWORK, builtin_network_id, joined
 
 if TYPE_CHECKING:
@@ -81,6 +81,7 @@ class NetworkConnectRequest:
     driver_opts: tuple[str, ...] = ()  # the endpoint's, "KEY=VALUE"
     ip6: str = ""
     gw_priority: int = 0  # Docker 28's --gw-priority (see NetworkJoin)
+    links: tuple[str, ...] = ()  # NAME:ALIAS (see NetworkJoin)
 
 
 @attrs.frozen
@@ -350,9 +351,7 @@ def handlers(sup: Supervisor) -> dict[type[Any], Callable[[Any, Any], Awaitable[
 
     async def connect(conn: Conn, req: NetworkConnectRequest) -> None:
         async def change(c: Container, attachment: Attachment | None) -> ContainerConfig:
-            return await sup.networks.connect(
-                c,
-                attachment,
+            asked = NetworkJoin(
                 req.network,
                 req.aliases,
                 req.ip,
@@ -360,7 +359,9 @@ def handlers(sup: Supervisor) -> dict[type[Any], Callable[[Any, Any], Awaitable[
                 req.driver_opts,
                 req.ip6,
                 req.gw_priority,
+                req.links,
             )
+            return await sup.networks.connect(c, attachment, asked)
 
         await sup.change_networks(req.container, change)
         await conn.send(NetworkResponse(_info(sup, sup.networks.get(req.network))))

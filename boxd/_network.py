@@ -60,7 +60,7 @@ from ._netconfig import (
     check_network_name,
     resolv_conf,
 )
-from ._records import Container, ContainerConfig, check_name
+from ._records import Container, ContainerConfig, check_link, check_name
 from ._store import NewerFormat, RecordWrites, remove_record, replace_record, versioned
 from ._units import GO_BOOLS, MTU_RANGE, parse_mtu
 
@@ -563,6 +563,9 @@ class Networks:
         self._dns: dict[str, trio.CancelScope] = {}
         self._resolvers: dict[str, tuple[str, ...]] = {}  # container id -> its --dns
         self._aliases: dict[str, dict[str, str]] = {}  # container id -> its links' ALIAS: NAME
+        # (network, container id) -> the links of its join there (NetworkJoin.links),
+        # lowercase ALIAS: NAME, answered on that network only
+        self._join_links: dict[tuple[str, str], dict[str, str]] = {}
         # container id -> how many running ``container:NAME`` members share its namespace
         self._sharers: dict[str, int] = {}
         # ``--rm`` containers, whose addresses are not written down: see _allocate()
@@ -999,17 +1002,27 @@ class Networks:
         """The container's names on ``network`` are answered no more; the network's
         entry goes with its last member (a test suite makes a network per test, and every
         DNS query goes through the entries)."""
+        self._join_links.pop((network, cid), None)
         members = self._names.get(network)
         if members is not None:
             members.pop(cid, None)
             if not members:
                 del self._names[network]
 
+    def _answer(self, link: _Link, cid: str, names: tuple[str, ...]) -> None:
+        """The container's ``names`` on ``link``'s network answer with its addresses
+        there, and the links of its join there answer it (see _forget)."""
+        network = link.net.name
+        self._names.setdefault(network, {})[cid] = (names, link.addresses)
+        aliases = link_aliases(link.join.links)
+        if aliases:
+            self._join_links[(network, cid)] = aliases
+
     def links_changed(self, c: Container) -> None:
         """A running container's links changed (one removed): its DNS answers the
         aliases it has now."""
         if c.id in self._aliases:
-            self._aliases[c.id] = link_aliases(c.config)
+            self._aliases[c.id] = link_aliases(c.config.links)
 
     def _client(self, address: str) -> str | None:
         """The container that has ``address`` on one of its networks."""
@@ -1036,13 +1049,12 @@ class Networks:
         """``name`` as a container asking from ``client`` sees it, on the networks it
         searches (:meth:`_searched`), then as Docker's NAME.NETWORK (NAME on NETWORK, one
         of those; the longest NAME first, as both may hold dots); every container that has
-        the name there (a scaled service's, which share its alias).  Names are matched
-        whatever their case, as DNS names are (and Docker's)."""
+        the name there (a scaled service's, which share its alias).  The aliases of its
+        links come first, each network in that order: those of its join there (their
+        target there, as moby's endpoint aliases) and those made at create.  Names are
+        matched whatever their case, as DNS names are (and Docker's)."""
         cid = self._client(client)
         name = name.lower()
-        if cid is not None:
-            links = {alias.lower(): target for alias, target in self._aliases.get(cid, {}).items()}
-            name = links.get(name, name).lower()
         searched = self._searched(network, cid)
         wanted = [(name, n) for n in searched]
         head = name
@@ -1051,14 +1063,25 @@ class Networks:
             for net in searched:
                 if net.lower() == name[len(head) + 1 :]:
                     wanted.append((head, net))
+        if cid is not None:
+            made = self._aliases.get(cid, {})
+            for one, n in wanted:
+                for aliases in (self._join_links.get((n, cid), {}), made):
+                    target = aliases.get(one)
+                    found = self._held(n, target) if target is not None else []
+                    if found:
+                        return found
         for one, n in wanted:
-            members = self._names.get(n, {}).values()
-            found = [
-                a for names, held in members if one in (n.lower() for n in names) for a in held
-            ]
+            found = self._held(n, one)
             if found:
                 return found
         return []
+
+    def _held(self, network: str, name: str) -> builtins.list[str]:
+        """The addresses on ``network`` of every container that has ``name`` (lowercase)
+        there."""
+        members = self._names.get(network, {}).values()
+        return [a for names, held in members if name in (n.lower() for n in names) for a in held]
 
     def _reverse(self, network: str, address: str, client: str) -> str:
         """A reverse query's answer for ``address``: NAME.NETWORK of the container that has
@@ -1296,33 +1319,28 @@ class Networks:
         self,
         container: Container,
         attachment: Attachment | None,
-        ref: str,
-        aliases: tuple[str, ...] = (),
-        ip: str = "",
-        mac: str = "",
-        driver_opts: tuple[str, ...] = (),
-        ip6: str = "",
-        gw_priority: int = 0,
+        asked: NetworkJoin,
     ) -> ContainerConfig:
-        """``network connect``: the container's configuration with network ``ref`` added
-        (its address reserved now); ``attachment``, the running container's, gets the new
-        interface at once (a stopped one gets it at its next start)."""
+        """``network connect``: the container's configuration with ``asked`` added (its
+        network is resolved here, its address reserved now); ``attachment``, the running
+        container's, gets the new interface at once (a stopped one gets it at its next
+        start)."""
         config = container.config
+        ref = asked.network
         if config.network == "host" or ref == "host":
             raise NetworkError(HOST_CONFLICT)
         if config.network.startswith("container:"):
             raise NetworkError(SHARED_CONFLICT)
         if config.network == "none" or ref == "none":
             raise NetworkError(NONE_CONFLICT)
-        for alias in aliases:
+        for alias in asked.aliases:
             check_name(alias)
-        if ip:
-            ip = check_ipv4(ip, "--ip")
-        if ip6:
-            ip6 = check_ipv6(ip6, "--ip6")
-        if mac:
-            mac = check_mac(mac)
-        check_driver_opts(driver_opts)
+        for link in asked.links:
+            check_link(link)
+        ip = check_ipv4(asked.ip, "--ip") if asked.ip else ""
+        ip6 = check_ipv6(asked.ip6, "--ip6") if asked.ip6 else ""
+        mac = check_mac(asked.mac) if asked.mac else ""
+        check_driver_opts(asked.driver_opts)
         async with self._lock:
             net = await self._resolve(ref)
         joins = joined(config)
@@ -1330,9 +1348,14 @@ class Networks:
             raise NetworkConflict(
                 f"endpoint with name {container.name} already exists in network {net.name}"
             )
-        if not net.dns and (ip or ip6 or aliases):
+        if not net.dns and (ip or ip6 or asked.aliases):
             raise _default_refuses(ip or ip6)
-        join = NetworkJoin(net.name, aliases, ip, mac, driver_opts, ip6, gw_priority)
+        if not net.dns and asked.links:
+            raise NetworkError(
+                f"links at network connect are only for user-defined networks: {net.name}'s"
+                " containers reach each other by the links made at create"
+            )
+        join = attrs.evolve(asked, network=net.name, ip=ip, ip6=ip6, mac=mac)
         new = attrs.evolve(config, networks=(*joins, join))
         async with self._lock:
             try:
@@ -1534,9 +1557,10 @@ async def _unplug(link: _Link) -> None:
         log.warning("could not remove %s: %s", link.host_link, exc)
 
 
-def link_aliases(config: ContainerConfig) -> dict[str, str]:
-    """The names its links (``NAME:ALIAS``) give the container: ALIAS -> NAME."""
-    return {alias: name for name, alias in map(_links.parse, config.links)}
+def link_aliases(links: tuple[str, ...]) -> dict[str, str]:
+    """The names links (``NAME:ALIAS``) give a container: ALIAS -> NAME, in lowercase (as
+    its DNS matches them)."""
+    return {alias.lower(): name.lower() for name, alias in map(_links.parse, links)}
 
 
 class Attachment:
@@ -1853,12 +1877,9 @@ class Attachment:
         self._active = True
         async with nets._lock:
             nets._resolvers[cid] = self.container.config.dns
-            nets._aliases[cid] = link_aliases(self.container.config)
+            nets._aliases[cid] = link_aliases(self.container.config.links)
             for link in self.links:
-                nets._names.setdefault(link.net.name, {})[cid] = (
-                    self._names(link.join),
-                    link.addresses,
-                )
+                nets._answer(link, cid, self._names(link.join))
         outward = self._outward()
         if outward is not None:
             await self._open_ports(outward)
@@ -1943,8 +1964,8 @@ class Attachment:
             await self._retarget_ports()
         async with nets._lock:
             nets._resolvers[cid] = self.container.config.dns
-            nets._aliases[cid] = link_aliases(self.container.config)
-            nets._names.setdefault(net.name, {})[cid] = (self._names(join), link.addresses)
+            nets._aliases[cid] = link_aliases(self.container.config.links)
+            nets._answer(link, cid, self._names(join))
         if ports and self._sockets:
             await self._open_ports(link)
         self._publish_state()

@@ -363,6 +363,15 @@ def check_name(name: str) -> str:
     return name
 
 
+def check_link(link: str) -> str:
+    """A link as stored (``NAME:ALIAS``): both parts there, the alias a name."""
+    target, _, alias = link.partition(":")
+    if not target or not alias or ":" in alias:
+        raise ValueError(f"bad format for links: {link}")
+    check_name(alias)
+    return link
+
+
 # Docker's words (a mount's destination), refused at create as dockerd does, not at start.
 _ON_ROOT = "destination can't be '/': it would cover the container's root"
 
@@ -600,10 +609,7 @@ def validate_config(config: ContainerConfig) -> None:
     for alias in config.network_aliases:
         check_name(alias)
     for link in config.links:
-        target, _, alias = link.partition(":")
-        if not target or not alias:
-            raise ValueError(f"bad format for links: {link}")
-        check_name(alias)
+        check_link(link)
     if config.links and (
         config.network in ("host", "none") or config.network.startswith("container:")
     ):
@@ -618,6 +624,8 @@ def validate_config(config: ContainerConfig) -> None:
         check_network(join.network)
         for alias in join.aliases:
             check_name(alias)
+        for link in join.links:
+            check_link(link)
         if join.ip:
             check_ipv4(join.ip, "--ip")
         if join.ip6:

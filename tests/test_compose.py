@@ -288,26 +288,66 @@ def test_one_off_links_resolve_for_their_container_alone(client: Any) -> None:
                 host_config={"NetworkMode": network, "Links": links},
             )  # fmt: skip
         assert info.value.status_code == 400 and words in str(info.value), str(info.value)
-    # Links of another network than the container's own, and at connect: refused by name.
+
+
+def test_links_of_another_network_and_at_connect_are_that_networks(client: Any) -> None:
+    """compose 1.29 sends a service's ``links:`` with every network it connects the
+    container to after the first (``network connect``'s EndpointConfig.Links), which boxd
+    refused: a project with links on two networks failed at ``up``.  Such links, and those
+    of another network at create (API 1.44), are that network's alone: its DNS answers the
+    alias with the target's address there, for the linking container only, as moby's
+    endpoint aliases."""
     client.create_network("proj_other", labels=PROJECT)
+    made = []
+
+    def busybox(**kwargs: Any) -> Any:
+        c = client.create_container("busybox", ["sleep", "300"], **kwargs)
+        made.append(c)
+        client.start(c)
+        return c
+
+    def lookup(c: Any, name: str) -> tuple[int, str]:
+        run = client.exec_create(c, ["nslookup", name])
+        out = client.exec_start(run).decode()
+        return int(client.exec_inspect(run)["ExitCode"]), out
+
     try:
+        target = busybox(
+            name="proj_odb_1", host_config=client.create_host_config(network_mode="proj_other")
+        )
+        address = client.inspect_container(target)["NetworkSettings"]["Networks"]["proj_other"][
+            "IPAddress"
+        ]
+        at_create = busybox(
+            host_config=client.create_host_config(network_mode="bridge"),
+            networking_config=client.create_networking_config(
+                {"proj_other": client.create_endpoint_config(links={"proj_odb_1": "odb"})}
+            ),
+        )  # fmt: skip
+        shown = client.inspect_container(at_create)["NetworkSettings"]["Networks"]
+        assert shown["proj_other"]["Links"] == ["proj_odb_1:odb"]
+        assert shown["bridge"]["Links"] is None
+        code, out = lookup(at_create, "odb")
+        assert code == 0 and address in out, out
+        at_connect = busybox(host_config=client.create_host_config(network_mode="bridge"))
+        client.connect_container_to_network(at_connect, "proj_other", links={"proj_odb_1": "o2"})
+        shown = client.inspect_container(at_connect)["NetworkSettings"]["Networks"]
+        assert shown["proj_other"]["Links"] == ["proj_odb_1:o2"]
+        code, out = lookup(at_connect, "o2")
+        assert code == 0 and address in out, out
+        assert lookup(at_create, "o2")[0] != 0  # the other container's link, not its own
+        # The default bridge has no name server: its links are made at create only.
         with pytest.raises(docker.errors.APIError) as info:
-            client.create_container(
-                "busybox", ["true"],
-                host_config=client.create_host_config(network_mode="bridge"),
-                networking_config=client.create_networking_config(
-                    {"proj_other": client.create_endpoint_config(links={"a": "b"})}
-                ),
-            )  # fmt: skip
-        assert "EndpointsConfig['proj_other'].Links is not supported" in str(info.value)
-        c = client.create_container("busybox", ["true"])
-        try:
-            with pytest.raises(docker.errors.APIError) as info:
-                client.connect_container_to_network(c, "proj_other", links={"a": "b"})
-            assert "EndpointConfig.Links is not supported" in str(info.value)
-        finally:
-            client.remove_container(c, force=True)
+            client.connect_container_to_network(target, "bridge", links={"proj_odb_1": "x"})
+        assert info.value.status_code == 400
+        assert "links at network connect are only for user-defined networks" in str(info.value)
+        client.disconnect_container_from_network(at_connect, "proj_other")
+        with pytest.raises(docker.errors.APIError) as info:
+            client.connect_container_to_network(at_connect, "proj_other", links={"a": "b:c"})
+        assert info.value.status_code == 400 and "bad format for links: a:b:c" in str(info.value)
     finally:
+        for c in made:
+            client.remove_container(c, force=True)
         client.remove_network("proj_other")
 
 
@@ -549,7 +589,8 @@ services:
     command: ["sleep", "300"]
     user: "1000:1000"
     working_dir: /tmp
-    networks: [back]
+    networks: [back, default]
+    links: ["web:site"]
     init: true
 networks:
   back: {}
@@ -613,9 +654,10 @@ def test_real_compose_runs_a_multi_service_app(
 ) -> None:
     """A project as users write them, through its life: a built image and busybox,
     a published port, env and env_file, named, bind and anonymous volumes, a custom network
-    with an alias, a healthcheck that ``depends_on`` waits for, ``exec``, ``run --rm``,
-    a changed service recreated alone (its anonymous volume kept), and ``down -v --rmi
-    local`` leaving nothing of the project behind."""
+    with an alias, a service on two networks with a link, a healthcheck that
+    ``depends_on`` waits for, ``exec``, ``run --rm``, a changed service recreated alone
+    (its anonymous volume kept), and ``down -v --rmi local`` leaving nothing of the project
+    behind."""
     (tmp_path / "app.env").write_text("FROM_FILE=yes\n")
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "x.txt").write_text("bound\n")
@@ -630,7 +672,9 @@ def test_real_compose_runs_a_multi_service_app(
             capture_output=True, text=True, check=True, timeout=30,
         )  # fmt: skip
         assert "hello-from-web" in page.stdout
-        for name in ("web", "webalias"):  # by service name and by alias, on `back`
+        # by service name, by alias on `back`, by the link's alias (compose gives it with
+        # both of the client's networks, the second at `network connect`)
+        for name in ("web", "webalias", "site"):
             got = compose("exec", "-T", "client", "wget", "-q", "-O-", f"http://{name}:8080/")
             assert got.stdout == "hello-from-web\n"
         script = "echo $FOO $FROM_FILE; cat /bind/x.txt; echo kept >/anon/k; echo n >/named/n"

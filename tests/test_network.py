@@ -690,6 +690,7 @@ def test_network_connect_and_disconnect(netd: Daemon) -> None:
         (("connect", "--ip", "10.77.1.5", "back", "cli"), "invalid --ip 10.77.1.5"),
         (("connect", "--ip", "nonsense", "back", "cli"), "invalid --ip 'nonsense'"),
         (("connect", "--alias", "a b", "back", "cli"), "invalid container name 'a b'"),
+        (("connect", "--link", "api:a:b", "back", "cli"), "bad format for links: api:a:b"),
     ]:
         r = netd.ctl("network", *args, check=False)
         assert r.returncode != 0 and message in r.stderr, (args, r.stderr)
@@ -716,11 +717,15 @@ def test_network_connect_and_disconnect(netd: Daemon) -> None:
     assert "eth0" in route and "00000000" in route  # its default route, through back
     r = netd.ctl("network", "rm", "back", check=False)
     assert "in use by container(s) later" in r.stderr
-    # Kept across a restart of a running container too.
-    netd.ctl("network", "connect", "front", "cli")
+    # Kept across a restart of a running container too, with a link given with it: a
+    # name front's DNS answers for cli alone.
+    netd.ctl("network", "connect", "--link", "api:svc", "front", "cli")
     netd.ctl("restart", "-t", "0", "cli")
     assert sorted(endpoints(netd, "cli")) == ["bridge", "front"]
     assert netd.ctl(*fetch_api).stdout.strip() == "200"
+    asked = ("python3", "-c", DNS_CLIENT, "udp", endpoints(netd, "cli")["front"]["gateway"], "svc")
+    assert netd.ctl("exec", "cli", *asked).stdout.split() == [api_ip]
+    assert netd.ctl("exec", "api", *asked).stdout.split() == ["none"]
 
     # Its published ports go with the network they were on, and come back when it is
     # connected again (as Docker maps them again).

@@ -1,7 +1,7 @@
 """``POST /networks/{id}/connect`` and ``/disconnect``: the native socket's network
 connect and disconnect, in Docker's shape (``Container``, ``EndpointConfig.Aliases``,
 ``EndpointConfig.IPAMConfig.IPv4Address`` and ``IPv6Address``,
-``EndpointConfig.MacAddress``; ``Force``)."""
+``EndpointConfig.MacAddress``, ``EndpointConfig.Links``; ``Force``)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from .._netserver import NetworkConnectRequest, NetworkDisconnectRequest
 from ._api import Api, one_answer
 from ._http import ApiError, HttpConnection, Request
 from ._router import route
-from ._shapes import Fields, check_endpoint, driver_opts
+from ._shapes import Fields, check_endpoint, driver_opts, endpoint_links
 
 
 def _container(body: Fields) -> str:
@@ -23,10 +23,6 @@ async def connect(api: Api, conn: HttpConnection, req: Request, ref: str) -> Non
     body = Fields(req.json_object(), "body")
     endpoint = body.object("EndpointConfig")
     check_endpoint(endpoint, "EndpointConfig")
-    if endpoint.strings("Links"):
-        raise ApiError(
-            400, "EndpointConfig.Links is not supported by boxd: links are made at create"
-        )
     request = NetworkConnectRequest(
         network=ref,
         container=_container(body),
@@ -36,6 +32,7 @@ async def connect(api: Api, conn: HttpConnection, req: Request, ref: str) -> Non
         driver_opts=driver_opts(endpoint),
         ip6=endpoint.object("IPAMConfig").text("IPv6Address"),
         gw_priority=endpoint.integer("GwPriority"),
+        links=endpoint_links(endpoint),
     )
     await one_answer(api.networks[NetworkConnectRequest], request)
     await conn.respond(200, content_type=None)

@@ -420,22 +420,16 @@ def _endpoints(
     which compose v2 sends here) on the container's own network, and, when it names more
     networks (API 1.44), an address (``IPAMConfig``) or a MAC address (``MacAddress``, or
     the container's own before API 1.44), every network the container joins, its own
-    first."""
+    first (the links of another network kept with its join, as ``network connect``'s)."""
     endpoints = cfg.object("NetworkingConfig").object("EndpointsConfig")
     joins: dict[str, NetworkJoin] = {}
     links: tuple[str, ...] = ()
     for name in endpoints.data:
         endpoint = endpoints.object(name)
-        where = f"EndpointsConfig[{name!r}]"
-        check_endpoint(endpoint, where)
-        if _NETWORKS.get(name, name) == network:
+        check_endpoint(endpoint, f"EndpointsConfig[{name!r}]")
+        main = _NETWORKS.get(name, name) == network
+        if main:
             links = tuple(endpoint.strings("Links"))
-        elif endpoint.strings("Links"):
-            raise ApiError(
-                400,
-                f"{where}.Links is not supported by boxd: links are made on the container's "
-                f"own network ({network!r}) only",
-            )
         joins[_NETWORKS.get(name, name)] = NetworkJoin(
             _NETWORKS.get(name, name),
             tuple(endpoint.strings("Aliases")),
@@ -444,6 +438,7 @@ def _endpoints(
             driver_opts(endpoint),
             endpoint.object("IPAMConfig").text("IPv6Address"),
             endpoint.integer("GwPriority"),
+            () if main else endpoint_links(endpoint),
         )
     own = joins.pop(network, NetworkJoin(network))
     if own.mac and cfg.text("MacAddress") and _mac(cfg.text("MacAddress")) != own.mac:
@@ -462,6 +457,11 @@ def _endpoints(
         what = f"be on {next(iter(joins))!r}" if joins else "have an address or MAC of its own"
         raise ApiError(400, f"the container's network is {network!r}: it cannot {what}")
     return own.aliases, links, (own, *joins.values())
+
+
+def endpoint_links(endpoint: Fields) -> tuple[str, ...]:
+    """An endpoint's ``Links``, as ``NAME:ALIAS`` (see :func:`_link`)."""
+    return tuple(dict.fromkeys(_link(text) for text in endpoint.strings("Links")))
 
 
 def driver_opts(endpoint: Fields) -> tuple[str, ...]:
@@ -589,7 +589,8 @@ def _network_settings(c: Container) -> dict[str, Any]:
         ]
     joins = {j.network: j for j in joined(cfg)}
     # A user network's links are its endpoint's, as Docker shows them (the default
-    # bridge's legacy ones are HostConfig's); links are made on the main network only.
+    # bridge's legacy ones are HostConfig's): those made at create on the main network,
+    # and each join's own (network connect's, another network's at create).
     user_links = list(cfg.links) if cfg.network != DEFAULT_NETWORK else []
 
     def endpoint(
@@ -601,7 +602,11 @@ def _network_settings(c: Container) -> dict[str, Any]:
         asked = {k: v for k, v in asked.items() if v}
         return {
             "IPAMConfig": asked or None,
-            "Links": user_links if network == cfg.network and user_links else None,
+            "Links": [
+                *(user_links if network == cfg.network else ()),
+                *(join.links if join is not None else ()),
+            ]
+            or None,
             "Aliases": list(join.aliases) if join is not None and join.aliases else None,
             "NetworkID": network,
             "EndpointID": endpoint_id(c.id, network) if ep is not None else "",
