@@ -78,11 +78,11 @@ def published(args: Args) -> dict[str, Any]:
 def _attachment(value: str) -> dict[str, Any]:
     """One ``--network``: a network (or mode) by name, or Docker 25's ``name=NET`` with
     ``alias=A`` (repeatable), ``ip=IP``, ``ip6=IP``, ``mac-address=MAC``, ``driver-opt=K=V``
-    (repeatable), ``gw-priority=N`` (comma separated, quoted as CSV), as a join; Docker's
-    words for a bad one."""
+    (repeatable), ``gw-priority=N``, ``link-local-ip=IP`` (repeatable) (comma separated,
+    quoted as CSV), as a join; Docker's words for a bad one."""
     join: dict[str, Any] = {
         "network": value, "aliases": [], "ip": "", "ip6": "", "mac": "", "driver_opts": [],
-        "gw_priority": 0,
+        "gw_priority": 0, "link_local_ips": [],
     }  # fmt: skip
     if "=" not in value:
         return join
@@ -118,7 +118,7 @@ def _attachment(value: str) -> dict[str, Any]:
             except ValueError:
                 raise CliError(f"{bad}: invalid gw-priority ({val}): invalid syntax", 125) from None
         elif key == "link-local-ip":
-            raise CliError(f"{bad}: {key} is not supported by boxd", 125)
+            join["link_local_ips"].append(val)
         else:
             raise CliError(f"{bad}: invalid field key {key}", 125)
     if not join["network"]:
@@ -133,10 +133,10 @@ def _own(network: str) -> bool:
 
 def network_config(args: Args) -> dict[str, Any]:
     """``--network`` (repeatable: Docker 25's several networks at run, each a name or the
-    fields above) with ``--network-alias``, ``--ip``, ``--ip6`` and ``--mac-address`` on the
-    first, refused where Docker refuses them: the configuration's network, its aliases
-    and, with more to say than those, every join (the first first), as the Engine API's
-    EndpointsConfig gives them."""
+    fields above) with ``--network-alias``, ``--ip``, ``--ip6``, ``--mac-address`` and
+    ``--link-local-ip`` on the first, refused where Docker refuses them: the
+    configuration's network, its aliases and, with more to say than those, every join (the
+    first first), as the Engine API's EndpointsConfig gives them."""
     from boxd import _netconfig
 
     values = ["none"] if args.isolate_network else (args.network or ["bridge"])
@@ -147,11 +147,17 @@ def network_config(args: Args) -> dict[str, Any]:
         ("--ip", "ip", args.ip),
         ("--ip6", "ip6", args.ip6),
         ("--mac-address", "mac", args.mac_address),
+        ("--link-local-ip", "link_local_ips", args.link_local_ip),
     ):
         if not given:
             continue
         if first[key]:
-            per = {"aliases": "alias", "ip": "IPv4 address", "ip6": "IPv6 address"}
+            per = {
+                "aliases": "alias",
+                "ip": "IPv4 address",
+                "ip6": "IPv6 address",
+                "link_local_ips": "link-local IP addresses",
+            }
             raise CliError(
                 f"conflicting options: cannot specify both {flag} and per-network "
                 f"{per.get(key, 'MAC address')}",
@@ -183,10 +189,13 @@ def network_config(args: Args) -> dict[str, Any]:
             join["ip6"] = join["ip6"] and _netconfig.check_ipv6(join["ip6"], "--ip6")
             join["mac"] = join["mac"] and _netconfig.check_mac(join["mac"])
             _netconfig.check_driver_opts(join["driver_opts"])
+            join["link_local_ips"] = [
+                _netconfig.check_link_local(a) for a in join["link_local_ips"]
+            ]
     except ValueError as exc:
         raise CliError(str(exc), 125) from None
     found: dict[str, Any] = {"network": first["network"], "network_aliases": first["aliases"]}
-    extras = ("ip", "ip6", "mac", "driver_opts", "gw_priority")
+    extras = ("ip", "ip6", "mac", "driver_opts", "gw_priority", "link_local_ips")
     if len(joins) > 1 or any(j[key] for j in joins for key in extras):
         found["networks"] = joins
     return found
@@ -361,6 +370,7 @@ def _connect(args: Args) -> int:
         "driver_opts": [o.strip() for v in args.driver_opt for o in v.split(",") if o.strip()],
         "gw_priority": args.gw_priority,
         "links": links(args.link),
+        "link_local_ips": args.link_local_ip,
     }
     for opt in request["driver_opts"]:
         key, eq, _ = opt.partition("=")
@@ -478,6 +488,12 @@ SUBCOMMANDS = (
                 kind=APPEND,
                 metavar="NAME[:ALIAS]",
                 help="reach container NAME as ALIAS on that network",
+            ),
+            Opt(
+                "--link-local-ip",
+                kind=APPEND,
+                metavar="ADDR",
+                help="one more address there (169.254.0.0/16, fe80::/10)",
             ),
             Opt(
                 "--gw-priority",

@@ -15,6 +15,12 @@ NETWORK = (
     Opt("--ip", kind=VALUE, metavar="ADDR", help="its IPv4 address on its (user) network"),
     Opt("--ip6", kind=VALUE, metavar="ADDR", help="its IPv6 address on its (--ipv6) network"),
     Opt("--mac-address", kind=VALUE, metavar="MAC", help="its MAC address on its network"),
+    Opt(
+        "--link-local-ip",
+        kind=APPEND,
+        metavar="ADDR",
+        help="one more address on its network (169.254.0.0/16, fe80::/10)",
+    ),
     Opt("--link", kind=APPEND, metavar="NAME[:ALIAS]", help="reach container NAME as ALIAS"),
     Opt("--dns", kind=APPEND, metavar="IP", help="a name server for its resolv.conf"),
     Opt("--dns-search", kind=APPEND, metavar="DOMAIN", help="a search domain (. for none)"),

@@ -97,6 +97,9 @@ class NetworkJoin:
     # ContainerConfig.links): names its DNS answers this container with NAME's addresses
     # on this network, as moby's endpoint aliases.
     links: tuple[str, ...] = ()
+    # --link-local-ip (IPAMConfig.LinkLocalIPs): more addresses of its interface there,
+    # each in 169.254.0.0/16 or fe80::/10 (given /16 or /64, as moby's).
+    link_local_ips: tuple[str, ...] = ()
 
 
 @attrs.frozen
@@ -201,6 +204,19 @@ def check_ipv6(text: str, what: str) -> str:
         return str(ipaddress.IPv6Address(text))
     except ValueError:
         raise ValueError(f"invalid {what} {text!r}: use an IPv6 address") from None
+
+
+def check_link_local(text: str) -> str:
+    """A ``--link-local-ip``: a link-local unicast address (moby's check)."""
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        address = None
+    if address is None or not address.is_link_local:
+        raise ValueError(
+            f"invalid link-local IP address: {text!r} (use one in 169.254.0.0/16 or fe80::/10)"
+        )
+    return str(address)
 
 
 # Endpoint driver options Docker's bridge driver applies and boxd does not: refused by name

@@ -339,6 +339,7 @@ def plug(
     address6: str = "",
     gateway6: str = "",
     isolated: bool = False,
+    link_local: tuple[str, ...] = (),
 ) -> tuple[int, str]:
     """Give process ``pid``'s network namespace an ``ifname``: one end of a veth pair whose
     other end (named the first of ``host_names`` that is free) is a port of ``bridge``
@@ -348,8 +349,9 @@ def plug(
     ``gateway`` (a container's spawned process does that itself: SpawnPlan.links).  On an
     IPv6 network (``address6``, ADDRESS/LEN) the interface gets that address, is brought
     up and, given ``gateway6``, routes IPv6 by default through it, in either case: the
-    spawned process has no ioctl for an address without duplicate address detection.
-    Returns the host end's interface index and name."""
+    spawned process has no ioctl for an address without duplicate address detection.  So
+    do the ``link_local`` addresses (``--link-local-ip``).  Returns the host end's
+    interface index and name."""
     try:
         master = socket.if_nametoindex(bridge)
     except OSError:
@@ -359,15 +361,20 @@ def plug(
         try:
             if isolated:
                 nl.isolate_port(index)
-            if not configure and not address6:
+            if not configure and not address6 and not link_local:
                 return index, host_name
             with _netlink(pid) as inside:
                 inner = inside.index(ifname)
-                if configure and address:  # none on an IPv6-only network
+                # A spawned process sets its IPv4 address with SIOCSIFADDR, which changes
+                # the interface's first one: before link-local ones, its own comes first.
+                ours_first = configure or any("." in a for a in link_local)
+                if ours_first and address:  # none on an IPv6-only network
                     inside.add_address(inner, address, prefix_len)
                 if address6:
                     own, _, length = address6.partition("/")
                     inside.add_address(inner, own, int(length))
+                for extra in link_local:  # with moby's prefixes
+                    inside.add_address(inner, extra, 16 if "." in extra else 64)
                 inside.up(inner)
                 if default_route and configure and gateway:
                     inside.default_route(gateway)

@@ -82,6 +82,7 @@ class NetworkConnectRequest:
     ip6: str = ""
     gw_priority: int = 0  # Docker 28's --gw-priority (see NetworkJoin)
     links: tuple[str, ...] = ()  # NAME:ALIAS (see NetworkJoin)
+    link_local_ips: tuple[str, ...] = ()  # --link-local-ip (see NetworkJoin)
 
 
 @attrs.frozen
@@ -360,6 +361,7 @@ def handlers(sup: Supervisor) -> dict[type[Any], Callable[[Any, Any], Awaitable[
                 req.ip6,
                 req.gw_priority,
                 req.links,
+                req.link_local_ips,
             )
             return await sup.networks.connect(c, attachment, asked)
 

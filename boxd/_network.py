@@ -56,6 +56,7 @@ from ._netconfig import (
     check_driver_opts,
     check_ipv4,
     check_ipv6,
+    check_link_local,
     check_mac,
     check_network_name,
     resolv_conf,
@@ -1337,6 +1338,7 @@ class Networks:
             check_name(alias)
         for link in asked.links:
             check_link(link)
+        link_local = tuple(map(check_link_local, asked.link_local_ips))
         ip = check_ipv4(asked.ip, "--ip") if asked.ip else ""
         ip6 = check_ipv6(asked.ip6, "--ip6") if asked.ip6 else ""
         mac = check_mac(asked.mac) if asked.mac else ""
@@ -1355,7 +1357,9 @@ class Networks:
                 f"links at network connect are only for user-defined networks: {net.name}'s"
                 " containers reach each other by the links made at create"
             )
-        join = attrs.evolve(asked, network=net.name, ip=ip, ip6=ip6, mac=mac)
+        join = attrs.evolve(
+            asked, network=net.name, ip=ip, ip6=ip6, mac=mac, link_local_ips=link_local
+        )
         new = attrs.evolve(config, networks=(*joins, join))
         async with self._lock:
             try:
@@ -1833,6 +1837,7 @@ class Attachment:
             "address6": f"{link.address6}/{net.network6.prefixlen}" if link.address6 else "",
             "gateway6": net.gateway6 if route6 else "",
             "isolated": not net.icc,
+            "link_local": link.join.link_local_ips,
         }
 
     async def _plug(self, link: _Link, *, default_route: bool, route6: bool) -> None:

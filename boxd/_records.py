@@ -30,6 +30,7 @@ from ._netconfig import (
     check_driver_opts,
     check_ipv4,
     check_ipv6,
+    check_link_local,
     check_mac,
     check_network,
 )
@@ -626,6 +627,8 @@ def validate_config(config: ContainerConfig) -> None:
             check_name(alias)
         for link in join.links:
             check_link(link)
+        for address in join.link_local_ips:
+            check_link_local(address)
         if join.ip:
             check_ipv4(join.ip, "--ip")
         if join.ip6:

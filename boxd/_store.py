@@ -60,9 +60,10 @@ SPARE_NEW = ".new-"  # in spares/: a spare being made (a leftover is deleted)
 # containers: it leaves those of 3 alone).  4: IPv6 (a join's ip6, an endpoint's IPv6
 # address, prefix and gateway, the container's IPv6 addresses).  5: a bind's propagation
 # (rslave, slave, private).  6: an endpoint's host_link (its veth's host end, one of
-# several names).  7: a join's gw_priority.  8: a join's links.  A change of the record's
-# fields raises it (tests/test_records.py pins them).
-FORMAT = 8
+# several names).  7: a join's gw_priority.  8: a join's links.  9: a join's
+# link_local_ips.  A change of the record's fields raises it (tests/test_records.py pins
+# them).
+FORMAT = 9
 
 
 @attrs.frozen

@@ -1560,14 +1560,10 @@ def test_mac_addresses(netd: Daemon) -> None:
         assert r.stdout == "02:42:ac:11:00:09\n02:00:00:00:00:42\n"
         # What an endpoint would have to drop is refused by name.
         ifname = "com.docker.network.endpoint.ifname"  # Docker's bridge applies it
-        endpoints: list[tuple[dict[str, Any], str]] = [
-            ({"driver_opt": {ifname: "x0"}}, f"DriverOpts '{ifname}' is not supported"),
-            ({"link_local_ips": ["169.254.1.1"]}, "IPAMConfig.LinkLocalIPs is not supported"),
-        ]
-        for endpoint, words in endpoints:
-            with pytest.raises(docker.errors.APIError) as refused:
-                client.connect_container_to_network(c, "macs", **endpoint)
-            assert refused.value.status_code == 400 and words in str(refused.value)
+        with pytest.raises(docker.errors.APIError) as refused:
+            client.connect_container_to_network(c, "macs", driver_opt={ifname: "x0"})
+        assert refused.value.status_code == 400
+        assert f"DriverOpts '{ifname}' is not supported" in str(refused.value)
         # Other driver options are kept and shown, as Docker's (docker-py's own test).
         opts = client.create_container(
             "default", ["sleep", "300"], name="opts",
@@ -2100,8 +2096,10 @@ def test_several_networks_at_run_and_their_fields(netd: Daemon) -> None:
          "driver option 'com.docker.network.endpoint.ifname' is not supported by boxd"),
         (("--network", "name=m1,gw-priority=high"),
          'for "--network" flag: invalid gw-priority (high): invalid syntax'),
-        (("--network", "name=m1,link-local-ip=169.254.1.1"),
-         "link-local-ip is not supported by boxd"),
+        (("--network", "name=m1,link-local-ip=169.254.1.1", "--link-local-ip", "169.254.1.2"),
+         "conflicting options: cannot specify both --link-local-ip and per-network link-local"
+         " IP addresses"),
+        (("--link-local-ip", "10.81.0.7"), "invalid link-local IP address: '10.81.0.7'"),
     ]  # fmt: skip
     for args, words in bad:
         r = netd.ctl("run", "--rm", *args, "default", "true", check=False)
@@ -2114,6 +2112,57 @@ def test_several_networks_at_run_and_their_fields(netd: Daemon) -> None:
     netd.ctl("rm", "-f", "multi", c)
     for name in ("m1", "m2"):
         netd.ctl("network", "rm", name)
+
+
+@pytest.mark.root
+def test_link_local_addresses(netd: Daemon) -> None:
+    """``--link-local-ip`` (run, the ``--network`` field, ``network connect``; the Engine
+    API's IPAMConfig.LinkLocalIPs, from the docker CLI and docker-py), which boxd refused:
+    more addresses of the container's interface on that network, /16 or /64 as moby gives
+    them, kept across a restart and shown by inspect."""
+    netd.ctl("network", "create", "--subnet", "10.83.0.0/24", "ll")
+
+    def addresses(ref: str, interface: str) -> list[str]:
+        script = f"ip -o addr show {interface} | awk '{{print $4}}'"
+        return netd.ctl("exec", ref, "sh", "-c", script).stdout.split()
+
+    c = netd.ctl("run", "-d", "--link-local-ip", "169.254.10.1", "--link-local-ip", "fe80::a1",
+                 "default", "sleep", "60").stdout.strip()  # fmt: skip
+    bridge = endpoints(netd, c)["bridge"]
+    own = f"{bridge['ip_address']}/{bridge['prefix_len']}"
+    assert {own, "169.254.10.1/16", "fe80::a1/64"} <= set(addresses(c, "eth0"))
+    netd.ctl("network", "connect", "--link-local-ip", "169.254.10.2", "ll", c)
+    ll = endpoints(netd, c)["ll"]["ip_address"]
+    assert {f"{ll}/24", "169.254.10.2/16"} <= set(addresses(c, "eth1"))
+    netd.ctl("restart", "-t", "0", c)  # each made again by the spawn's path
+    assert {own, "169.254.10.1/16", "fe80::a1/64"} <= set(addresses(c, "eth0"))
+    assert {f"{ll}/24", "169.254.10.2/16"} <= set(addresses(c, "eth1"))
+    nets = json.loads(netd.ctl("inspect", c).stdout)[0]["NetworkSettings"]["Networks"]
+    assert nets["bridge"]["IPAMConfig"] == {"LinkLocalIPs": ["169.254.10.1", "fe80::a1"]}
+    assert nets["ll"]["IPAMConfig"] == {"LinkLocalIPs": ["169.254.10.2"]}
+    field = netd.ctl("run", "--rm", "--network", "name=ll,link-local-ip=169.254.10.3", "default",
+                     "ip", "-o", "-4", "addr", "show", "eth0").stdout  # fmt: skip
+    assert "169.254.10.3/16" in field
+    r = netd.ctl("network", "connect", "--link-local-ip", "10.83.0.9", "ll", c, check=False)
+    assert r.returncode == 1 and "invalid link-local IP address: '10.83.0.9'" in r.stderr
+    if docker_clients.DOCKER is not None:
+        r = docker_in(netd, "run", "--rm", "--network", "ll", "--link-local-ip", "169.254.10.4",
+                      "default", "ip", "-o", "-4", "addr", "show", "eth0")  # fmt: skip
+        assert r.returncode == 0 and "169.254.10.4/16" in r.stdout, r.stderr
+    docker = pytest.importorskip("docker")
+    client = docker.DockerClient(base_url=f"unix://{netd.docker_socket}")
+    try:
+        other = client.containers.run("default", ["sleep", "60"], detach=True)
+        client.networks.get("ll").connect(other, link_local_ips=["169.254.10.5"])
+        other.reload()
+        shown = other.attrs["NetworkSettings"]["Networks"]["ll"]["IPAMConfig"]
+        assert shown == {"LinkLocalIPs": ["169.254.10.5"]}
+        assert "169.254.10.5/16" in other.exec_run(["ip", "-o", "addr", "show", "eth1"])[1].decode()
+        other.remove(force=True)
+    finally:
+        client.close()
+    netd.ctl("rm", "-f", c)
+    netd.ctl("network", "rm", "ll")
 
 
 def _routes(daemon: Daemon, ref: str) -> tuple[str, str]:

@@ -1,7 +1,8 @@
 """``POST /networks/{id}/connect`` and ``/disconnect``: the native socket's network
 connect and disconnect, in Docker's shape (``Container``, ``EndpointConfig.Aliases``,
 ``EndpointConfig.IPAMConfig.IPv4Address`` and ``IPv6Address``,
-``EndpointConfig.MacAddress``, ``EndpointConfig.Links``; ``Force``)."""
+``EndpointConfig.IPAMConfig.LinkLocalIPs``, ``EndpointConfig.MacAddress``,
+``EndpointConfig.Links``; ``Force``)."""
 
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ async def connect(api: Api, conn: HttpConnection, req: Request, ref: str) -> Non
         ip6=endpoint.object("IPAMConfig").text("IPv6Address"),
         gw_priority=endpoint.integer("GwPriority"),
         links=endpoint_links(endpoint),
+        link_local_ips=tuple(endpoint.object("IPAMConfig").strings("LinkLocalIPs")),
     )
     await one_answer(api.networks[NetworkConnectRequest], request)
     await conn.respond(200, content_type=None)

@@ -439,6 +439,7 @@ def _endpoints(
             endpoint.object("IPAMConfig").text("IPv6Address"),
             endpoint.integer("GwPriority"),
             () if main else endpoint_links(endpoint),
+            tuple(endpoint.object("IPAMConfig").strings("LinkLocalIPs")),
         )
     own = joins.pop(network, NetworkJoin(network))
     if own.mac and cfg.text("MacAddress") and _mac(cfg.text("MacAddress")) != own.mac:
@@ -451,7 +452,10 @@ def _endpoints(
         )
     if not own.mac and cfg.text("MacAddress"):
         own = attrs.evolve(own, mac=_mac(cfg.text("MacAddress")))
-    if not (joins or own.ip or own.ip6 or own.mac or own.driver_opts or own.gw_priority):
+    if not (
+        joins or own.ip or own.ip6 or own.mac or own.driver_opts or own.gw_priority
+        or own.link_local_ips
+    ):  # fmt: skip
         return own.aliases, links, None
     if network in ("host", "none") or network.startswith("container:"):
         what = f"be on {next(iter(joins))!r}" if joins else "have an address or MAC of its own"
@@ -475,8 +479,6 @@ def check_endpoint(endpoint: Fields, where: str) -> None:
         check_driver_opts(endpoint.mapping("DriverOpts"), f"{where}.DriverOpts")
     except ValueError as exc:
         raise ApiError(400, str(exc)) from None
-    if endpoint.object("IPAMConfig").present("LinkLocalIPs"):
-        raise ApiError(400, f"{where}.IPAMConfig.LinkLocalIPs is not supported by boxd")
 
 
 def _mac(text: str) -> str:
@@ -598,8 +600,12 @@ def _network_settings(c: Container) -> dict[str, Any]:
     ) -> Any:
         """Docker's EndpointSettings: the addresses asked for (IPAMConfig) and those had."""
         join = joins.get(network)
-        asked = {"IPv4Address": join.ip, "IPv6Address": join.ip6} if join is not None else {}
-        asked = {k: v for k, v in asked.items() if v}
+        asked: dict[str, Any] = {}
+        if join is not None:
+            asked = {"IPv4Address": join.ip, "IPv6Address": join.ip6}
+            asked = {k: v for k, v in asked.items() if v}
+            if join.link_local_ips:
+                asked["LinkLocalIPs"] = list(join.link_local_ips)
         return {
             "IPAMConfig": asked or None,
             "Links": [
