@@ -784,6 +784,7 @@ def cmd_info(args: Args) -> int:
     keys = ("version", "root", "cgroup_mode", "containers", "running", "paused", "stopped")
     for key in (*keys, "procview"):
         print(f"{key}: {info[key]}")
+    print(f"docker_socket: {info['docker_socket'] or 'off'}")
     return 0
 
 

@@ -54,6 +54,11 @@ VOLUMES = (
         metavar="DRIVER",
         help="the driver of the volumes it makes: local, the one there is",
     ),
+    Opt(
+        "--use-api-socket",
+        kind=FLAG,
+        help="bind the daemon's Docker API socket at /var/run/docker.sock",
+    ),
 )
 
 HEALTH = (

@@ -33,6 +33,8 @@ if TYPE_CHECKING:
 
 # ---- run and create -----------------------------------------------------------------------
 
+API_SOCKET = "/var/run/docker.sock"  # where --use-api-socket binds it, as the docker CLI
+
 
 def run_mounts(args: Args) -> dict[str, Any]:
     """``-v``, ``--mount`` and ``--volumes-from`` as ContainerConfig fields (``volumes``,
@@ -50,12 +52,18 @@ def run_mounts(args: Args) -> dict[str, Any]:
              "declared_volumes": declared, "volumes_from": args.volumes_from}  # fmt: skip
     if args.volume_driver not in (None, "local"):  # dockerd's NotFound of a plugin
         raise CliError(f"volume driver {args.volume_driver!r} not found: the one driver is local")
-    if not (args.volume or args.mount):
+    specs = list(args.volume)
+    if args.use_api_socket:  # as the docker CLI's: the socket where its tools look
+        served = call(args.socket, {"type": "InfoRequest"})["docker_socket"]
+        if not served:
+            raise CliError("--use-api-socket: this daemon serves no Docker API socket")
+        specs.append(f"{served}:{API_SOCKET}")
+    if not (specs or args.mount):
         return found
     from boxd import _mounts  # csv and re: only for the runs that mount something
 
     try:
-        for spec in args.volume:
+        for spec in specs:
             fields = _mounts.parse_volume_flag(spec)
             if fields["host"]:  # absolute, as the docker CLI sends it
                 fields["host"] = os.path.abspath(os.path.expanduser(str(fields["host"])))

@@ -506,7 +506,11 @@ async def run_daemon(args: SimpleNamespace, argv: Sequence[str] = ()) -> None:
             ):
                 _default_ulimits(sup, args)
                 sup.labels = args.labels
-                server = Server(sup, procview="on" if view else f"off: {why_not}")
+                server = Server(
+                    sup,
+                    procview="on" if view else f"off: {why_not}",
+                    docker_socket=args.docker_socket,
+                )
                 if args.docker_socket:  # first: a client of the native socket may expect it
                     await nursery.start(serve_docker, sup, Path(args.docker_socket))
                 await nursery.start(
@@ -635,6 +639,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(_systemd.install(words[1:]))
     try:
         args = _parse_args(words)
+        if args.docker_socket:  # as clients are told of it (--use-api-socket's bind)
+            args.docker_socket = os.path.abspath(args.docker_socket)
         if args.validate:  # dockerd's --validate: the daemon's checks, as at its start
             _checked(args)
             print("configuration OK", file=sys.stderr)

@@ -221,6 +221,7 @@ class InfoResponse:
     procview: str
     paused: int = 0
     stopped: int = 0
+    docker_socket: str = ""  # where it serves the Docker Engine API ("": it does not)
 
 
 @attrs.frozen

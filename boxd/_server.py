@@ -179,9 +179,10 @@ def peer_credentials(stream: trio.SocketStream) -> tuple[int, int, int]:
 
 
 class Server:
-    def __init__(self, sup: Supervisor, *, procview: str = "off") -> None:
+    def __init__(self, sup: Supervisor, *, procview: str = "off", docker_socket: str = "") -> None:
         self.sup = sup
         self.procview = procview
+        self.docker_socket = docker_socket
         self._waiting = WaitingConnections(MAX_WAITING)
         self._list_answers = ListAnswers()
         self._handlers: dict[type[Any], Callable[[Connection, Any], Awaitable[None]]] = {
@@ -297,6 +298,7 @@ class Server:
                 procview=self.procview,
                 paused=phases[Status.PAUSED],
                 stopped=phases.total() - running - phases[Status.PAUSED],
+                docker_socket=self.docker_socket,
             )
         )
 

@@ -188,6 +188,25 @@ def test_a_hijacked_stream_begins_once_its_head_is_read(clean: Daemon) -> None:
 
 
 @needs_cli
+def test_use_api_socket_reaches_the_daemon_from_inside(clean: Daemon) -> None:
+    """Docker 28's ``--use-api-socket``: the container reaches the daemon through its
+    Docker API socket at /var/run/docker.sock, where the docker CLI and docker-py look
+    (the default image has the host's docker CLI): boxctl's (the socket the daemon says
+    it serves, which ``info`` shows) and the docker CLI's own."""
+    info = clean.ctl("info").stdout
+    assert f"docker_socket: {clean.docker_socket}\n" in info
+    inside = ("docker", "run", "--rm", "default", "echo", "from-inside")
+    assert clean.ctl("run", "--rm", "--use-api-socket", "default", *inside).stdout == (
+        "from-inside\n"
+    )
+    r = _docker(clean, "run", "--rm", "--use-api-socket", "default", *inside)
+    assert (r.returncode, r.stdout) == (0, "from-inside\n"), r.stderr
+    r = clean.ctl("run", "--rm", "--use-api-socket", "-v", "/tmp:/var/run/docker.sock",
+                  "default", "true", check=False)  # fmt: skip
+    assert r.returncode == 125 and "/var/run/docker.sock" in r.stderr, r.stderr
+
+
+@needs_cli
 def test_entrypoint_reset(clean: Daemon) -> None:
     """``--entrypoint ""`` (the CLI sends ``[""]``) resets the image's entrypoint, as
     Docker's daemon reads it: the command runs alone, and the image's Cmd is not taken
