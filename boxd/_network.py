@@ -1488,6 +1488,9 @@ class Networks:
             )
             if join.ip6:
                 raise NetworkError(f"invalid --ip6 {join.ip6}: {turned_off}")
+            for extra in join.link_local_ips:
+                if ":" in extra:
+                    raise NetworkError(f"invalid --link-local-ip {extra}: {turned_off}")
             if not net.ipv4:
                 raise NetworkError(f"network {net.name} is IPv6-only and {turned_off}")
         address = await self._allocate(net, cid, join.ip, save=save)

@@ -2145,6 +2145,9 @@ def test_link_local_addresses(netd: Daemon) -> None:
     assert "169.254.10.3/16" in field
     r = netd.ctl("network", "connect", "--link-local-ip", "10.83.0.9", "ll", c, check=False)
     assert r.returncode == 1 and "invalid link-local IP address: '10.83.0.9'" in r.stderr
+    r = netd.ctl("run", "--rm", "--sysctl", "net.ipv6.conf.all.disable_ipv6=1",
+                 "--link-local-ip", "fe80::a2", "default", "true", check=False)  # fmt: skip
+    assert "invalid --link-local-ip fe80::a2: the container's IPv6 is turned off" in r.stderr
     if docker_clients.DOCKER is not None:
         r = docker_in(netd, "run", "--rm", "--network", "ll", "--link-local-ip", "169.254.10.4",
                       "default", "ip", "-o", "-4", "addr", "show", "eth0")  # fmt: skip
