@@ -1338,7 +1338,7 @@ class Networks:
             check_name(alias)
         for link in asked.links:
             check_link(link)
-        link_local = tuple(map(check_link_local, asked.link_local_ips))
+        link_local = tuple([check_link_local(a) for a in asked.link_local_ips])
         ip = check_ipv4(asked.ip, "--ip") if asked.ip else ""
         ip6 = check_ipv6(asked.ip6, "--ip6") if asked.ip6 else ""
         mac = check_mac(asked.mac) if asked.mac else ""
