@@ -9,7 +9,8 @@ container only wrote inside shows as Changed, as Docker shows it, and one that i
 copy-up of an unchanged directory with nothing reported below it is left out.  The files
 boxd itself writes at each start (/etc/hostname, /etc/hosts, /etc/resolv.conf,
 /.dockerenv) are not the container's changes: Docker binds its own over the image
-(/.dockerenv: in its init layer) and does not list them either.
+(/.dockerenv: in its init layer) and does not list them either; nor are the directories
+boxd makes for its mounts and those files in an image that has none (INIT_DIRS).
 
 Nothing here follows a symlink: entries are read with lstat below the upper directory,
 and a lower layer is only asked whether a path exists in it.
@@ -29,6 +30,12 @@ from ._images.unpack import OPAQUE_XATTR, own_ids, upper_opaque_xattr
 from ._rootfs import Image, _container_view
 
 RUNTIME_FILES = frozenset({"/etc/hostname", "/etc/hosts", "/etc/resolv.conf", "/.dockerenv"})
+# The directories boxd makes in a container's root when its image has none (a FROM scratch
+# one): the mount points of /dev, /proc and /sys, and /etc for the files above.  Docker
+# makes them in its init layer, below the container's own: they are no change of the
+# container's (a change below one is, the directory then shown as changed, not added) and
+# no part of its commit.
+INIT_DIRS = frozenset({"/dev", "/proc", "/sys", "/etc"})
 
 
 @attrs.frozen
@@ -119,7 +126,13 @@ def changes(image: Image, container_dir: Path, *, userns: bool = False) -> list[
                     if (deleted := posixpath.join(path, name)) not in targets:
                         found.append(Change("D", deleted))
                         reported = True
-            if below is None and _lower_stat(lowers, sub) is None:
+            new = below is None and _lower_stat(lowers, sub) is None
+            if new and path in INIT_DIRS and entry.is_dir(follow_symlinks=False):
+                if walk(target, upper, (), sub):  # as over Docker's init layer's
+                    found.append(Change("C", path))
+                    reported = True
+                continue
+            if new:
                 found.append(Change("A", path))
                 reported = True
                 if entry.is_dir(follow_symlinks=False):

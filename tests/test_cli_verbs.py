@@ -5,13 +5,16 @@ outputs quote Docker's documented behaviour."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
 import select
+import shutil
 import signal
 import subprocess
 import sys
+import tarfile
 import time
 from pathlib import Path
 from typing import Any
@@ -199,6 +202,40 @@ def test_diff_lists_what_a_directory_made_again_no_longer_holds(
     assert listed == "C /srv\nC /srv/d\nD /srv/d/a\nD /srv/d/b\nA /srv/d/c\nD /srv/d/sub\n"
     daemon.ctl("rm", "o")
     daemon.ctl("rmi", "diff-opaque")
+
+
+def test_diff_and_commit_of_a_scratch_image_leave_out_what_boxd_made(
+    daemon: Daemon, tmp_path: Path
+) -> None:
+    """An image with no /dev, /proc, /sys or /etc (FROM scratch, one static binary):
+    boxd makes them for its mounts and its /etc files, where Docker has its init layer
+    below the container's.  Neither ``diff`` nor ``commit`` showed Docker's (docker-py's
+    own test_diff): they listed and committed ``A /dev``, ``A /proc``, ``A /sys``.  A
+    change below one of them shows it as changed, as over Docker's init layer."""
+    shutil.copy2("/bin/busybox", tmp_path / "busybox")
+    (tmp_path / "Dockerfile").write_text("FROM scratch\nCOPY busybox /busybox\n")
+    daemon.ctl("build", "-q", "-t", "bare", str(tmp_path))
+    daemon.ctl("run", "--name", "b1", "bare", "/busybox", "touch", "/test")
+    assert daemon.ctl("diff", "b1").stdout == "A /test\n"
+    daemon.ctl("run", "--name", "b2", "bare", "/busybox", "sh", "-c", "echo x > /etc/foo")
+    assert daemon.ctl("diff", "b2").stdout == "C /etc\nA /etc/foo\n"
+    for name, image in (("b1", "bare-b1"), ("b2", "bare-b2")):
+        daemon.ctl("commit", name, image)
+    saved = tmp_path / "saved.tar"
+    daemon.ctl("save", "-o", str(saved), "bare-b1", "bare-b2")
+    layers = []
+    with tarfile.open(saved) as archive:
+        for member in archive.getmembers():
+            blob = archive.extractfile(member) if member.name.startswith("blobs/") else None
+            try:
+                with tarfile.open(fileobj=io.BytesIO(blob.read() if blob else b"")) as layer:
+                    layers.append(sorted(layer.getnames()))
+            except tarfile.ReadError:
+                continue  # not a layer: a manifest's or config's JSON, a directory
+    assert ["test"] in layers and ["etc", "etc/foo"] in layers, layers
+    assert not any(n in layer for layer in layers for n in ("dev", "proc", "sys"))
+    daemon.ctl("rm", "b1", "b2")
+    daemon.ctl("rmi", "bare-b1", "bare-b2", "bare")
 
 
 def test_container_prune_removes_only_stopped_containers(daemon: Daemon) -> None:

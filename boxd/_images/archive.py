@@ -31,7 +31,7 @@ from typing import IO, Any
 import attrs
 import zstandard
 
-from .._diff import RUNTIME_FILES
+from .._diff import INIT_DIRS, RUNTIME_FILES
 from .config import DEFAULT, DEFAULT_ID, default_base_config
 from .hardlinks import Links, add_hard_link, note_link
 from .messages import LoadedImage
@@ -648,6 +648,9 @@ def layer_of_uppers(
 # Written into every container at start (diff's list, as paths below the root): never part
 # of its changes, as Docker binds its own over the image's and commits none of them.
 _RUNTIME_FILES = frozenset([path.removeprefix("/") for path in RUNTIME_FILES])
+# Made for its mounts and those files where the image has none (see INIT_DIRS): committed
+# only with something written below them.
+_INIT_DIRS = frozenset([path.removeprefix("/") for path in INIT_DIRS])
 
 
 def write_diff(uppers: Sequence[Overlay], out: IO[bytes], upper: Upper = LAYER) -> bool:
@@ -659,7 +662,8 @@ def write_diff(uppers: Sequence[Overlay], out: IO[bytes], upper: Upper = LAYER) 
     (/etc/hostname, /etc/hosts, /etc/resolv.conf) are left out, and so is what an upper
     holds where another overlay is mounted (its mount point).  A directory that is only
     overlay's copy of a lower one (its mode and owner the same, nothing written below it:
-    /etc, where boxd's own files went) is left out too, so a container that changed
+    /etc, where boxd's own files went) is left out too, and so is one boxd made where the
+    image has none (/dev, /proc, /sys, /etc: see INIT_DIRS), so a container that changed
     nothing makes an empty layer, as Docker's.  Files are opened with O_NOFOLLOW and
     checked to be what was listed: the container may change its upper directories
     meanwhile, and must not make the daemon read a host file; a lower directory (an image
@@ -751,7 +755,7 @@ class _Walk:
                 (stat.S_IMODE(lower.st_mode), lower.st_uid, lower.st_gid)
                 == (info.mode, info.uid, info.gid)
             )
-            if not same:
+            if not same and not (lower is None and path in _INIT_DIRS):
                 self.write(info)
 
 
