@@ -185,6 +185,11 @@ def network_config(args: Args) -> dict[str, Any]:
                     )
             if join["mac"] and not _own(network):
                 raise ValueError("conflicting options: mac-address and the network mode")
+            if join["link_local_ips"] and not _own(network):  # the Engine API's words
+                raise ValueError(
+                    f"the container's network is {network!r}: it cannot have an address or "
+                    "MAC of its own"
+                )
             join["ip"] = join["ip"] and _netconfig.check_ipv4(join["ip"], "--ip")
             join["ip6"] = join["ip6"] and _netconfig.check_ipv6(join["ip6"], "--ip6")
             join["mac"] = join["mac"] and _netconfig.check_mac(join["mac"])

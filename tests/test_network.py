@@ -2100,6 +2100,8 @@ def test_several_networks_at_run_and_their_fields(netd: Daemon) -> None:
          "conflicting options: cannot specify both --link-local-ip and per-network link-local"
          " IP addresses"),
         (("--link-local-ip", "10.81.0.7"), "invalid link-local IP address: '10.81.0.7'"),
+        (("--network", "host", "--link-local-ip", "169.254.1.1"),
+         "the container's network is 'host': it cannot have an address or MAC of its own"),
     ]  # fmt: skip
     for args, words in bad:
         r = netd.ctl("run", "--rm", *args, "default", "true", check=False)
