@@ -54,6 +54,12 @@ def run_mounts(args: Args) -> dict[str, Any]:
         raise CliError(f"volume driver {args.volume_driver!r} not found: the one driver is local")
     specs = list(args.volume)
     if args.use_api_socket:  # as the docker CLI's: the socket where its tools look
+        if args.isolate_user or args.userns == "private":
+            raise CliError(
+                "--use-api-socket cannot go with --isolate-user: the socket takes root's "
+                "connections, and that container's root is an unprivileged host user",
+                USAGE,
+            )
         served = call(args.socket, {"type": "InfoRequest"})["docker_socket"]
         if not served:
             raise CliError("--use-api-socket: this daemon serves no Docker API socket")

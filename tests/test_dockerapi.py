@@ -204,6 +204,9 @@ def test_use_api_socket_reaches_the_daemon_from_inside(clean: Daemon) -> None:
     r = clean.ctl("run", "--rm", "--use-api-socket", "-v", "/tmp:/var/run/docker.sock",
                   "default", "true", check=False)  # fmt: skip
     assert r.returncode == 125 and "/var/run/docker.sock" in r.stderr, r.stderr
+    r = clean.ctl("run", "--rm", "--use-api-socket", "--isolate-user", "default", "true",
+                  check=False)  # fmt: skip
+    assert r.returncode == 125 and "cannot go with --isolate-user" in r.stderr, r.stderr
 
 
 @needs_cli
