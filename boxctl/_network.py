@@ -381,6 +381,19 @@ def _connect(args: Args) -> int:
         key, eq, _ = opt.partition("=")
         if not (key and eq):
             raise CliError(f"invalid --driver-opt {opt!r}: use KEY=VALUE")
+    # Before the container is looked up, as the docker CLI checks its flags.
+    for link in request["links"]:
+        name, _, alias = link.partition(":")
+        if not name or not alias or ":" in alias:
+            raise CliError(f'invalid argument "{link}" for "--link" flag: bad format for links')
+    if args.link_local_ip:
+        from boxd import _netconfig
+
+        try:
+            for address in args.link_local_ip:
+                _netconfig.check_link_local(address)
+        except ValueError as exc:
+            raise CliError(str(exc)) from None
     call(args.socket, request)
     return 0
 

@@ -690,7 +690,9 @@ def test_network_connect_and_disconnect(netd: Daemon) -> None:
         (("connect", "--ip", "10.77.1.5", "back", "cli"), "invalid --ip 10.77.1.5"),
         (("connect", "--ip", "nonsense", "back", "cli"), "invalid --ip 'nonsense'"),
         (("connect", "--alias", "a b", "back", "cli"), "invalid container name 'a b'"),
-        (("connect", "--link", "api:a:b", "back", "cli"), "bad format for links: api:a:b"),
+        (("connect", "--link", "api:a:b", "back", "cli"), "bad format for links"),
+        (("connect", "--link", "x:y:z", "back", "nosuch"), '"x:y:z" for "--link" flag'),
+        (("connect", "--link-local-ip", "10.0.0.1", "back", "nosuch"), "link-local IP address"),
     ]:
         r = netd.ctl("network", *args, check=False)
         assert r.returncode != 0 and message in r.stderr, (args, r.stderr)
