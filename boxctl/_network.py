@@ -382,13 +382,14 @@ def _connect(args: Args) -> int:
         if not (key and eq):
             raise CliError(f"invalid --driver-opt {opt!r}: use KEY=VALUE")
     # Before the container is looked up, as the docker CLI checks its flags.
-    for link in request["links"]:
-        name, _, alias = link.partition(":")
-        if not name or not alias or ":" in alias:
-            raise CliError(f'invalid argument "{link}" for "--link" flag: bad format for links')
-    if args.link_local_ip:
+    if request["links"] or args.link_local_ip:
         from boxd import _netconfig
 
+        for link in request["links"]:
+            try:
+                _netconfig.check_link_format(link)
+            except ValueError as exc:
+                raise CliError(f'invalid argument "{link}" for "--link" flag: {exc}') from None
         try:
             for address in args.link_local_ip:
                 _netconfig.check_link_local(address)

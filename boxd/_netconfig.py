@@ -206,6 +206,15 @@ def check_ipv6(text: str, what: str) -> str:
         raise ValueError(f"invalid {what} {text!r}: use an IPv6 address") from None
 
 
+def check_link_format(link: str) -> str:
+    """A link as stored (``NAME:ALIAS``): both parts there, one colon; its alias (which
+    :func:`boxd._records.check_link` checks as a name)."""
+    target, _, alias = link.partition(":")
+    if not target or not alias or ":" in alias:
+        raise ValueError(f"bad format for links: {link}")
+    return alias
+
+
 def check_link_local(text: str) -> str:
     """A ``--link-local-ip``: a link-local unicast address (moby's check)."""
     try:

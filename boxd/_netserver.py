@@ -353,15 +353,15 @@ def handlers(sup: Supervisor) -> dict[type[Any], Callable[[Any, Any], Awaitable[
     async def connect(conn: Conn, req: NetworkConnectRequest) -> None:
         async def change(c: Container, attachment: Attachment | None) -> ContainerConfig:
             asked = NetworkJoin(
-                req.network,
-                req.aliases,
-                req.ip,
-                req.mac,
-                req.driver_opts,
-                req.ip6,
-                req.gw_priority,
-                req.links,
-                req.link_local_ips,
+                network=req.network,
+                aliases=req.aliases,
+                ip=req.ip,
+                mac=req.mac,
+                driver_opts=req.driver_opts,
+                ip6=req.ip6,
+                gw_priority=req.gw_priority,
+                links=req.links,
+                link_local_ips=req.link_local_ips,
             )
             return await sup.networks.connect(c, attachment, asked)
 

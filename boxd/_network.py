@@ -1959,9 +1959,12 @@ class Attachment:
                 await nets._bring_up(net)
             await self._plug(link, default_route=route4 and not had4, route6=outward6 and not had6)
             # A default route it had through another network: replaced.
-            moved_routes = [(route4 and had4, net.gateway), (outward6 and had6, net.gateway6)]
-            for gateway in [gateway for replaced, gateway in moved_routes if replaced]:
-                await trio.to_thread.run_sync(_netlink.set_default_route, self.pid, gateway)
+            for replaced, gateway in (
+                (route4 and had4, net.gateway),
+                (outward6 and had6, net.gateway6),
+            ):
+                if replaced:
+                    await trio.to_thread.run_sync(_netlink.set_default_route, self.pid, gateway)
         except BaseException:
             if bound:
                 self._close_sockets()

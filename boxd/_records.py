@@ -30,6 +30,7 @@ from ._netconfig import (
     check_driver_opts,
     check_ipv4,
     check_ipv6,
+    check_link_format,
     check_link_local,
     check_mac,
     check_network,
@@ -366,10 +367,7 @@ def check_name(name: str) -> str:
 
 def check_link(link: str) -> str:
     """A link as stored (``NAME:ALIAS``): both parts there, the alias a name."""
-    target, _, alias = link.partition(":")
-    if not target or not alias or ":" in alias:
-        raise ValueError(f"bad format for links: {link}")
-    check_name(alias)
+    check_name(check_link_format(link))
     return link
 
 
