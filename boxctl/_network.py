@@ -364,10 +364,8 @@ def links(given: list[str]) -> list[str]:
 
 
 def _connect(args: Args) -> int:
-    request = {
-        "type": "NetworkConnectRequest",
+    join = {
         "network": args.network,
-        "container": args.container,
         "aliases": args.alias,
         "ip": args.ip,
         "ip6": args.ip6,
@@ -377,15 +375,15 @@ def _connect(args: Args) -> int:
         "links": links(args.link),
         "link_local_ips": args.link_local_ip,
     }
-    for opt in request["driver_opts"]:
+    for opt in join["driver_opts"]:
         key, eq, _ = opt.partition("=")
         if not (key and eq):
             raise CliError(f"invalid --driver-opt {opt!r}: use KEY=VALUE")
     # Before the container is looked up, as the docker CLI checks its flags.
-    if request["links"] or args.link_local_ip:
+    if join["links"] or args.link_local_ip:
         from boxd import _netconfig
 
-        for link in request["links"]:
+        for link in join["links"]:
             try:
                 _netconfig.check_link_format(link)
             except ValueError as exc:
@@ -395,7 +393,7 @@ def _connect(args: Args) -> int:
                 _netconfig.check_link_local(address)
         except ValueError as exc:
             raise CliError(str(exc)) from None
-    call(args.socket, request)
+    call(args.socket, {"type": "NetworkConnectRequest", "container": args.container, "join": join})
     return 0
 
 

@@ -73,16 +73,8 @@ class NetworkPruneRequest:
 
 @attrs.frozen
 class NetworkConnectRequest:
-    network: str
     container: str
-    aliases: tuple[str, ...] = ()
-    ip: str = ""
-    mac: str = ""
-    driver_opts: tuple[str, ...] = ()  # the endpoint's, "KEY=VALUE"
-    ip6: str = ""
-    gw_priority: int = 0  # Docker 28's --gw-priority (see NetworkJoin)
-    links: tuple[str, ...] = ()  # NAME:ALIAS (see NetworkJoin)
-    link_local_ips: tuple[str, ...] = ()  # --link-local-ip (see NetworkJoin)
+    join: NetworkJoin  # the network, and what the container asks for there
 
 
 @attrs.frozen
@@ -352,21 +344,10 @@ def handlers(sup: Supervisor) -> dict[type[Any], Callable[[Any, Any], Awaitable[
 
     async def connect(conn: Conn, req: NetworkConnectRequest) -> None:
         async def change(c: Container, attachment: Attachment | None) -> ContainerConfig:
-            asked = NetworkJoin(
-                network=req.network,
-                aliases=req.aliases,
-                ip=req.ip,
-                mac=req.mac,
-                driver_opts=req.driver_opts,
-                ip6=req.ip6,
-                gw_priority=req.gw_priority,
-                links=req.links,
-                link_local_ips=req.link_local_ips,
-            )
-            return await sup.networks.connect(c, attachment, asked)
+            return await sup.networks.connect(c, attachment, req.join)
 
         await sup.change_networks(req.container, change)
-        await conn.send(NetworkResponse(_info(sup, sup.networks.get(req.network))))
+        await conn.send(NetworkResponse(_info(sup, sup.networks.get(req.join.network))))
 
     async def disconnect(conn: Conn, req: NetworkDisconnectRequest) -> None:
         # -f (Docker's force) changes nothing here: a container boxd knows is always

@@ -10,7 +10,7 @@ from .._netserver import NetworkConnectRequest, NetworkDisconnectRequest
 from ._api import Api, one_answer
 from ._http import ApiError, HttpConnection, Request
 from ._router import route
-from ._shapes import Fields, check_endpoint, driver_opts, endpoint_links
+from ._shapes import Fields, endpoint_join
 
 
 def _container(body: Fields) -> str:
@@ -22,20 +22,8 @@ def _container(body: Fields) -> str:
 
 async def connect(api: Api, conn: HttpConnection, req: Request, ref: str) -> None:
     body = Fields(req.json_object(), "body")
-    endpoint = body.object("EndpointConfig")
-    check_endpoint(endpoint, "EndpointConfig")
-    request = NetworkConnectRequest(
-        network=ref,
-        container=_container(body),
-        aliases=tuple(endpoint.strings("Aliases")),
-        ip=endpoint.object("IPAMConfig").text("IPv4Address"),
-        mac=endpoint.text("MacAddress"),
-        driver_opts=driver_opts(endpoint),
-        ip6=endpoint.object("IPAMConfig").text("IPv6Address"),
-        gw_priority=endpoint.integer("GwPriority"),
-        links=endpoint_links(endpoint),
-        link_local_ips=tuple(endpoint.object("IPAMConfig").strings("LinkLocalIPs")),
-    )
+    join = endpoint_join(body.object("EndpointConfig"), "EndpointConfig", ref, early_mac=False)
+    request = NetworkConnectRequest(container=_container(body), join=join)
     await one_answer(api.networks[NetworkConnectRequest], request)
     await conn.respond(200, content_type=None)
 

@@ -426,21 +426,12 @@ def _endpoints(
     links: tuple[str, ...] = ()
     for name in endpoints.data:
         endpoint = endpoints.object(name)
-        check_endpoint(endpoint, f"EndpointsConfig[{name!r}]")
-        main = _NETWORKS.get(name, name) == network
+        net = _NETWORKS.get(name, name)
+        main = net == network
         if main:
             links = tuple(endpoint.strings("Links"))
-        joins[_NETWORKS.get(name, name)] = NetworkJoin(
-            _NETWORKS.get(name, name),
-            tuple(endpoint.strings("Aliases")),
-            endpoint.object("IPAMConfig").text("IPv4Address"),
-            _mac(endpoint.text("MacAddress")),
-            driver_opts(endpoint),
-            endpoint.object("IPAMConfig").text("IPv6Address"),
-            endpoint.integer("GwPriority"),
-            () if main else endpoint_links(endpoint),
-            tuple(endpoint.object("IPAMConfig").strings("LinkLocalIPs")),
-        )
+        where = f"EndpointsConfig[{name!r}]"
+        joins[net] = endpoint_join(endpoint, where, net, main=main)
     own = joins.pop(network, NetworkJoin(network))
     if own.mac and cfg.text("MacAddress") and _mac(cfg.text("MacAddress")) != own.mac:
         raise ApiError(
@@ -461,6 +452,31 @@ def _endpoints(
         what = f"be on {next(iter(joins))!r}" if joins else "have an address or MAC of its own"
         raise ApiError(400, f"the container's network is {network!r}: it cannot {what}")
     return own.aliases, links, (own, *joins.values())
+
+
+def endpoint_join(
+    endpoint: Fields, where: str, network: str, *, main: bool = False, early_mac: bool = True
+) -> NetworkJoin:
+    """An endpoint's settings (``network connect``'s ``EndpointConfig``, each of a create's
+    ``EndpointsConfig``; ``where`` names it in a refusal) as the join of ``network``.
+    ``main``: the container's own network, whose ``Links`` are the container's links (not
+    kept with the join).  ``early_mac=False`` leaves the MAC address as given, for the
+    daemon to check once it has found the container: dockerd's connect names a missing
+    container before a bad address."""
+    check_endpoint(endpoint, where)
+    ipam = endpoint.object("IPAMConfig")
+    mac = endpoint.text("MacAddress")
+    return NetworkJoin(
+        network=network,
+        aliases=tuple(endpoint.strings("Aliases")),
+        ip=ipam.text("IPv4Address"),
+        mac=_mac(mac) if early_mac else mac,
+        driver_opts=driver_opts(endpoint),
+        ip6=ipam.text("IPv6Address"),
+        gw_priority=endpoint.integer("GwPriority"),
+        links=() if main else endpoint_links(endpoint),
+        link_local_ips=tuple(ipam.strings("LinkLocalIPs")),
+    )
 
 
 def endpoint_links(endpoint: Fields) -> tuple[str, ...]:
