@@ -260,7 +260,7 @@ def _config(args: Args) -> tuple[dict[str, Any], str]:
         key, eq, value = opt.partition("=")
         if not eq:
             raise CliError(f"invalid --log-opt {opt!r}: expected KEY=VALUE", USAGE)
-        if key in _units.KEPT_LOG_OPTIONS:
+        if key in _units.KEPT_LOG_OPTIONS or key in _units.DRIVER_LOG_OPTIONS:
             kept.append(opt)  # checked with the configuration
             continue
         try:
@@ -985,7 +985,7 @@ RUN_OPTIONS_AFTER_VOLUMES = (
         metavar="OPT",
         help="no-new-privileges, seccomp=..., systempaths=unconfined",
     ),
-    Opt("--log-driver", kind=VALUE, help="json-file (default), local or none (no log)"),
+    Opt("--log-driver", kind=VALUE, help="json-file (default), local, syslog or none (no log)"),
     Opt(
         "--log-opt",
         kind=APPEND,

@@ -39,7 +39,7 @@ from . import __version__, _daemonconfig, _repair, _systemd, _tasks, _trim, _uli
 from ._dockerapi import serve_docker
 from ._network import DEFAULT_BRIDGE, BridgeOptions
 from ._procview import CPU_POLICIES, ProcView, available
-from ._records import LOG_DRIVERS, Ulimit, check_log_compress
+from ._records import LOG_DRIVERS, Ulimit, check_driver_log_options, check_log_compress
 from ._server import Server, serve
 from ._store import RootInUse, hold_root
 from ._supervisor import DEFAULT_ROOT, Supervisor, open_supervisor
@@ -330,12 +330,20 @@ def _checked(args: SimpleNamespace) -> SimpleNamespace:
             f"invalid --max-download-attempts {args.max_download_attempts}: must be >= 1"
         )
     if args.log_driver not in LOG_DRIVERS:  # from the configuration file
-        raise DaemonError(f"invalid log-driver {args.log_driver!r}: use json-file, local or none")
+        raise DaemonError(
+            f"invalid log-driver {args.log_driver!r}: use json-file, local, syslog or none"
+        )
     if args.log_driver == "none" and (args.log_options or max_size or args.log_max_files):
         raise DaemonError(
             "log-opts (and --log-max-size, --log-max-files) need a log: log-driver none keeps none"
         )
     try:
+        check_driver_log_options(
+            args.log_driver,
+            args.log_options,
+            max_size=max_size is not None,
+            max_files=args.log_max_files is not None,
+        )
         check_log_compress(args.log_max_files, args.log_options)
     except ValueError as exc:
         raise DaemonError(f"log-opts: {exc}") from None

@@ -17,7 +17,14 @@ from typing import Any
 
 from ._records import check_kept_log_options
 from ._ulimits import check_ulimit, parse_ulimit
-from ._units import CONTAINER_LOG_OPTIONS, KEPT_LOG_OPTIONS, MTU_RANGE, log_option, parse_mtu
+from ._units import (
+    CONTAINER_LOG_OPTIONS,
+    DRIVER_LOG_OPTIONS,
+    KEPT_LOG_OPTIONS,
+    MTU_RANGE,
+    log_option,
+    parse_mtu,
+)
 
 DEFAULT_PATH = Path("/etc/boxd/daemon.json")
 
@@ -313,7 +320,8 @@ def _log_opts(value: object, where: str = "log-opts") -> list[_Setting]:
     found: list[_Setting] = []
     # Docker's mode and max-buffer-size and the log attributes: every new container's that
     # keeps its log with the daemon's driver (see Supervisor.log_options).
-    kept = tuple([f"{key}={text}" for key, text in value.items() if key in KEPT_LOG_OPTIONS])
+    taken = (*KEPT_LOG_OPTIONS, *DRIVER_LOG_OPTIONS)  # (a driver's own: checked with it)
+    kept = tuple([f"{key}={text}" for key, text in value.items() if key in taken])
     try:
         check_kept_log_options(kept)
     except ValueError as exc:
@@ -321,7 +329,7 @@ def _log_opts(value: object, where: str = "log-opts") -> list[_Setting]:
     if kept:
         found.append(("log-opts", "log_options", kept, (), dict(value)))
     for key, text in value.items():
-        if key in KEPT_LOG_OPTIONS:
+        if key in taken:
             continue
         try:
             option = log_option(key, text, taken=CONTAINER_LOG_OPTIONS)

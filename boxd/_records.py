@@ -40,8 +40,11 @@ from ._signames import parse_signal as parse_signal
 from ._sysctl import parse_sysctl
 from ._tmpfs import parse_tmpfs
 from ._ulimits import check_ulimit
-from ._units import GO_BOOLS, LOG_MODES, parse_size
+from ._units import DRIVER_LOG_OPTIONS, GO_BOOLS, LOG_MODES, log_option, parse_size
 from ._users import check_group, check_user
+
+if typing.TYPE_CHECKING:
+    from . import _syslog
 
 NAME_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*\Z")
 ID_RE = re.compile(r"[0-9a-f]{64}\Z")
@@ -448,8 +451,10 @@ def invalid(field: str, value: object, reason: str = "") -> ValueError:
 
 # Where a container's output is kept, as Docker's --log-driver names it: json-file (the
 # daemon's rotation by default), local (Docker's local driver's 20 MiB x 5 and compressed
-# rotated files by default; the same file format here) or none (no log: `logs` cannot read).
-LOG_DRIVERS = ("json-file", "local", "none")
+# rotated files by default; the same file format here), none (no log: `logs` cannot read)
+# or syslog (each line sent to a syslog server, boxd/_syslog.py; a log kept as local's
+# for `logs` unless cache-disabled=true, as Docker's dual logging keeps one).
+LOG_DRIVERS = ("json-file", "local", "none", "syslog")
 
 # The names boxd's one runtime answers to (``--runtime``, ``docker info``'s Runtimes): it
 # starts every container itself, with no OCI runtime binary under it.  ``runc`` first, the
@@ -467,7 +472,77 @@ def check_log_options(config: ContainerConfig) -> None:
     if config.log_driver == "none" and config.log_options:
         raise ValueError("log options need a log: --log-driver none keeps none")
     check_kept_log_options(config.log_options)
+    if config.log_driver:  # (empty: the daemon's, checked once merged at the creation)
+        check_driver_log_options(
+            config.log_driver,
+            config.log_options,
+            max_size=config.log_max_size is not None,
+            max_files=config.log_max_files is not None,
+        )
     check_log_compress(config.log_max_files, config.log_options)
+
+
+def check_driver_log_options(
+    driver: str, kept: tuple[str, ...], *, max_size: bool = False, max_files: bool = False
+) -> None:
+    """The options only some drivers take, in Docker's words for another: rotation and
+    ``compress`` are json-file's and local's, the ``syslog-`` and ``cache-`` ones
+    syslog's (checked: ValueError naming the bad value)."""
+    keys = [option.partition("=")[0] for option in kept]
+    if driver == "syslog":
+        given = [*(["max-size"] if max_size else []), *(["max-file"] if max_files else [])]
+        for key in [*given, *keys]:
+            if key in ("max-size", "max-file", "compress"):
+                raise ValueError(f"unknown log opt {key!r} for syslog log driver")  # Docker's
+        from . import _syslog  # only for containers that send their lines to syslog
+
+        _syslog.settings(_kept(kept))
+        check_log_cache(_kept(kept))
+        return
+    for key in keys:
+        if key in DRIVER_LOG_OPTIONS:
+            raise ValueError(f"unknown log opt {key!r} for {driver} log driver")  # Docker's
+
+
+def check_log_cache(options: dict[str, str]) -> None:
+    """Docker's dual logging's options (the local log a syslog container keeps)."""
+    for key in ("cache-disabled", "cache-compress"):
+        if key in options and options[key] not in GO_BOOLS:
+            raise ValueError(f"invalid log option {key} {options[key]!r}: expected true or false")
+    for key, rotation in (("cache-max-size", "max-size"), ("cache-max-file", "max-file")):
+        if key in options:
+            try:
+                log_option(rotation, options[key])
+            except ValueError as exc:  # said of the rotation's option: of this one here
+                raise ValueError(str(exc).replace(rotation, key, 1)) from None
+
+
+def log_sizes(config: ContainerConfig) -> tuple[int | None, int | None]:
+    """The container's own log rotation, (max size, max files), None where its driver's
+    default applies: syslog's from its cache options, the others' as given."""
+    if config.log_driver != "syslog":
+        return config.log_max_size, config.log_max_files
+    options = _kept(config.log_options)
+    size, files = options.get("cache-max-size"), options.get("cache-max-file")
+    return (
+        None if size is None else log_option("max-size", size)[1],
+        None if files is None else log_option("max-file", files)[1],
+    )
+
+
+def syslog_settings(config: ContainerConfig) -> _syslog.Settings:
+    """Where and how a syslog container's lines are sent (see boxd/_syslog.py)."""
+    from . import _syslog
+
+    return _syslog.settings(_kept(config.log_options))
+
+
+def keeps_log(config: ContainerConfig) -> bool:
+    """Whether the container keeps a log that `logs` reads: not with the none driver, nor
+    with syslog's ``cache-disabled=true``."""
+    if config.log_driver == "syslog":
+        return not GO_BOOLS.get(_kept(config.log_options).get("cache-disabled", ""), False)
+    return config.log_driver != "none"
 
 
 def check_log_compress(max_files: int | None, kept: tuple[str, ...]) -> None:
@@ -484,6 +559,8 @@ def _kept(kept: tuple[str, ...]) -> dict[str, str]:
 def log_compressed(config: ContainerConfig) -> bool:
     """Whether the container's rotated log files are compressed: its ``compress`` option,
     or its driver's default as Docker has them (local's yes, json-file's no)."""
+    if config.log_driver == "syslog":  # Docker's dual logging compresses by default
+        return GO_BOOLS.get(_kept(config.log_options).get("cache-compress", ""), True)
     given = _kept(config.log_options).get("compress")
     return config.log_driver == "local" if given is None else GO_BOOLS[given]
 
@@ -505,7 +582,7 @@ def check_kept_log_options(kept: tuple[str, ...]) -> None:
             parse_size(value, what="log option max-buffer-size")
         if key == "compress" and value not in GO_BOOLS:
             raise ValueError(f"invalid log option compress {value!r}: expected true or false")
-        if key not in ("mode", "max-buffer-size", "compress"):
+        if key not in ("mode", "max-buffer-size", "compress", *DRIVER_LOG_OPTIONS):
             _logattrs.check(key, value)
 
 
@@ -686,7 +763,7 @@ def validate_config(config: ContainerConfig) -> None:
             "runtime", config.runtime, "unknown runtime name: boxd's own is called runc (or boxd)"
         )
     if config.log_driver and config.log_driver not in LOG_DRIVERS:
-        raise invalid("log_driver", config.log_driver, "use json-file, local or none")
+        raise invalid("log_driver", config.log_driver, "use json-file, local, syslog or none")
     check_log_options(config)
     if config.oom_score_adj is not None and not -1000 <= config.oom_score_adj <= 1000:
         raise ValueError(

@@ -103,9 +103,12 @@ from ._records import (
     Volume,
     check_name,
     invalid,
+    keeps_log,
     log_compressed,
+    log_sizes,
     new_id,
     parse_signal,
+    syslog_settings,
 )
 from ._rootfs import (
     Image,
@@ -126,6 +129,7 @@ from ._volumes import FILLING, NoSuchVolume, Volumes, copy_up
 
 if TYPE_CHECKING:
     from ._images.pull import Puller
+    from ._syslog import Sender as SyslogSender
 
 log = logging.getLogger("boxd.supervisor")
 
@@ -189,6 +193,8 @@ class _Entry:
 
     container: Container
     logs: _logs.LogWriter | None = None
+    # The syslog driver's connection, open for a run only (as the log's file).
+    syslog: SyslogSender | None = None
     run: Run | None = None
     output: Output = attrs.Factory(Output)
     idle: trio.Event = attrs.Factory(trio.Event)  # set when no lifecycle task runs
@@ -560,10 +566,11 @@ class Supervisor:
     def log_dir(self, ref: str) -> Path:
         """Where the container's log is; a ValueError for one that keeps none."""
         c = self._lookup(ref).container
-        if c.config.log_driver == "none":
+        if not keeps_log(c.config):
+            how = "none" if c.config.log_driver == "none" else "syslog and cache-disabled=true"
             raise ValueError(
                 "configured logging driver does not support reading: container "
-                f"{c.name} was created with --log-driver none"
+                f"{c.name} was created with --log-driver {how}"
             )
         return self.store.log_dir(c.id)
 
@@ -731,6 +738,10 @@ class Supervisor:
             changes["resources"] = resources
         config = attrs.evolve(config, **changes) if changes else config
         _check_volume_sources(config)
+        if config.log_driver == "syslog":  # its socket's path, as Docker's create checks it
+            from . import _syslog
+
+            _syslog.check_reachable(syslog_settings(config))
         _devicemap.check_hosts(config.devices)
         self.networks.check(config)
         config = self._with_peer_ids(self.networks.by_name(config))
@@ -746,7 +757,7 @@ class Supervisor:
     def _take_spare(self, cid: str, image: Image, config: ContainerConfig) -> None:
         """(In any thread.)  A new container's directory from the spares, if one is left
         (see Store.take_spare_dir), counted for the next pause's making."""
-        if config.log_driver == "none":  # its directory holds no log
+        if not keeps_log(config):  # its directory holds no log
             return
         layers = layer_dirs(image)
         self._spare_demand[layers] = self._spare_demand.get(layers, 0) + 1
@@ -1198,6 +1209,9 @@ class Supervisor:
             if entry.logs is not None:
                 entry.logs.close()
                 entry.logs = None
+            if entry.syslog is not None:
+                entry.syslog.close()
+                entry.syslog = None
 
     async def _one_run(
         self,
@@ -1215,6 +1229,8 @@ class Supervisor:
         entry.recorded = trio.Event()
         try:
             image = image or self._image(c.config.image, c.config.image_id)
+            if c.config.log_driver == "syslog":
+                entry.syslog = await self._syslog_sender(c, fail=adoption is None)
             joined = self._joined_namespaces(c) if adoption is None else ()
             # An adopted container's are made again when wanted (exec, network connect).
             legacy = self._legacy_links(c) if adoption is None else _links.Legacy()
@@ -1248,6 +1264,7 @@ class Supervisor:
         if entry.output.closed:
             entry.output = Output()
         run = Run(c, entry.output, entry.logs)
+        run.syslog = entry.syslog
         run.dismantle = functools.partial(self._dismantle_later, entry)
         run.view_limits = self._memory_view(c)
         cdir = self.store.container_dir(c.id)
@@ -1344,6 +1361,23 @@ class Supervisor:
         entry.recorded.set()
         return st.finished_at - (st.started_at or st.finished_at)
 
+    async def _syslog_sender(self, c: Container, *, fail: bool) -> SyslogSender:
+        """The syslog driver's connection for a run of ``c``: at a start one that cannot be
+        made fails the start, naming why (as Docker's); an adopted container's sends try
+        again at each line."""
+        from . import _logattrs, _syslog  # only for containers that send lines to syslog
+        from ._images.config import DEFAULT_ID
+
+        tag = _logattrs.attributes(c, c.config.image_id or DEFAULT_ID).get("tag") or c.short_id
+        sender = _syslog.Sender(syslog_settings(c.config), tag, c.short_id)
+        try:
+            await sender.open()
+        except OSError as exc:
+            if fail:
+                raise StartError(f"failed to initialize logging driver: {exc}") from None
+            log.warning("%s: its syslog server is not reachable yet: %s", c.short_id, exc)
+        return sender
+
     def _prepare_run(
         self, entry: _Entry, image: Image, adoption: Adoption | None
     ) -> _plan.Prepared | None:
@@ -1358,15 +1392,16 @@ class Supervisor:
             if adoption is None and not cdir.exists():  # made at the start (`run`)
                 self._take_spare(c.id, image, cfg)
             cdir.mkdir(mode=0o700, exist_ok=True)
-            if cfg.log_driver != "none":
-                local = cfg.log_driver == "local"
+            if keeps_log(cfg):
+                local = cfg.log_driver in ("local", "syslog")  # (syslog's: Docker's cache)
+                max_size, max_files = log_sizes(cfg)
                 entry.logs = _logs.LogWriter.open(
                     self.store.log_dir(c.id),
                     # (the daemon's: a container recorded before it was merged at creation)
-                    max_size=cfg.log_max_size
+                    max_size=max_size
                     or (_logs.LOCAL_MAX_SIZE if local else self.log_max_size)
                     or _logs.DEFAULT_MAX_SIZE,
-                    max_files=cfg.log_max_files
+                    max_files=max_files
                     or (_logs.LOCAL_MAX_FILES if local else self.log_max_files)
                     or _logs.DEFAULT_MAX_FILES,
                     compress=log_compressed(cfg),

@@ -163,6 +163,17 @@ LOG_ATTRIBUTES = ("env", "env-regex", "labels", "labels-regex", "tag")
 LOG_MODES = ("blocking", "non-blocking")
 # The log options kept with a container as given (ContainerConfig.log_options).
 KEPT_LOG_OPTIONS = (*LOG_ATTRIBUTES, "mode", "max-buffer-size", "compress")
+# The syslog driver's (boxd/_syslog.py), kept too: where and how it sends, and Docker's
+# dual logging's local copy ("cache-"), which `logs` reads.
+SYSLOG_OPTIONS = ("syslog-address", "syslog-facility", "syslog-format")
+SYSLOG_TLS_OPTIONS = (
+    "syslog-tls-ca-cert",
+    "syslog-tls-cert",
+    "syslog-tls-key",
+    "syslog-tls-skip-verify",
+)
+CACHE_OPTIONS = ("cache-disabled", "cache-max-size", "cache-max-file", "cache-compress")
+DRIVER_LOG_OPTIONS = (*SYSLOG_OPTIONS, *SYSLOG_TLS_OPTIONS, *CACHE_OPTIONS)
 # Go's strconv.ParseBool, which Docker reads its switches with (compress=, a network's
 # options).
 GO_BOOLS = dict.fromkeys(("1", "t", "T", "TRUE", "true", "True"), True) | dict.fromkeys(

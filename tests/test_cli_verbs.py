@@ -593,7 +593,8 @@ def test_sig_proxy_forwards_signals_unless_turned_off(daemon: Daemon) -> None:
 
 
 def test_log_driver_and_log_opt(daemon: Daemon) -> None:
-    """boxctl takes Docker's --log-driver (json-file, local, none) and --log-opt."""
+    """boxctl takes Docker's --log-driver (json-file, local, none; syslog: test_syslog.py)
+    and --log-opt."""
     r = daemon.ctl("run", "--name", "q", "--log-driver", "none", "default", "echo", "hi")
     assert r.stdout == "hi\n"  # the attached client still gets it
     r = daemon.ctl("logs", "q", check=False)
@@ -617,8 +618,9 @@ def test_log_driver_and_log_opt(daemon: Daemon) -> None:
         "container.log.1",
     ]
     for args, words in [
-        (("--log-driver", "syslog"), "invalid --log-driver 'syslog': use json-file, local or none"),
-        (("--log-opt", "syslog-address=udp://x"), "invalid --log-opt 'syslog-address=udp://x'"),
+        (("--log-driver", "gelf"), "invalid --log-driver 'gelf': use json-file, local, syslog"),
+        (("--log-opt", "syslog-address=udp://x"), "unknown log opt 'syslog-address' for json-file"),
+        (("--log-opt", "gelf-address=udp://x"), "invalid --log-opt 'gelf-address=udp://x'"),
         (("--log-driver", "none", "--log-opt", "max-file=2"), "--log-driver none keeps none"),
         (("--log-opt", "compress=maybe"), "invalid log option compress 'maybe': expected true"),
         (

@@ -45,7 +45,13 @@ from .._records import (
     Ulimit,
     Volume,
 )
-from .._units import CONTAINER_LOG_OPTIONS, KEPT_LOG_OPTIONS, format_log_size, log_option
+from .._units import (
+    CONTAINER_LOG_OPTIONS,
+    DRIVER_LOG_OPTIONS,
+    KEPT_LOG_OPTIONS,
+    format_log_size,
+    log_option,
+)
 from ._http import ApiError
 
 if TYPE_CHECKING:  # the network verbs' module is loaded by their first use
@@ -354,7 +360,8 @@ def _log_config(log: Fields) -> tuple[str, int | None, int | None, tuple[str, ..
     if driver and driver not in LOG_DRIVERS:
         raise ApiError(
             400,
-            f"logging driver {driver!r} is not supported by boxd (use json-file, local or none)",
+            f"logging driver {driver!r} is not supported by boxd"
+            " (use json-file, local, syslog or none)",
         )
     options = log.mapping("Config")
     if driver == "none" and options:
@@ -364,7 +371,7 @@ def _log_config(log: Fields) -> tuple[str, int | None, int | None, tuple[str, ..
     for key, value in options.items():
         if key == "max-size" and value == "-1":  # Docker's "no limit": the daemon's default
             continue
-        if key in KEPT_LOG_OPTIONS:
+        if key in KEPT_LOG_OPTIONS or key in DRIVER_LOG_OPTIONS:
             kept.append(f"{key}={value}")  # checked with the configuration
             continue
         try:

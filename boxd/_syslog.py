@@ -1,0 +1,286 @@
+"""The syslog log driver: each line a container writes, sent to a syslog server as
+Docker's syslog driver sends it (moby's daemon/logger/syslog over the srslog package).
+
+A container's lines go to ``syslog-address`` (``unix://PATH``, ``unixgram://PATH``,
+``udp://HOST[:PORT]``, ``tcp://HOST[:PORT]``, port 514 by default; none: the host's own
+syslog socket, ``/dev/log`` first), one message a line: a stdout line at severity info,
+a stderr one at err, of ``syslog-facility`` (``daemon`` by default), tagged with the log
+option ``tag`` (the container's short id by default), in ``syslog-format`` (Docker's
+default, ``rfc3164``, ``rfc5424``, ``rfc5424micro``).  As Docker's copier, an empty line
+is not sent and a line longer than :data:`MESSAGE_MAX` goes in pieces; every message ends
+with a newline (srslog's), which also frames it on a stream.
+
+One connection a container, made at its start (one that cannot be made fails the start,
+naming it, as Docker's does) or at its adoption.  A message whose send fails is sent once
+more on a new connection, then dropped, with a warning in the daemon's log once per run of
+failures (srslog retries once, and Docker's copier drops what its driver refused).  The
+sends happen in the output's pump, so a stream server that stops reading makes the
+container wait, as Docker's default (blocking) mode does.
+
+The container's log is kept as well, as Docker's dual logging keeps it (``cache-disabled``,
+``cache-max-size``, ``cache-max-file``, ``cache-compress``), so that ``logs`` reads it.
+
+Hand-written, not ``logging.handlers.SysLogHandler``: that handler blocks its caller on
+each send and formats Python's own records, not Docker's messages.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+import urllib.parse
+from collections.abc import Mapping
+
+import attrs
+import trio
+
+from . import protocol
+from ._units import SYSLOG_TLS_OPTIONS
+
+log = logging.getLogger(__name__)
+
+FACILITIES = {
+    name: number
+    for number, name in enumerate(
+        (
+            "kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news", "uucp", "cron",
+            "authpriv", "ftp", "", "", "", "", "local0", "local1", "local2", "local3",
+            "local4", "local5", "local6", "local7",
+        )
+    )
+    if name
+}  # fmt: skip
+FORMATS = ("", "rfc3164", "rfc5424", "rfc5424micro")
+SCHEMES = ("unix", "unixgram", "udp", "tcp")
+DEFAULT_PORT = 514
+# Where the host's own syslog listens, as srslog looks for it (each as a datagram socket,
+# then as a stream one).
+LOCAL_SOCKETS = ("/dev/log", "/var/run/syslog", "/var/run/log")
+# Docker's log copier hands on at most this much of a line at once.
+MESSAGE_MAX = 16 * 1024
+INFO, ERR = 6, 3  # the severities of a stdout and a stderr line
+CONNECT_TIMEOUT = 10.0  # seconds, for a stream server at a start or a reconnection
+
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+@attrs.frozen
+class Settings:
+    """Where and how a container's lines are sent (see :func:`settings`)."""
+
+    scheme: str  # one of SCHEMES, or "" for the host's own syslog socket
+    path: str = ""  # unix, unixgram
+    host: str = ""  # udp, tcp
+    port: int = DEFAULT_PORT
+    facility: int = FACILITIES["daemon"]
+    format: str = ""
+
+
+def settings(options: Mapping[str, str]) -> Settings:
+    """The driver's settings from a container's log options (``KEY=VALUE`` pairs as
+    Docker's ``--log-opt`` gives them), without touching the file system; a bad value is
+    refused naming it (ValueError)."""
+    for key in SYSLOG_TLS_OPTIONS:
+        if key in options:
+            raise ValueError(f"log option {key} is not supported by boxd: it has no tcp+tls")
+    facility = _facility(options.get("syslog-facility", ""))
+    form = options.get("syslog-format", "")
+    if form not in FORMATS:
+        raise ValueError(
+            f"invalid log option syslog-format {form!r}: use rfc3164, rfc5424 or rfc5424micro"
+        )
+    scheme, path, host, port = _address(options.get("syslog-address", ""))
+    return Settings(scheme, path, host, port, facility, form)
+
+
+def _facility(text: str) -> int:
+    if not text:
+        return FACILITIES["daemon"]
+    if text in FACILITIES:
+        return FACILITIES[text]
+    if text.isdigit() and int(text) <= 23:  # Docker takes a facility's number too
+        return int(text)
+    raise ValueError(
+        f"invalid log option syslog-facility {text!r}: use a facility's name "
+        f"({', '.join(FACILITIES)}) or number (0-23)"
+    )
+
+
+def _address(text: str) -> tuple[str, str, str, int]:
+    """(scheme, path, host, port) of ``syslog-address``."""
+    if not text:
+        return "", "", "", DEFAULT_PORT
+    what = f"invalid log option syslog-address {text!r}"
+    parts = urllib.parse.urlsplit(text)
+    if parts.scheme == "tcp+tls":
+        raise ValueError(f"{what}: tcp+tls is not supported by boxd (use tcp, udp or unix)")
+    if parts.scheme not in SCHEMES:
+        raise ValueError(f"{what}: unsupported scheme: {parts.scheme!r} (use {', '.join(SCHEMES)})")
+    if parts.scheme in ("unix", "unixgram"):
+        if not parts.path.startswith("/"):
+            raise ValueError(f"{what}: expected {parts.scheme}:///ABSOLUTE/PATH")
+        return parts.scheme, parts.path, "", DEFAULT_PORT
+    try:
+        host, port = parts.hostname, parts.port
+    except ValueError as exc:  # a port that is no number, or out of range
+        raise ValueError(f"{what}: {exc}") from None
+    if not host:
+        raise ValueError(f"{what}: no host")
+    return parts.scheme, "", host, DEFAULT_PORT if port is None else port
+
+
+def check_reachable(config: Settings) -> None:
+    """At a container's creation, as Docker's daemon checks it: a socket path exists."""
+    if config.path:
+        try:
+            os.stat(config.path)
+        except OSError as exc:
+            address = f"{config.scheme}://{config.path}"
+            raise ValueError(
+                f"invalid log option syslog-address {address!r}: {exc.strerror}"
+            ) from None
+
+
+def _stamp(now: float, form: str) -> str:
+    t = time.localtime(now)
+    if form in ("", "rfc3164"):  # Go's time.Stamp: "Jan _2 15:04:05"
+        return f"{_MONTHS[t.tm_mon - 1]} {t.tm_mday:2d} {time.strftime('%H:%M:%S', t)}"
+    offset = t.tm_gmtoff
+    zone = "Z" if offset == 0 else f"{'-' if offset < 0 else '+'}{abs(offset) // 3600:02d}:"
+    if offset:
+        zone += f"{abs(offset) % 3600 // 60:02d}"
+    fraction = f".{int(now * 1e6) % 1_000_000:06d}" if form == "rfc5424micro" else ""
+    return f"{time.strftime('%Y-%m-%dT%H:%M:%S', t)}{fraction}{zone}"
+
+
+def message(config: Settings, severity: int, tag: str, line: bytes, now: float) -> bytes:
+    """One line as the syslog message Docker's driver sends for it (srslog's formatters,
+    Docker's RFC 5424 one with the tag as the app name), ending in a newline."""
+    priority = config.facility << 3 | severity
+    stamp = _stamp(now, config.format)
+    pid = os.getpid()
+    if config.format == "":
+        head = f"<{priority}>{stamp} {tag}[{pid}]: "
+    elif config.format == "rfc3164":
+        head = f"<{priority}>{stamp} {socket.gethostname()} {tag}[{pid}]: "
+    else:
+        head = f"<{priority}>1 {stamp} {socket.gethostname()} {tag} {pid} {tag} - "
+    return head.encode() + line + (b"" if line.endswith(b"\n") else b"\n")
+
+
+class Sender:
+    """One container's connection to its syslog server, and its lines not yet whole."""
+
+    def __init__(self, config: Settings, tag: str, what: str) -> None:
+        self.config = config
+        self.tag = tag
+        self._what = what  # the container, for the daemon's log
+        self._sock: trio.socket.SocketType | None = None
+        self._stream: trio.SocketStream | None = None
+        self._pending: dict[int, bytes] = {}
+        self._failing = False
+
+    async def open(self) -> None:
+        """Connect (OSError, naming the address, when no server is there)."""
+        try:
+            with trio.fail_after(CONNECT_TIMEOUT):
+                await self._connect()
+        except trio.TooSlowError:
+            raise OSError(f"{self._where()}: no answer in {CONNECT_TIMEOUT:g} s") from None
+
+    def _where(self) -> str:
+        c = self.config
+        if c.path:
+            return f"{c.scheme}://{c.path}"
+        return f"{c.scheme}://{c.host}:{c.port}" if c.scheme else "the host's syslog socket"
+
+    async def _connect(self) -> None:
+        c = self.config
+        if c.scheme == "":
+            await self._connect_local()
+        elif c.scheme == "unixgram":
+            self._sock = await _datagram(socket.AF_UNIX, c.path)
+        elif c.scheme == "unix":
+            self._stream = await trio.open_unix_socket(c.path)
+        elif c.scheme == "udp":
+            family, _, _, _, address = (await trio.socket.getaddrinfo(c.host, c.port))[0]
+            self._sock = await _datagram(family, address)
+        else:
+            self._stream = await trio.open_tcp_stream(c.host, c.port)
+
+    async def _connect_local(self) -> None:
+        """The host's own syslog socket, as srslog finds it."""
+        for kind in ("unixgram", "unix"):
+            for path in LOCAL_SOCKETS:
+                try:
+                    if kind == "unixgram":
+                        self._sock = await _datagram(socket.AF_UNIX, path)
+                    else:
+                        self._stream = await trio.open_unix_socket(path)
+                except OSError:
+                    continue
+                return
+        raise OSError(f"no syslog socket at {', '.join(LOCAL_SOCKETS)} (use syslog-address)")
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+        if self._stream is not None:
+            self._stream.socket.close()
+        self._sock = self._stream = None
+
+    async def send(self, stream: int, data: bytes) -> None:
+        """Send the whole lines of a chunk of ``stream`` (its rest waits for the next)."""
+        data = self._pending.pop(stream, b"") + data
+        start = 0
+        while (end := data.find(b"\n", start)) >= 0 or len(data) - start >= MESSAGE_MAX:
+            stop = min(end + 1 if end >= 0 else len(data), start + MESSAGE_MAX)
+            await self._line(stream, data[start:stop])
+            start = stop
+        if start < len(data):
+            self._pending[stream] = data[start:]
+
+    async def flush(self, stream: int) -> None:
+        """The end of ``stream``: its last line, without a newline, goes now."""
+        if rest := self._pending.pop(stream, b""):
+            await self._line(stream, rest)
+
+    async def _line(self, stream: int, line: bytes) -> None:
+        if line in (b"\n", b""):
+            return  # Docker's driver sends no empty message
+        severity = ERR if stream == protocol.STDERR else INFO
+        data = message(self.config, severity, self.tag, line, time.time())
+        for attempt in range(2):
+            try:
+                if self._sock is None and self._stream is None:
+                    await self.open()
+                if self._stream is not None:
+                    await self._stream.send_all(data)
+                elif self._sock is not None:
+                    await self._sock.send(data)
+            except (OSError, trio.BrokenResourceError) as exc:
+                self.close()
+                if attempt:
+                    if not self._failing:
+                        log.warning(
+                            "%s: a log line not sent to %s (dropped until a send works): %s",
+                            self._what,
+                            self._where(),
+                            exc,
+                        )
+                    self._failing = True
+            else:
+                self._failing = False
+                return
+
+
+async def _datagram(family: int, address: object) -> trio.socket.SocketType:
+    sock = trio.socket.socket(family, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+    try:
+        await sock.connect(address)
+    except BaseException:
+        sock.close()
+        raise
+    return sock

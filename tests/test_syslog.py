@@ -1,0 +1,290 @@
+"""The syslog log driver (boxd/_syslog.py): its options, Docker's message formats, the
+lines of a container sent to real sockets (a datagram one, TCP and UDP servers in the
+daemon's network namespace), the local copy `logs` reads, and a daemon killed meanwhile."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from daemon_harness import Daemon
+from docker_clients import docker, needs_cli
+
+from boxd import _syslog, protocol
+
+# A server of the daemon's network namespace: prints its port, then writes what it gets
+# to a file (a line per datagram, or the stream as it comes).
+_SERVER = """
+import socket, sys
+kind, out = sys.argv[1], sys.argv[2]
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM if kind == "udp" else socket.SOCK_STREAM)
+s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1], flush=True)
+with open(out, "ab", buffering=0) as f:
+    if kind == "udp":
+        while True:
+            f.write(s.recv(70000))
+    s.listen()
+    while True:
+        c, _ = s.accept()
+        while data := c.recv(65536):
+            f.write(data)
+"""
+
+
+def test_options_are_docker_s_and_bad_ones_are_named() -> None:
+    assert _syslog.settings({}) == _syslog.Settings("", facility=3)
+    assert _syslog.settings(
+        {"syslog-address": "udp://10.0.0.5", "syslog-facility": "local3"}
+    ) == _syslog.Settings("udp", host="10.0.0.5", port=514, facility=19)
+    assert _syslog.settings(
+        {"syslog-address": "tcp://[::1]:1514", "syslog-facility": "7", "syslog-format": "rfc5424"}
+    ) == _syslog.Settings("tcp", host="::1", port=1514, facility=7, format="rfc5424")
+    assert _syslog.settings({"syslog-address": "unixgram:///dev/log"}).path == "/dev/log"
+    for options, words in [
+        ({"syslog-address": "http://x"}, "unsupported scheme: 'http'"),
+        ({"syslog-address": "tcp+tls://x:6514"}, "tcp+tls is not supported by boxd"),
+        ({"syslog-address": "udp://:99"}, "invalid log option syslog-address 'udp://:99': no host"),
+        ({"syslog-address": "udp://h:99999"}, "invalid log option syslog-address 'udp://h:99999'"),
+        ({"syslog-address": "unix://relative"}, "expected unix:///ABSOLUTE/PATH"),
+        ({"syslog-facility": "bogus"}, "invalid log option syslog-facility 'bogus'"),
+        ({"syslog-facility": "24"}, "invalid log option syslog-facility '24'"),
+        ({"syslog-format": "rfc9999"}, "invalid log option syslog-format 'rfc9999'"),
+        ({"syslog-tls-cert": "/c.pem"}, "log option syslog-tls-cert is not supported by boxd"),
+    ]:
+        with pytest.raises(ValueError, match=re.escape(words)):
+            _syslog.settings(options)
+
+
+def test_messages_in_each_format() -> None:
+    now = 1_796_615_000.25
+    pid, host = os.getpid(), socket.gethostname()
+    month = r"(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) [ 123]\d \d\d:\d\d:\d\d"
+    rfc3339 = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d"
+    zone = r"(Z|[+-]\d\d:\d\d)"
+    for form, severity, pattern in [
+        ("", _syslog.INFO, rf"<30>{month} web\[{pid}\]: hi\n"),
+        ("rfc3164", _syslog.ERR, rf"<27>{month} {host} web\[{pid}\]: hi\n"),
+        ("rfc5424", _syslog.INFO, rf"<30>1 {rfc3339}{zone} {host} web {pid} web - hi\n"),
+        ("rfc5424micro", _syslog.INFO,
+         rf"<30>1 {rfc3339}\.250000{zone} {host} web {pid} web - hi\n"),
+    ]:  # fmt: skip
+        config = _syslog.Settings("", format=form)
+        for line in (b"hi", b"hi\n"):  # one newline at the end either way
+            text = _syslog.message(config, severity, "web", line, now).decode()
+            assert re.fullmatch(pattern, text), (form, text)
+    local3 = _syslog.Settings("udp", host="h", facility=19)
+    assert _syslog.message(local3, _syslog.ERR, "t", b"x", now).startswith(b"<155>")
+
+
+async def test_lines_are_whole_in_order_and_long_ones_in_pieces(tmp_path: Path) -> None:
+    """As Docker's copier hands lines on: whole (a chunk's rest waits for the next), none
+    empty, at most 16 KiB each, an unfinished last one at the stream's end."""
+    path = str(tmp_path / "log.sock")
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    server.bind(path)
+    server.setblocking(False)
+    sender = _syslog.Sender(_syslog.settings({"syslog-address": f"unixgram://{path}"}), "t", "c")
+    await sender.open()
+    try:
+        await sender.send(protocol.STDOUT, b"a\nb")
+        await sender.send(protocol.STDERR, b"err\n")
+        await sender.send(protocol.STDOUT, b"c\n\n")
+        await sender.send(protocol.STDOUT, b"x" * 40000)
+        await sender.flush(protocol.STDOUT)
+        await sender.flush(protocol.STDERR)  # nothing left: nothing sent
+    finally:
+        sender.close()
+    got = []
+    while True:
+        try:
+            got.append(server.recv(70000))
+        except BlockingIOError:
+            break
+    server.close()
+    heads = [m.split(b": ", 1)[0][:4] for m in got]
+    bodies = [m.split(b": ", 1)[1] for m in got]
+    assert heads == [b"<30>", b"<27>", b"<30>", b"<30>", b"<30>", b"<30>"]
+    assert bodies[:3] == [b"a\n", b"err\n", b"bc\n"]
+    assert [len(b) for b in bodies[3:]] == [16385, 16385, 40000 - 2 * 16384 + 1]
+
+
+@pytest.fixture
+def servers(daemon: Daemon, tmp_path: Path) -> Iterator[dict[str, tuple[int, Path]]]:
+    """A UDP and a TCP server on the daemon's loopback: their ports and output files."""
+    found: dict[str, tuple[int, Path]] = {}
+    procs = []
+    try:
+        for kind in ("udp", "tcp"):
+            out = tmp_path / f"{kind}.out"
+            out.touch()
+            proc = subprocess.Popen(
+                ["nsenter", f"--net={daemon.netns}", sys.executable, "-c", _SERVER, kind, str(out)],
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            procs.append(proc)
+            assert proc.stdout is not None
+            found[kind] = (int(proc.stdout.readline()), out)
+        yield found
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
+            if proc.stdout is not None:
+                proc.stdout.close()
+
+
+def _received(path: Path, count: int, timeout: float = 10) -> list[bytes]:
+    deadline = time.monotonic() + timeout
+    while True:
+        lines = path.read_bytes().splitlines(keepends=True)
+        if len(lines) >= count or time.monotonic() > deadline:
+            return lines
+        time.sleep(0.02)
+
+
+def _datagrams(sock: socket.socket, count: int, timeout: float = 10) -> list[bytes]:
+    sock.settimeout(timeout)
+    return [sock.recv(70000) for _ in range(count)]
+
+
+@pytest.mark.root
+@needs_cli
+def test_a_container_s_lines_go_to_syslog_and_to_its_log(
+    daemon: Daemon, servers: dict[str, tuple[int, Path]], tmp_path: Path
+) -> None:
+    # A datagram socket of the host's file system (boxctl), Docker's default format.
+    path = tmp_path / "dev-log"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(path))
+    try:
+        opt = f"syslog-address=unixgram://{path}"
+        script = "echo out; echo err >&2"
+        r = daemon.ctl("run", "--name", "gram", "--log-driver", "syslog", "--log-opt", opt,
+                       "default", "sh", "-c", script)  # fmt: skip
+        short = daemon.inspect("gram")["id"][:12]
+        got = sorted(_datagrams(sock, 2))
+        pid = daemon.process.pid if daemon.process is not None else 0
+        assert [re.sub(rb"^<(\d+)>\w{3} [ \d]\d \d\d:\d\d:\d\d ", rb"<\1>", m) for m in got] == [
+            f"<27>{short}[{pid}]: err\n".encode(),
+            f"<30>{short}[{pid}]: out\n".encode(),
+        ]
+        assert sorted(r.stdout.splitlines() + r.stderr.splitlines()) == ["err", "out"]
+        assert sorted(daemon.ctl("logs", "gram").stdout.split()) == ["out"]  # (stdout's)
+        config = json.loads(daemon.ctl("inspect", "gram").stdout)[0]["HostConfig"]["LogConfig"]
+        assert config == {"Type": "syslog", "Config": {"syslog-address": f"unixgram://{path}"}}
+    finally:
+        sock.close()
+    # TCP through the docker CLI: RFC 5424, a tag of its name, a line a message.
+    port, out = servers["tcp"]
+    r = docker(daemon, "run", "--name", "tcp", "--log-driver", "syslog",
+               "--log-opt", f"syslog-address=tcp://127.0.0.1:{port}",
+               "--log-opt", "syslog-format=rfc5424", "--log-opt", "tag={{.Name}}",
+               "default", "sh", "-c", "for i in 1 2 3; do echo line$i; done")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    lines = _received(out, 3)
+    host = socket.gethostname()
+    assert [re.sub(rb" \S+ ", b" T ", m, count=1) for m in lines] == [
+        f"<30>1 T {host} tcp {pid} tcp - line{i}\n".encode() for i in (1, 2, 3)
+    ]
+    assert docker(daemon, "logs", "tcp").stdout == "line1\nline2\nline3\n"
+    # UDP, a facility, RFC 3164; no local copy: `logs` cannot read.
+    port, out = servers["udp"]
+    daemon.ctl("run", "--name", "udp", "--log-driver", "syslog",
+               "--log-opt", f"syslog-address=udp://127.0.0.1:{port}",
+               "--log-opt", "syslog-facility=local3", "--log-opt", "syslog-format=rfc3164",
+               "--log-opt", "cache-disabled=true",
+               "default", "sh", "-c", "echo oops >&2")  # fmt: skip
+    (message,) = _received(out, 1)
+    assert re.fullmatch(rf"<155>\w{{3}} [ \d]\d [\d:]{{8}} {host} \w{{12}}\[{pid}\]: oops\n",
+                        message.decode()), message  # fmt: skip
+    r = daemon.ctl("logs", "udp", check=False)
+    assert r.returncode != 0
+    assert "with --log-driver syslog and cache-disabled=true" in r.stderr
+    daemon.ctl("rm", "gram", "tcp", "udp")
+
+
+@pytest.mark.root
+@needs_cli
+def test_bad_syslog_settings_are_refused_by_name(daemon: Daemon, tmp_path: Path) -> None:
+    closed = socket.socket()  # a port of the daemon's loopback nobody listens on
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()
+    for opts, words in [
+        ((f"syslog-address=unix://{tmp_path}/none.sock",),
+         f"invalid log option syslog-address 'unix://{tmp_path}/none.sock': No such file"),
+        (("syslog-address=tcp+tls://127.0.0.1:6514",), "tcp+tls is not supported by boxd"),
+        (("max-size=1m",), "unknown log opt 'max-size' for syslog log driver"),
+        (("compress=true",), "unknown log opt 'compress' for syslog log driver"),
+        (("cache-max-file=0",), "invalid log option cache-max-file '0'"),
+        (("cache-disabled=maybe",), "invalid log option cache-disabled 'maybe'"),
+    ]:  # fmt: skip
+        args = [a for opt in opts for a in ("--log-opt", opt)]
+        r = daemon.ctl("run", "--rm", "--log-driver", "syslog", *args, "default", "true",
+                       check=False)  # fmt: skip
+        assert r.returncode == 125 and words in r.stderr, r.stderr
+        r = docker(daemon, "run", "--rm", "--log-driver", "syslog", *args, "default", "true")
+        assert r.returncode == 125 and words in r.stderr, r.stderr
+    r = daemon.ctl("run", "--rm", "--log-opt", "syslog-facility=user", "default", "true",
+                   check=False)  # fmt: skip
+    assert "unknown log opt 'syslog-facility' for json-file log driver" in r.stderr
+    # Nobody there (closed in this namespace: the daemon's is the test session's).
+    opt = f"syslog-address=tcp://127.0.0.1:{port}"
+    r = docker(daemon, "run", "--name", "down", "--log-driver", "syslog", "--log-opt", opt,
+               "default", "true")  # fmt: skip
+    assert r.returncode == 125
+    assert f"failed to initialize logging driver: all attempts to connect to 127.0.0.1:{port}" in (
+        r.stderr
+    )
+    assert daemon.inspect("down")["state"]["status"] == "created"  # as Docker's, kept
+    daemon.ctl("rm", "down")
+
+
+@pytest.mark.root
+def test_lines_written_while_no_daemon_ran_are_sent(daemon: Daemon, tmp_path: Path) -> None:
+    """Live restore: the next daemon connects again and sends what the pipe kept; a chunk
+    the killed daemon had sent but not yet logged (the kill comes right after a line
+    arrived here) is sent again, not lost."""
+    path = tmp_path / "dev-log"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(path))
+    try:
+        script = "i=0; while [ $i -lt 30 ]; do echo n$i; i=$((i+1)); sleep 0.05; done"
+        daemon.ctl("run", "-d", "--name", "lv", "--log-driver", "syslog",
+                   "--log-opt", f"syslog-address=unixgram://{path}",
+                   "default", "sh", "-c", script)  # fmt: skip
+        got = [m.rsplit(b": ", 1)[1] for m in _datagrams(sock, 5)]
+        daemon.stop(signal.SIGKILL)
+        time.sleep(0.3)  # it writes on meanwhile, into its pipe
+        daemon.start()
+        while got[-1] != b"n29\n":
+            got.append(_datagrams(sock, 1)[0].rsplit(b": ", 1)[1])
+        once = [line for i, line in enumerate(got) if i == 0 or line != got[i - 1]]
+        assert once == [f"n{i}\n".encode() for i in range(30)]
+        assert len(got) - len(once) <= 1  # at most the line in flight, again
+    finally:
+        sock.close()
+    daemon.ctl("wait", "lv")
+    assert daemon.ctl("logs", "lv").stdout.split() == [f"n{i}" for i in range(30)]  # once
+    daemon.ctl("rm", "-f", "lv")
+
+
+def test_no_trio_program_needs_it_loaded() -> None:
+    """The driver's module is loaded by the first container that uses it only."""
+    done = subprocess.run(
+        [sys.executable, "-c", "import sys, boxd._daemon, boxd._supervisor; "
+         "print('boxd._syslog' in sys.modules)"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert done.stdout == "False\n"
