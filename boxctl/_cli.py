@@ -985,7 +985,11 @@ RUN_OPTIONS_AFTER_VOLUMES = (
         metavar="OPT",
         help="no-new-privileges, seccomp=..., systempaths=unconfined",
     ),
-    Opt("--log-driver", kind=VALUE, help="json-file (default), local, syslog or none (no log)"),
+    Opt(
+        "--log-driver",
+        kind=VALUE,
+        help="json-file (default), local, syslog, journald or none (no log)",
+    ),
     Opt(
         "--log-opt",
         kind=APPEND,

@@ -451,10 +451,13 @@ def invalid(field: str, value: object, reason: str = "") -> ValueError:
 
 # Where a container's output is kept, as Docker's --log-driver names it: json-file (the
 # daemon's rotation by default), local (Docker's local driver's 20 MiB x 5 and compressed
-# rotated files by default; the same file format here), none (no log: `logs` cannot read)
-# or syslog (each line sent to a syslog server, boxd/_syslog.py; a log kept as local's
-# for `logs` unless cache-disabled=true, as Docker's dual logging keeps one).
-LOG_DRIVERS = ("json-file", "local", "none", "syslog")
+# rotated files by default; the same file format here), none (no log: `logs` cannot read),
+# syslog (each line sent to a syslog server, boxd/_syslog.py; a log kept as local's for
+# `logs` unless cache-disabled=true, as Docker's dual logging keeps one) or journald (each
+# line an entry of the host's journal, boxd/_journald.py; a log kept as local's).
+LOG_DRIVERS = ("json-file", "local", "none", "syslog", "journald")
+# The drivers that send each line on (boxd/_linesend.py).
+SENDING_DRIVERS = ("syslog", "journald")
 
 # The names boxd's one runtime answers to (``--runtime``, ``docker info``'s Runtimes): it
 # starts every container itself, with no OCI runtime binary under it.  ``runc`` first, the
@@ -487,17 +490,20 @@ def check_driver_log_options(
 ) -> None:
     """The options only some drivers take, in Docker's words for another: rotation and
     ``compress`` are json-file's and local's, the ``syslog-`` and ``cache-`` ones
-    syslog's (checked: ValueError naming the bad value)."""
+    syslog's, journald has none of its own (checked: ValueError naming the bad value)."""
     keys = [option.partition("=")[0] for option in kept]
-    if driver == "syslog":
+    if driver in SENDING_DRIVERS:
         given = [*(["max-size"] if max_size else []), *(["max-file"] if max_files else [])]
         for key in [*given, *keys]:
-            if key in ("max-size", "max-file", "compress"):
-                raise ValueError(f"unknown log opt {key!r} for syslog log driver")  # Docker's
-        from . import _syslog  # only for containers that send their lines to syslog
+            if key in ("max-size", "max-file", "compress") or (
+                driver == "journald" and key in DRIVER_LOG_OPTIONS
+            ):
+                raise ValueError(f"unknown log opt {key!r} for {driver} log driver")  # Docker's
+        if driver == "syslog":
+            from . import _syslog  # only for containers that send their lines to syslog
 
-        _syslog.settings(_kept(kept))
-        check_log_cache(_kept(kept))
+            _syslog.settings(_kept(kept))
+            check_log_cache(_kept(kept))
         return
     for key in keys:
         if key in DRIVER_LOG_OPTIONS:
@@ -559,7 +565,7 @@ def _kept(kept: tuple[str, ...]) -> dict[str, str]:
 def log_compressed(config: ContainerConfig) -> bool:
     """Whether the container's rotated log files are compressed: its ``compress`` option,
     or its driver's default as Docker has them (local's yes, json-file's no)."""
-    if config.log_driver == "syslog":  # Docker's dual logging compresses by default
+    if config.log_driver in SENDING_DRIVERS:  # Docker's dual logging compresses by default
         return GO_BOOLS.get(_kept(config.log_options).get("cache-compress", ""), True)
     given = _kept(config.log_options).get("compress")
     return config.log_driver == "local" if given is None else GO_BOOLS[given]
@@ -763,7 +769,9 @@ def validate_config(config: ContainerConfig) -> None:
             "runtime", config.runtime, "unknown runtime name: boxd's own is called runc (or boxd)"
         )
     if config.log_driver and config.log_driver not in LOG_DRIVERS:
-        raise invalid("log_driver", config.log_driver, "use json-file, local, syslog or none")
+        raise invalid(
+            "log_driver", config.log_driver, "use json-file, local, syslog, journald or none"
+        )
     check_log_options(config)
     if config.oom_score_adj is not None and not -1000 <= config.oom_score_adj <= 1000:
         raise ValueError(

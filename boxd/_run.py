@@ -44,9 +44,9 @@ from ._records import Container, RunSummary
 from ._shim import ExitStatus, Hello, ShimConnection
 
 if TYPE_CHECKING:
+    from ._linesend import LineSender
     from ._network import Attachment
     from ._procview import ViewLimits
-    from ._syslog import Sender
 
 log = logging.getLogger("boxd.run")
 
@@ -217,8 +217,8 @@ class Run:
         self.started_at = 0.0
         # Live restore: the container's shim (see boxd/_shim.py).
         self._shim: ShimConnection | None = None
-        # Set by the supervisor for the syslog log driver: where each line goes too.
-        self.syslog: Sender | None = None
+        # Set by the supervisor for the syslog and journald drivers: where each line goes.
+        self.sender: LineSender | None = None
         # It ended before this daemon connected to its shim (while no daemon ran).
         self._exited_unseen: ExitStatus | None = None
         # Set by the supervisor when the daemon leaves with live restore: cancelling a run
@@ -632,8 +632,8 @@ class Run:
                 keep = partial(self._keep, name)
                 publish = partial(self._hand_on, stream_id)
                 await _ptyout.pump(fd, keep, publish, cgroup.reading_groups, self._reaped)
-                if self.syslog is not None:
-                    await self.syslog.flush(stream_id)
+                if self.sender is not None:
+                    await self.sender.flush(stream_id)
                 return
             if self._ledger is not None and self.logs is not None:
                 pipe: _Pipe | LoggedPipe = self._ledger.pipe(
@@ -645,15 +645,15 @@ class Run:
                 while True:
                     data, ended = pipe.read()
                     if data:
-                        if self.syslog is not None:
+                        if self.sender is not None:
                             # Before the chunk leaves the pipe (logged): a daemon killed
                             # meanwhile leaves it to the next, which sends it again.
-                            await self.syslog.send(stream_id, data)
+                            await self.sender.send(stream_id, data)
                         pipe.log(data)
                         await self.output.publish(stream_id, data)
                     if ended:
-                        if self.syslog is not None:
-                            await self.syslog.flush(stream_id)
+                        if self.sender is not None:
+                            await self.sender.flush(stream_id)
                         return
                     if data:  # more may be there already: read again, once others had a turn
                         await trio.lowlevel.checkpoint()
@@ -663,10 +663,10 @@ class Run:
                 pipe.close()
 
     async def _hand_on(self, stream_id: int, data: bytes) -> None:
-        """A terminal's chunk the log has: to the syslog server (that driver's), then to
-        the attached clients."""
-        if self.syslog is not None:
-            await self.syslog.send(stream_id, data)
+        """A terminal's chunk the log has: to the log server (the syslog or journald
+        driver's), then to the attached clients."""
+        if self.sender is not None:
+            await self.sender.send(stream_id, data)
         await self.output.publish(stream_id, data)
 
     def _keep(self, name: str, data: bytes) -> None:

@@ -92,6 +92,7 @@ from ._procview import CPU_FILES, CPU_USAGE_FILES, MEMORY_FILES, ProcView, ViewL
 from ._prune import PruneFilter
 from ._records import (
     ID_RE,
+    SENDING_DRIVERS,
     STOP_TIMEOUT,
     Container,
     ContainerConfig,
@@ -129,7 +130,7 @@ from ._volumes import FILLING, NoSuchVolume, Volumes, copy_up
 
 if TYPE_CHECKING:
     from ._images.pull import Puller
-    from ._syslog import Sender as SyslogSender
+    from ._linesend import LineSender
 
 log = logging.getLogger("boxd.supervisor")
 
@@ -193,8 +194,8 @@ class _Entry:
 
     container: Container
     logs: _logs.LogWriter | None = None
-    # The syslog driver's connection, open for a run only (as the log's file).
-    syslog: SyslogSender | None = None
+    # The syslog or journald driver's connection, open for a run only (as the log's file).
+    sender: LineSender | None = None
     run: Run | None = None
     output: Output = attrs.Factory(Output)
     idle: trio.Event = attrs.Factory(trio.Event)  # set when no lifecycle task runs
@@ -1209,9 +1210,9 @@ class Supervisor:
             if entry.logs is not None:
                 entry.logs.close()
                 entry.logs = None
-            if entry.syslog is not None:
-                entry.syslog.close()
-                entry.syslog = None
+            if entry.sender is not None:
+                entry.sender.close()
+                entry.sender = None
 
     async def _one_run(
         self,
@@ -1229,8 +1230,8 @@ class Supervisor:
         entry.recorded = trio.Event()
         try:
             image = image or self._image(c.config.image, c.config.image_id)
-            if c.config.log_driver == "syslog":
-                entry.syslog = await self._syslog_sender(c, fail=adoption is None)
+            if c.config.log_driver in SENDING_DRIVERS:
+                entry.sender = await self._line_sender(c, fail=adoption is None)
             joined = self._joined_namespaces(c) if adoption is None else ()
             # An adopted container's are made again when wanted (exec, network connect).
             legacy = self._legacy_links(c) if adoption is None else _links.Legacy()
@@ -1264,7 +1265,7 @@ class Supervisor:
         if entry.output.closed:
             entry.output = Output()
         run = Run(c, entry.output, entry.logs)
-        run.syslog = entry.syslog
+        run.sender = entry.sender
         run.dismantle = functools.partial(self._dismantle_later, entry)
         run.view_limits = self._memory_view(c)
         cdir = self.store.container_dir(c.id)
@@ -1361,21 +1362,31 @@ class Supervisor:
         entry.recorded.set()
         return st.finished_at - (st.started_at or st.finished_at)
 
-    async def _syslog_sender(self, c: Container, *, fail: bool) -> SyslogSender:
-        """The syslog driver's connection for a run of ``c``: at a start one that cannot be
-        made fails the start, naming why (as Docker's); an adopted container's sends try
-        again at each line."""
-        from . import _logattrs, _syslog  # only for containers that send lines to syslog
+    async def _line_sender(self, c: Container, *, fail: bool) -> LineSender:
+        """The syslog or journald driver's connection for a run of ``c``: at a start one
+        that cannot be made fails the start, naming why (as Docker's); an adopted
+        container's sends try again at each line."""
+        from . import _logattrs  # only for containers that send their lines on
         from ._images.config import DEFAULT_ID
 
-        tag = _logattrs.attributes(c, c.config.image_id or DEFAULT_ID).get("tag") or c.short_id
-        sender = _syslog.Sender(syslog_settings(c.config), tag, c.short_id)
+        attributes = _logattrs.attributes(c, c.config.image_id or DEFAULT_ID)
+        tag = attributes.get("tag") or c.short_id
+        sender: LineSender
+        if c.config.log_driver == "journald":
+            from . import _journald
+
+            fields = _journald.container_fields(c.id, c.name, c.config.image, tag, attributes)
+            sender = _journald.Sender(fields, c.short_id)
+        else:
+            from . import _syslog
+
+            sender = _syslog.Sender(syslog_settings(c.config), tag, c.short_id)
         try:
             await sender.open()
         except OSError as exc:
             if fail:
                 raise StartError(f"failed to initialize logging driver: {exc}") from None
-            log.warning("%s: its syslog server is not reachable yet: %s", c.short_id, exc)
+            log.warning("%s: its log server is not reachable yet: %s", c.short_id, exc)
         return sender
 
     def _prepare_run(
@@ -1393,7 +1404,7 @@ class Supervisor:
                 self._take_spare(c.id, image, cfg)
             cdir.mkdir(mode=0o700, exist_ok=True)
             if keeps_log(cfg):
-                local = cfg.log_driver in ("local", "syslog")  # (syslog's: Docker's cache)
+                local = cfg.log_driver in ("local", *SENDING_DRIVERS)  # (Docker's cache)
                 max_size, max_files = log_sizes(cfg)
                 entry.logs = _logs.LogWriter.open(
                     self.store.log_dir(c.id),

@@ -3,19 +3,13 @@ Docker's syslog driver sends it (moby's daemon/logger/syslog over the srslog pac
 
 A container's lines go to ``syslog-address`` (``unix://PATH``, ``unixgram://PATH``,
 ``udp://HOST[:PORT]``, ``tcp://HOST[:PORT]``, port 514 by default; none: the host's own
-syslog socket, ``/dev/log`` first), one message a line: a stdout line at severity info,
-a stderr one at err, of ``syslog-facility`` (``daemon`` by default), tagged with the log
-option ``tag`` (the container's short id by default), in ``syslog-format`` (Docker's
-default, ``rfc3164``, ``rfc5424``, ``rfc5424micro``).  As Docker's copier, an empty line
-is not sent and a line longer than :data:`MESSAGE_MAX` goes in pieces; every message ends
-with a newline (srslog's), which also frames it on a stream.
-
-One connection a container, made at its start (one that cannot be made fails the start,
-naming it, as Docker's does) or at its adoption.  A message whose send fails is sent once
-more on a new connection, then dropped, with a warning in the daemon's log once per run of
-failures (srslog retries once, and Docker's copier drops what its driver refused).  The
-sends happen in the output's pump, so a stream server that stops reading makes the
-container wait, as Docker's default (blocking) mode does.
+syslog socket, ``/dev/log`` first), one message a line (see boxd/_linesend.py): a stdout
+line at severity info, a stderr one at err, of ``syslog-facility`` (``daemon`` by
+default), tagged with the log option ``tag`` (the container's short id by default), in
+``syslog-format`` (Docker's default, ``rfc3164``, ``rfc5424``, ``rfc5424micro``).  Every
+message ends with a newline (srslog's), which also frames it on a stream.  One connection
+a container, made at its start (one that cannot be made fails the start, naming it, as
+Docker's does) or at its adoption.
 
 The container's log is kept as well, as Docker's dual logging keeps it (``cache-disabled``,
 ``cache-max-size``, ``cache-max-file``, ``cache-compress``), so that ``logs`` reads it.
@@ -26,7 +20,6 @@ each send and formats Python's own records, not Docker's messages.
 
 from __future__ import annotations
 
-import logging
 import os
 import socket
 import time
@@ -37,9 +30,8 @@ import attrs
 import trio
 
 from . import protocol
+from ._linesend import LineSender
 from ._units import SYSLOG_TLS_OPTIONS
-
-log = logging.getLogger(__name__)
 
 FACILITIES = {
     name: number
@@ -58,10 +50,7 @@ DEFAULT_PORT = 514
 # Where the host's own syslog listens, as srslog looks for it (each as a datagram socket,
 # then as a stream one).
 LOCAL_SOCKETS = ("/dev/log", "/var/run/syslog", "/var/run/log")
-# Docker's log copier hands on at most this much of a line at once.
-MESSAGE_MAX = 16 * 1024
 INFO, ERR = 6, 3  # the severities of a stdout and a stderr line
-CONNECT_TIMEOUT = 10.0  # seconds, for a stream server at a start or a reconnection
 
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
@@ -170,27 +159,17 @@ def message(config: Settings, severity: int, tag: str, line: bytes, now: float) 
     return head.encode() + line + (b"" if line.endswith(b"\n") else b"\n")
 
 
-class Sender:
-    """One container's connection to its syslog server, and its lines not yet whole."""
+class Sender(LineSender):
+    """One container's connection to its syslog server."""
 
     def __init__(self, config: Settings, tag: str, what: str) -> None:
+        super().__init__(what)
         self.config = config
         self.tag = tag
-        self._what = what  # the container, for the daemon's log
         self._sock: trio.socket.SocketType | None = None
         self._stream: trio.SocketStream | None = None
-        self._pending: dict[int, bytes] = {}
-        self._failing = False
 
-    async def open(self) -> None:
-        """Connect (OSError, naming the address, when no server is there)."""
-        try:
-            with trio.fail_after(CONNECT_TIMEOUT):
-                await self._connect()
-        except trio.TooSlowError:
-            raise OSError(f"{self._where()}: no answer in {CONNECT_TIMEOUT:g} s") from None
-
-    def _where(self) -> str:
+    def where(self) -> str:
         c = self.config
         if c.path:
             return f"{c.scheme}://{c.path}"
@@ -201,12 +180,12 @@ class Sender:
         if c.scheme == "":
             await self._connect_local()
         elif c.scheme == "unixgram":
-            self._sock = await _datagram(socket.AF_UNIX, c.path)
+            self._sock = await datagram(socket.AF_UNIX, c.path)
         elif c.scheme == "unix":
             self._stream = await trio.open_unix_socket(c.path)
         elif c.scheme == "udp":
             family, _, _, _, address = (await trio.socket.getaddrinfo(c.host, c.port))[0]
-            self._sock = await _datagram(family, address)
+            self._sock = await datagram(family, address)
         else:
             self._stream = await trio.open_tcp_stream(c.host, c.port)
 
@@ -216,13 +195,16 @@ class Sender:
             for path in LOCAL_SOCKETS:
                 try:
                     if kind == "unixgram":
-                        self._sock = await _datagram(socket.AF_UNIX, path)
+                        self._sock = await datagram(socket.AF_UNIX, path)
                     else:
                         self._stream = await trio.open_unix_socket(path)
                 except OSError:
                     continue
                 return
         raise OSError(f"no syslog socket at {', '.join(LOCAL_SOCKETS)} (use syslog-address)")
+
+    def connected(self) -> bool:
+        return self._sock is not None or self._stream is not None
 
     def close(self) -> None:
         if self._sock is not None:
@@ -231,52 +213,19 @@ class Sender:
             self._stream.socket.close()
         self._sock = self._stream = None
 
-    async def send(self, stream: int, data: bytes) -> None:
-        """Send the whole lines of a chunk of ``stream`` (its rest waits for the next)."""
-        data = self._pending.pop(stream, b"") + data
-        start = 0
-        while (end := data.find(b"\n", start)) >= 0 or len(data) - start >= MESSAGE_MAX:
-            stop = min(end + 1 if end >= 0 else len(data), start + MESSAGE_MAX)
-            await self._line(stream, data[start:stop])
-            start = stop
-        if start < len(data):
-            self._pending[stream] = data[start:]
-
-    async def flush(self, stream: int) -> None:
-        """The end of ``stream``: its last line, without a newline, goes now."""
-        if rest := self._pending.pop(stream, b""):
-            await self._line(stream, rest)
-
-    async def _line(self, stream: int, line: bytes) -> None:
-        if line in (b"\n", b""):
-            return  # Docker's driver sends no empty message
+    def _message(self, stream: int, line: bytes, partial: bool) -> bytes:
         severity = ERR if stream == protocol.STDERR else INFO
-        data = message(self.config, severity, self.tag, line, time.time())
-        for attempt in range(2):
-            try:
-                if self._sock is None and self._stream is None:
-                    await self.open()
-                if self._stream is not None:
-                    await self._stream.send_all(data)
-                elif self._sock is not None:
-                    await self._sock.send(data)
-            except (OSError, trio.BrokenResourceError) as exc:
-                self.close()
-                if attempt:
-                    if not self._failing:
-                        log.warning(
-                            "%s: a log line not sent to %s (dropped until a send works): %s",
-                            self._what,
-                            self._where(),
-                            exc,
-                        )
-                    self._failing = True
-            else:
-                self._failing = False
-                return
+        return message(self.config, severity, self.tag, line, time.time())
+
+    async def _deliver(self, data: bytes) -> None:
+        if self._stream is not None:
+            await self._stream.send_all(data)
+        elif self._sock is not None:
+            await self._sock.send(data)
 
 
-async def _datagram(family: int, address: object) -> trio.socket.SocketType:
+async def datagram(family: int, address: object) -> trio.socket.SocketType:
+    """A datagram socket connected to ``address``."""
     sock = trio.socket.socket(family, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
     try:
         await sock.connect(address)

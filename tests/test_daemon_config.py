@@ -270,7 +270,7 @@ def test_a_bad_file_stops_the_daemon_with_its_reason(tmp_path: Path) -> None:
             "--config-file", str(path)]  # fmt: skip
     done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
     assert done.returncode == 1
-    assert "invalid log-driver 'gelf': use json-file, local, syslog or none" in done.stderr
+    assert "invalid log-driver 'gelf': use json-file, local, syslog, journald" in done.stderr
     path.write_text(json.dumps({"socket": "/x.sock"}))
     done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
     assert done.returncode == 1
@@ -417,7 +417,9 @@ def test_validate_checks_the_options_and_the_file_then_exits(tmp_path: Path) -> 
     path.write_text(json.dumps({"log-driver": "gelf"}))  # read at the daemon's start
     done = _boxd(*common)
     assert done.returncode == 1
-    assert done.stderr == "boxd: invalid log-driver 'gelf': use json-file, local, syslog or none\n"
+    assert done.stderr == (
+        "boxd: invalid log-driver 'gelf': use json-file, local, syslog, journald or none\n"
+    )
     path.write_text(json.dumps({"debug": True}))
     done = _boxd(*common, "--debug")
     assert done.returncode == 1

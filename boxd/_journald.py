@@ -1,0 +1,139 @@
+"""The journald log driver: each line a container writes, an entry of the host's journal
+with the fields Docker's journald driver gives it (moby's daemon/logger/journald over
+go-systemd's ``journal.Send``).
+
+An entry a line (see boxd/_linesend.py), sent to journald's native socket
+(:data:`SOCKET`): ``MESSAGE`` (the line without its newline), ``PRIORITY`` (6, info, for
+stdout; 3, err, for stderr), ``CONTAINER_ID`` (the short id), ``CONTAINER_ID_FULL``,
+``CONTAINER_NAME``, ``CONTAINER_TAG`` and ``SYSLOG_IDENTIFIER`` (the log option ``tag``,
+the short id by default), ``IMAGE_NAME``, ``SYSLOG_TIMESTAMP`` (RFC 3339 with
+nanoseconds, UTC), ``CONTAINER_LOG_EPOCH`` (one random id a run) and
+``CONTAINER_LOG_ORDINAL`` (the entry's number in it), the labels and variables the log
+options ``labels``, ``env`` (and their ``-regex``) name, their keys made journal field
+names as Docker makes them (upper case, ``_`` for any other character, no leading
+``_``); the pieces of a line longer than 16 KiB carry ``CONTAINER_PARTIAL_ID``,
+``..._ORDINAL`` and ``..._LAST``, and each but the last ``CONTAINER_PARTIAL_MESSAGE=true``.
+A value with a newline is sent in the protocol's binary form.  An entry larger than the
+socket takes (the labels and variables can make one) is dropped with a warning: go-systemd
+passes it in a sealed memfd instead, which a line of at most 16 KiB never needs.
+
+Docker reads a journald container's ``logs`` back from the journal; boxd keeps the log as
+the local driver does (20m x 5, compressed) and reads that, so ``logs`` works alike on a
+host whose journal is volatile or rotated.  A host without journald (no :data:`SOCKET`)
+fails the start in Docker's words.
+"""
+
+from __future__ import annotations
+
+import secrets
+import socket
+import struct
+import time
+from collections.abc import Mapping
+
+import trio
+
+from . import protocol
+from ._linesend import LineSender
+from ._syslog import datagram
+
+SOCKET = "/run/systemd/journal/socket"
+INFO, ERR = b"6", b"3"
+
+
+def field_name(key: str) -> str:
+    """A label's or variable's name as a journal field, as Docker's driver makes it
+    (``sanitizeKeyMod``): letters in upper case, any other character than a letter or a
+    digit ``_``, and none of the leading ``_`` (the journal's own fields)."""
+    name = "".join(c.upper() if c.isascii() and c.isalnum() else "_" for c in key)
+    return name.lstrip("_")
+
+
+def _field(name: str, value: bytes) -> bytes:
+    if b"\n" in value:  # the native protocol's binary form
+        return name.encode() + b"\n" + struct.pack("<Q", len(value)) + value + b"\n"
+    return name.encode() + b"=" + value + b"\n"
+
+
+def _timestamp(ns: int) -> str:
+    """Go's RFC3339Nano in UTC: nanoseconds without trailing zeros."""
+    seconds, fraction = divmod(ns, 1_000_000_000)
+    digits = f"{fraction:09d}".rstrip("0")
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + (
+        f".{digits}Z" if digits else "Z"
+    )
+
+
+class Sender(LineSender):
+    """One container's connection to journald."""
+
+    def __init__(self, fields: Mapping[str, str], what: str) -> None:
+        """``fields``: those of every entry of the run (its container's, see
+        :func:`container_fields`)."""
+        super().__init__(what)
+        epoch = {"CONTAINER_LOG_EPOCH": secrets.token_hex(32)}
+        self._fields = b"".join([_field(k, v.encode()) for k, v in {**fields, **epoch}.items()])
+        self._ordinal = 0
+        self._partial: dict[int, tuple[str, int]] = {}  # a stream's line in pieces: id, count
+        self._sock: trio.socket.SocketType | None = None
+
+    def where(self) -> str:
+        return SOCKET
+
+    async def _connect(self) -> None:
+        try:
+            self._sock = await datagram(socket.AF_UNIX, SOCKET)
+        except OSError:
+            raise OSError("journald is not enabled on this host") from None  # Docker's
+
+    def connected(self) -> bool:
+        return self._sock is not None
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+        self._sock = None
+
+    def _message(self, stream: int, line: bytes, partial: bool) -> bytes:
+        self._ordinal += 1
+        parts = [
+            _field("PRIORITY", ERR if stream == protocol.STDERR else INFO),
+            _field("MESSAGE", line if partial else line[:-1]),
+            self._fields,
+            _field("SYSLOG_TIMESTAMP", _timestamp(time.time_ns()).encode()),
+            _field("CONTAINER_LOG_ORDINAL", str(self._ordinal).encode()),
+        ]
+        if partial or stream in self._partial:
+            pid, count = self._partial.get(stream, (secrets.token_hex(32), 0))
+            parts += [
+                _field("CONTAINER_PARTIAL_ID", pid.encode()),
+                _field("CONTAINER_PARTIAL_ORDINAL", str(count + 1).encode()),
+                _field("CONTAINER_PARTIAL_LAST", b"false" if partial else b"true"),
+            ]
+            if partial:
+                parts.append(_field("CONTAINER_PARTIAL_MESSAGE", b"true"))
+                self._partial[stream] = (pid, count + 1)
+            else:
+                del self._partial[stream]
+        return b"".join(parts)
+
+    async def _deliver(self, data: bytes) -> None:
+        assert self._sock is not None
+        await self._sock.send(data)
+
+
+def container_fields(
+    cid: str, name: str, image: str, tag: str, attributes: Mapping[str, str]
+) -> dict[str, str]:
+    """The fields of each entry of a container (``attributes``: its log attributes, the
+    labels and variables its options select, see boxd/_logattrs.py; ``tag`` among them
+    is not one)."""
+    fields = {field_name(k): v for k, v in attributes.items() if k != "tag"}
+    return fields | {
+        "CONTAINER_ID": cid[:12],
+        "CONTAINER_ID_FULL": cid,
+        "CONTAINER_NAME": name,
+        "CONTAINER_TAG": tag,
+        "IMAGE_NAME": image,
+        "SYSLOG_IDENTIFIER": tag,
+    }

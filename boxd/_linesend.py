@@ -1,0 +1,106 @@
+"""A container's output sent on line by line to a log server: the syslog and journald
+log drivers (boxd/_syslog.py, boxd/_journald.py).
+
+As Docker's log copier hands lines to its drivers: a chunk's whole lines go at once and its
+rest waits for the next chunk of the stream, an empty line is not sent, a line longer than
+:data:`MESSAGE_MAX` goes in pieces (each but the last a partial message), and an unfinished
+last line goes when its stream ends.  A message whose send fails is sent once more on a
+new connection, then dropped, with a warning in the daemon's log once per run of failures
+(srslog and go-systemd's journal retry or fail the same way, and Docker's copier drops
+what its driver refused).
+
+The sends happen in the output's pump (boxd/_run.py), before a chunk leaves the
+container's pipe for its log: a server that does not take them holds the container's
+output, as Docker's blocking mode does, and a daemon killed meanwhile leaves the chunk to
+the next, which sends it again.
+"""
+
+from __future__ import annotations
+
+import abc
+import logging
+
+import trio
+
+log = logging.getLogger(__name__)
+
+# Docker's log copier hands on at most this much of a line at once.
+MESSAGE_MAX = 16 * 1024
+CONNECT_TIMEOUT = 10.0  # seconds, for a server at a start or a reconnection
+
+
+class LineSender(abc.ABC):
+    """One container's connection to its log server, and its lines not yet whole."""
+
+    def __init__(self, what: str) -> None:
+        self._what = what  # the container, for the daemon's log
+        self._pending: dict[int, bytes] = {}
+        self._failing = False
+
+    async def open(self) -> None:
+        """Connect (OSError, naming the server, when none answers)."""
+        try:
+            with trio.fail_after(CONNECT_TIMEOUT):
+                await self._connect()
+        except trio.TooSlowError:
+            raise OSError(f"{self.where()}: no answer in {CONNECT_TIMEOUT:g} s") from None
+
+    @abc.abstractmethod
+    def where(self) -> str:
+        """The server, as a message names it."""
+
+    @abc.abstractmethod
+    async def _connect(self) -> None: ...
+
+    @abc.abstractmethod
+    def connected(self) -> bool: ...
+
+    @abc.abstractmethod
+    def close(self) -> None: ...
+
+    @abc.abstractmethod
+    def _message(self, stream: int, line: bytes, partial: bool) -> bytes:
+        """What is sent for ``line`` of ``stream`` (with its newline, unless ``partial``)."""
+
+    @abc.abstractmethod
+    async def _deliver(self, data: bytes) -> None: ...
+
+    async def send(self, stream: int, data: bytes) -> None:
+        """Send the whole lines of a chunk of ``stream`` (its rest waits for the next)."""
+        data = self._pending.pop(stream, b"") + data
+        start = 0
+        while (end := data.find(b"\n", start)) >= 0 or len(data) - start >= MESSAGE_MAX:
+            stop = min(end + 1 if end >= 0 else len(data), start + MESSAGE_MAX)
+            await self._line(stream, data[start:stop])
+            start = stop
+        if start < len(data):
+            self._pending[stream] = data[start:]
+
+    async def flush(self, stream: int) -> None:
+        """The end of ``stream``: its last line, without a newline, goes now."""
+        if rest := self._pending.pop(stream, b""):
+            await self._line(stream, rest)
+
+    async def _line(self, stream: int, line: bytes) -> None:
+        if line in (b"\n", b""):
+            return  # Docker's copier hands on no empty message
+        data = self._message(stream, line, not line.endswith(b"\n"))
+        for attempt in range(2):
+            try:
+                if not self.connected():
+                    await self.open()
+                await self._deliver(data)
+            except (OSError, trio.BrokenResourceError) as exc:
+                self.close()
+                if attempt:
+                    if not self._failing:
+                        log.warning(
+                            "%s: a log line not sent to %s (dropped until a send works): %s",
+                            self._what,
+                            self.where(),
+                            exc,
+                        )
+                    self._failing = True
+            else:
+                self._failing = False
+                return
