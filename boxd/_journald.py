@@ -31,11 +31,8 @@ import struct
 import time
 from collections.abc import Mapping
 
-import trio
-
 from . import protocol
-from ._linesend import LineSender
-from ._syslog import datagram
+from ._linesend import SocketSender, datagram, rfc3339_nano
 
 SOCKET = "/run/systemd/journal/socket"
 INFO, ERR = b"6", b"3"
@@ -55,16 +52,7 @@ def _field(name: str, value: bytes) -> bytes:
     return name.encode() + b"=" + value + b"\n"
 
 
-def _timestamp(ns: int) -> str:
-    """Go's RFC3339Nano in UTC: nanoseconds without trailing zeros."""
-    seconds, fraction = divmod(ns, 1_000_000_000)
-    digits = f"{fraction:09d}".rstrip("0")
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + (
-        f".{digits}Z" if digits else "Z"
-    )
-
-
-class Sender(LineSender):
+class Sender(SocketSender):
     """One container's connection to journald."""
 
     def __init__(self, fields: Mapping[str, str], what: str) -> None:
@@ -75,7 +63,6 @@ class Sender(LineSender):
         self._fields = b"".join([_field(k, v.encode()) for k, v in {**fields, **epoch}.items()])
         self._ordinal = 0
         self._partial: dict[int, tuple[str, int]] = {}  # a stream's line in pieces: id, count
-        self._sock: trio.socket.SocketType | None = None
 
     def where(self) -> str:
         return SOCKET
@@ -86,21 +73,13 @@ class Sender(LineSender):
         except OSError:
             raise OSError("journald is not enabled on this host") from None  # Docker's
 
-    def connected(self) -> bool:
-        return self._sock is not None
-
-    def close(self) -> None:
-        if self._sock is not None:
-            self._sock.close()
-        self._sock = None
-
     def _message(self, stream: int, line: bytes, partial: bool) -> bytes:
         self._ordinal += 1
         parts = [
             _field("PRIORITY", ERR if stream == protocol.STDERR else INFO),
             _field("MESSAGE", line if partial else line[:-1]),
             self._fields,
-            _field("SYSLOG_TIMESTAMP", _timestamp(time.time_ns()).encode()),
+            _field("SYSLOG_TIMESTAMP", rfc3339_nano(time.time_ns()).encode()),
             _field("CONTAINER_LOG_ORDINAL", str(self._ordinal).encode()),
         ]
         if partial or stream in self._partial:
@@ -116,10 +95,6 @@ class Sender(LineSender):
             else:
                 del self._partial[stream]
         return b"".join(parts)
-
-    async def _deliver(self, data: bytes) -> None:
-        assert self._sock is not None
-        await self._sock.send(data)
 
 
 def container_fields(

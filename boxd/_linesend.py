@@ -4,10 +4,10 @@ log drivers (boxd/_syslog.py, boxd/_journald.py).
 As Docker's log copier hands lines to its drivers: a chunk's whole lines go at once and its
 rest waits for the next chunk of the stream, an empty line is not sent, a line longer than
 :data:`MESSAGE_MAX` goes in pieces (each but the last a partial message), and an unfinished
-last line goes when its stream ends.  A message whose send fails is sent once more on a
-new connection, then dropped, with a warning in the daemon's log once per run of failures
-(srslog and go-systemd's journal retry or fail the same way, and Docker's copier drops
-what its driver refused).
+last line goes when its stream ends.  A message whose send fails is sent again on a new
+connection (once, or as a driver's options say: gelf's over TCP), then dropped, with a
+warning in the daemon's log once per run of failures (srslog, go-systemd's journal and
+go-gelf retry or fail the same way, and Docker's copier drops what its driver refused).
 
 The sends happen in the output's pump (boxd/_run.py), before a chunk leaves the
 container's pipe for its log: a server that does not take them holds the container's
@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import abc
 import logging
+import socket
+import time
 
 import trio
 
@@ -29,6 +31,16 @@ MESSAGE_MAX = 16 * 1024
 CONNECT_TIMEOUT = 10.0  # seconds, for a server at a start or a reconnection
 
 
+def rfc3339_nano(when: float | int) -> str:
+    """Go's RFC3339Nano in UTC (seconds as a float, or nanoseconds as an int): the
+    fraction without its trailing zeros, none for a whole second."""
+    ns = when if isinstance(when, int) else round(when * 1e9)
+    seconds, fraction = divmod(ns, 1_000_000_000)
+    digits = f"{fraction:09d}".rstrip("0")
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+    return f"{stamp}.{digits}Z" if digits else f"{stamp}Z"
+
+
 class LineSender(abc.ABC):
     """One container's connection to its log server, and its lines not yet whole."""
 
@@ -36,6 +48,8 @@ class LineSender(abc.ABC):
         self._what = what  # the container, for the daemon's log
         self._pending: dict[int, bytes] = {}
         self._failing = False
+        self.retries = 1  # sends of a message again after a failed one, each reconnecting
+        self.retry_delay = 0.0  # seconds before each of them
 
     async def open(self) -> None:
         """Connect (OSError, naming the server, when none answers)."""
@@ -85,14 +99,16 @@ class LineSender(abc.ABC):
         if line in (b"\n", b""):
             return  # Docker's copier hands on no empty message
         data = self._message(stream, line, not line.endswith(b"\n"))
-        for attempt in range(2):
+        for attempt in range(self.retries + 1):
+            if attempt and self.retry_delay:
+                await trio.sleep(self.retry_delay)
             try:
                 if not self.connected():
                     await self.open()
                 await self._deliver(data)
             except (OSError, trio.BrokenResourceError) as exc:
                 self.close()
-                if attempt:
+                if attempt == self.retries:
                     if not self._failing:
                         log.warning(
                             "%s: a log line not sent to %s (dropped until a send works): %s",
@@ -104,3 +120,39 @@ class LineSender(abc.ABC):
             else:
                 self._failing = False
                 return
+
+
+class SocketSender(LineSender):
+    """A sender whose connection is one socket: a connected datagram one, or a stream."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(what)
+        self._sock: trio.socket.SocketType | None = None
+        self._stream: trio.SocketStream | None = None
+
+    def connected(self) -> bool:
+        return self._sock is not None or self._stream is not None
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+        if self._stream is not None:
+            self._stream.socket.close()
+        self._sock = self._stream = None
+
+    async def _deliver(self, data: bytes) -> None:
+        if self._stream is not None:
+            await self._stream.send_all(data)
+        elif self._sock is not None:
+            await self._sock.send(data)
+
+
+async def datagram(family: int, address: object) -> trio.socket.SocketType:
+    """A datagram socket connected to ``address``."""
+    sock = trio.socket.socket(family, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+    try:
+        await sock.connect(address)
+    except BaseException:
+        sock.close()
+        raise
+    return sock

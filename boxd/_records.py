@@ -40,11 +40,18 @@ from ._signames import parse_signal as parse_signal
 from ._sysctl import parse_sysctl
 from ._tmpfs import parse_tmpfs
 from ._ulimits import check_ulimit
-from ._units import DRIVER_LOG_OPTIONS, GO_BOOLS, LOG_MODES, log_option, parse_size
+from ._units import (
+    CACHE_OPTIONS,
+    DRIVER_LOG_OPTIONS,
+    GELF_OPTIONS,
+    GO_BOOLS,
+    LOG_MODES,
+    SYSLOG_OPTIONS,
+    SYSLOG_TLS_OPTIONS,
+    log_option,
+    parse_size,
+)
 from ._users import check_group, check_user
-
-if typing.TYPE_CHECKING:
-    from . import _syslog
 
 NAME_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*\Z")
 ID_RE = re.compile(r"[0-9a-f]{64}\Z")
@@ -453,11 +460,19 @@ def invalid(field: str, value: object, reason: str = "") -> ValueError:
 # daemon's rotation by default), local (Docker's local driver's 20 MiB x 5 and compressed
 # rotated files by default; the same file format here), none (no log: `logs` cannot read),
 # syslog (each line sent to a syslog server, boxd/_syslog.py; a log kept as local's for
-# `logs` unless cache-disabled=true, as Docker's dual logging keeps one) or journald (each
-# line an entry of the host's journal, boxd/_journald.py; a log kept as local's).
-LOG_DRIVERS = ("json-file", "local", "none", "syslog", "journald")
-# The drivers that send each line on (boxd/_linesend.py).
-SENDING_DRIVERS = ("syslog", "journald")
+# `logs` unless cache-disabled=true, as Docker's dual logging keeps one), journald (each
+# line an entry of the host's journal, boxd/_journald.py; a log kept as local's) or gelf
+# (each line a GELF message, boxd/_gelf.py; a log kept as syslog's).
+LOG_DRIVERS = ("json-file", "local", "none", "syslog", "journald", "gelf")
+# The drivers that send each line on (boxd/_linesend.py), and the options each takes
+# beyond the log attributes, mode and max-buffer-size (the cache: Docker's dual logging,
+# for those Docker cannot read back).
+_SENDING_OPTIONS = {
+    "syslog": (*SYSLOG_OPTIONS, *SYSLOG_TLS_OPTIONS, *CACHE_OPTIONS),
+    "journald": (),
+    "gelf": (*GELF_OPTIONS, *CACHE_OPTIONS),
+}
+SENDING_DRIVERS = tuple(_SENDING_OPTIONS)
 
 # The names boxd's one runtime answers to (``--runtime``, ``docker info``'s Runtimes): it
 # starts every container itself, with no OCI runtime binary under it.  ``runc`` first, the
@@ -489,21 +504,27 @@ def check_driver_log_options(
     driver: str, kept: tuple[str, ...], *, max_size: bool = False, max_files: bool = False
 ) -> None:
     """The options only some drivers take, in Docker's words for another: rotation and
-    ``compress`` are json-file's and local's, the ``syslog-`` and ``cache-`` ones
-    syslog's, journald has none of its own (checked: ValueError naming the bad value)."""
+    ``compress`` are json-file's and local's, the sending drivers' their own (see
+    :data:`_SENDING_OPTIONS`; checked: ValueError naming the bad value)."""
     keys = [option.partition("=")[0] for option in kept]
-    if driver in SENDING_DRIVERS:
+    own = _SENDING_OPTIONS.get(driver)
+    if own is not None:
         given = [*(["max-size"] if max_size else []), *(["max-file"] if max_files else [])]
         for key in [*given, *keys]:
             if key in ("max-size", "max-file", "compress") or (
-                driver == "journald" and key in DRIVER_LOG_OPTIONS
+                key in DRIVER_LOG_OPTIONS and key not in own
             ):
                 raise ValueError(f"unknown log opt {key!r} for {driver} log driver")  # Docker's
+        options = _kept(kept)
         if driver == "syslog":
             from . import _syslog  # only for containers that send their lines to syslog
 
-            _syslog.settings(_kept(kept))
-            check_log_cache(_kept(kept))
+            _syslog.settings(options)
+        elif driver == "gelf":
+            from . import _gelf
+
+            _gelf.settings(options)
+        check_log_cache(options)
         return
     for key in keys:
         if key in DRIVER_LOG_OPTIONS:
@@ -526,7 +547,7 @@ def check_log_cache(options: dict[str, str]) -> None:
 def log_sizes(config: ContainerConfig) -> tuple[int | None, int | None]:
     """The container's own log rotation, (max size, max files), None where its driver's
     default applies: syslog's from its cache options, the others' as given."""
-    if config.log_driver != "syslog":
+    if config.log_driver not in SENDING_DRIVERS:
         return config.log_max_size, config.log_max_files
     options = _kept(config.log_options)
     size, files = options.get("cache-max-size"), options.get("cache-max-file")
@@ -536,17 +557,16 @@ def log_sizes(config: ContainerConfig) -> tuple[int | None, int | None]:
     )
 
 
-def syslog_settings(config: ContainerConfig) -> _syslog.Settings:
-    """Where and how a syslog container's lines are sent (see boxd/_syslog.py)."""
-    from . import _syslog
-
-    return _syslog.settings(_kept(config.log_options))
+def log_options_of(config: ContainerConfig) -> dict[str, str]:
+    """The container's kept log options by name (a sending driver's settings among
+    them: see boxd/_syslog.py, boxd/_gelf.py)."""
+    return _kept(config.log_options)
 
 
 def keeps_log(config: ContainerConfig) -> bool:
     """Whether the container keeps a log that `logs` reads: not with the none driver, nor
-    with syslog's ``cache-disabled=true``."""
-    if config.log_driver == "syslog":
+    with a sending driver's ``cache-disabled=true``."""
+    if config.log_driver in SENDING_DRIVERS:
         return not GO_BOOLS.get(_kept(config.log_options).get("cache-disabled", ""), False)
     return config.log_driver != "none"
 
@@ -770,7 +790,9 @@ def validate_config(config: ContainerConfig) -> None:
         )
     if config.log_driver and config.log_driver not in LOG_DRIVERS:
         raise invalid(
-            "log_driver", config.log_driver, "use json-file, local, syslog, journald or none"
+            "log_driver",
+            config.log_driver,
+            "use json-file, local, syslog, journald, gelf or none",
         )
     check_log_options(config)
     if config.oom_score_adj is not None and not -1000 <= config.oom_score_adj <= 1000:

@@ -106,10 +106,10 @@ from ._records import (
     invalid,
     keeps_log,
     log_compressed,
+    log_options_of,
     log_sizes,
     new_id,
     parse_signal,
-    syslog_settings,
 )
 from ._rootfs import (
     Image,
@@ -568,7 +568,9 @@ class Supervisor:
         """Where the container's log is; a ValueError for one that keeps none."""
         c = self._lookup(ref).container
         if not keeps_log(c.config):
-            how = "none" if c.config.log_driver == "none" else "syslog and cache-disabled=true"
+            how = c.config.log_driver + (
+                "" if c.config.log_driver == "none" else " and cache-disabled=true"
+            )
             raise ValueError(
                 "configured logging driver does not support reading: container "
                 f"{c.name} was created with --log-driver {how}"
@@ -742,7 +744,7 @@ class Supervisor:
         if config.log_driver == "syslog":  # its socket's path, as Docker's create checks it
             from . import _syslog
 
-            _syslog.check_reachable(syslog_settings(config))
+            _syslog.check_reachable(_syslog.settings(log_options_of(config)))
         _devicemap.check_hosts(config.devices)
         self.networks.check(config)
         config = self._with_peer_ids(self.networks.by_name(config))
@@ -1377,10 +1379,25 @@ class Supervisor:
 
             fields = _journald.container_fields(c.id, c.name, c.config.image, tag, attributes)
             sender = _journald.Sender(fields, c.short_id)
+        elif c.config.log_driver == "gelf":
+            from . import _gelf
+            from ._linesend import rfc3339_nano
+
+            gelf_fields = _gelf.container_fields(
+                cid=c.id,
+                name=c.name,
+                image_id=c.config.image_id or DEFAULT_ID,
+                image=c.config.image,
+                command=" ".join(c.config.command),
+                tag=tag,
+                created=rfc3339_nano(c.created_at),
+                attributes=attributes,
+            )
+            sender = _gelf.Sender(_gelf.settings(log_options_of(c.config)), gelf_fields, c.short_id)
         else:
             from . import _syslog
 
-            sender = _syslog.Sender(syslog_settings(c.config), tag, c.short_id)
+            sender = _syslog.Sender(_syslog.settings(log_options_of(c.config)), tag, c.short_id)
         try:
             await sender.open()
         except OSError as exc:

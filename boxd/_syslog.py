@@ -30,7 +30,7 @@ import attrs
 import trio
 
 from . import protocol
-from ._linesend import LineSender
+from ._linesend import SocketSender, datagram
 from ._units import SYSLOG_TLS_OPTIONS
 
 FACILITIES = {
@@ -159,15 +159,13 @@ def message(config: Settings, severity: int, tag: str, line: bytes, now: float) 
     return head.encode() + line + (b"" if line.endswith(b"\n") else b"\n")
 
 
-class Sender(LineSender):
+class Sender(SocketSender):
     """One container's connection to its syslog server."""
 
     def __init__(self, config: Settings, tag: str, what: str) -> None:
         super().__init__(what)
         self.config = config
         self.tag = tag
-        self._sock: trio.socket.SocketType | None = None
-        self._stream: trio.SocketStream | None = None
 
     def where(self) -> str:
         c = self.config
@@ -203,33 +201,6 @@ class Sender(LineSender):
                 return
         raise OSError(f"no syslog socket at {', '.join(LOCAL_SOCKETS)} (use syslog-address)")
 
-    def connected(self) -> bool:
-        return self._sock is not None or self._stream is not None
-
-    def close(self) -> None:
-        if self._sock is not None:
-            self._sock.close()
-        if self._stream is not None:
-            self._stream.socket.close()
-        self._sock = self._stream = None
-
     def _message(self, stream: int, line: bytes, partial: bool) -> bytes:
         severity = ERR if stream == protocol.STDERR else INFO
         return message(self.config, severity, self.tag, line, time.time())
-
-    async def _deliver(self, data: bytes) -> None:
-        if self._stream is not None:
-            await self._stream.send_all(data)
-        elif self._sock is not None:
-            await self._sock.send(data)
-
-
-async def datagram(family: int, address: object) -> trio.socket.SocketType:
-    """A datagram socket connected to ``address``."""
-    sock = trio.socket.socket(family, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
-    try:
-        await sock.connect(address)
-    except BaseException:
-        sock.close()
-        raise
-    return sock

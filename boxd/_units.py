@@ -163,8 +163,8 @@ LOG_ATTRIBUTES = ("env", "env-regex", "labels", "labels-regex", "tag")
 LOG_MODES = ("blocking", "non-blocking")
 # The log options kept with a container as given (ContainerConfig.log_options).
 KEPT_LOG_OPTIONS = (*LOG_ATTRIBUTES, "mode", "max-buffer-size", "compress")
-# The syslog driver's (boxd/_syslog.py), kept too: where and how it sends, and Docker's
-# dual logging's local copy ("cache-"), which `logs` reads.
+# The syslog and gelf drivers' (boxd/_syslog.py, boxd/_gelf.py), kept too: where and how
+# they send, and Docker's dual logging's local copy ("cache-"), which `logs` reads.
 SYSLOG_OPTIONS = ("syslog-address", "syslog-facility", "syslog-format")
 SYSLOG_TLS_OPTIONS = (
     "syslog-tls-ca-cert",
@@ -172,8 +172,15 @@ SYSLOG_TLS_OPTIONS = (
     "syslog-tls-key",
     "syslog-tls-skip-verify",
 )
+GELF_OPTIONS = (
+    "gelf-address",
+    "gelf-compression-type",
+    "gelf-compression-level",
+    "gelf-tcp-max-reconnect",
+    "gelf-tcp-reconnect-delay",
+)
 CACHE_OPTIONS = ("cache-disabled", "cache-max-size", "cache-max-file", "cache-compress")
-DRIVER_LOG_OPTIONS = (*SYSLOG_OPTIONS, *SYSLOG_TLS_OPTIONS, *CACHE_OPTIONS)
+DRIVER_LOG_OPTIONS = (*SYSLOG_OPTIONS, *SYSLOG_TLS_OPTIONS, *GELF_OPTIONS, *CACHE_OPTIONS)
 # Go's strconv.ParseBool, which Docker reads its switches with (compress=, a network's
 # options).
 GO_BOOLS = dict.fromkeys(("1", "t", "T", "TRUE", "true", "True"), True) | dict.fromkeys(

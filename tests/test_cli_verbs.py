@@ -618,9 +618,9 @@ def test_log_driver_and_log_opt(daemon: Daemon) -> None:
         "container.log.1",
     ]
     for args, words in [
-        (("--log-driver", "gelf"), "invalid --log-driver 'gelf': use json-file, local, syslog"),
+        (("--log-driver", "splunk"), "invalid --log-driver 'splunk': use json-file, local, syslog"),
         (("--log-opt", "syslog-address=udp://x"), "unknown log opt 'syslog-address' for json-file"),
-        (("--log-opt", "gelf-address=udp://x"), "invalid --log-opt 'gelf-address=udp://x'"),
+        (("--log-opt", "splunk-url=udp://x"), "invalid --log-opt 'splunk-url=udp://x'"),
         (("--log-driver", "none", "--log-opt", "max-file=2"), "--log-driver none keeps none"),
         (("--log-opt", "compress=maybe"), "invalid log option compress 'maybe': expected true"),
         (

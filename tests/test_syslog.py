@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from daemon_harness import Daemon
 from docker_clients import docker, needs_cli
+from netns_servers import servers
 
 from boxd import _syslog, protocol
 
@@ -119,29 +120,10 @@ async def test_lines_are_whole_in_order_and_long_ones_in_pieces(tmp_path: Path) 
 
 
 @pytest.fixture
-def servers(daemon: Daemon, tmp_path: Path) -> Iterator[dict[str, tuple[int, Path]]]:
+def log_servers(daemon: Daemon, tmp_path: Path) -> Iterator[dict[str, tuple[int, Path]]]:
     """A UDP and a TCP server on the daemon's loopback: their ports and output files."""
-    found: dict[str, tuple[int, Path]] = {}
-    procs = []
-    try:
-        for kind in ("udp", "tcp"):
-            out = tmp_path / f"{kind}.out"
-            out.touch()
-            proc = subprocess.Popen(
-                ["nsenter", f"--net={daemon.netns}", sys.executable, "-c", _SERVER, kind, str(out)],
-                stdout=subprocess.PIPE,
-                text=True,
-            )
-            procs.append(proc)
-            assert proc.stdout is not None
-            found[kind] = (int(proc.stdout.readline()), out)
+    with servers(daemon.netns, _SERVER, ("udp", "tcp"), tmp_path) as found:
         yield found
-    finally:
-        for proc in procs:
-            proc.kill()
-            proc.wait()
-            if proc.stdout is not None:
-                proc.stdout.close()
 
 
 def _received(path: Path, count: int, timeout: float = 10) -> list[bytes]:
@@ -161,7 +143,7 @@ def _datagrams(sock: socket.socket, count: int, timeout: float = 10) -> list[byt
 @pytest.mark.root
 @needs_cli
 def test_a_container_s_lines_go_to_syslog_and_to_its_log(
-    daemon: Daemon, servers: dict[str, tuple[int, Path]], tmp_path: Path
+    daemon: Daemon, log_servers: dict[str, tuple[int, Path]], tmp_path: Path
 ) -> None:
     # A datagram socket of the host's file system (boxctl), Docker's default format.
     path = tmp_path / "dev-log"
@@ -186,7 +168,7 @@ def test_a_container_s_lines_go_to_syslog_and_to_its_log(
     finally:
         sock.close()
     # TCP through the docker CLI: RFC 5424, a tag of its name, a line a message.
-    port, out = servers["tcp"]
+    port, out = log_servers["tcp"]
     r = docker(daemon, "run", "--name", "tcp", "--log-driver", "syslog",
                "--log-opt", f"syslog-address=tcp://127.0.0.1:{port}",
                "--log-opt", "syslog-format=rfc5424", "--log-opt", "tag={{.Name}}",
@@ -199,7 +181,7 @@ def test_a_container_s_lines_go_to_syslog_and_to_its_log(
     ]
     assert docker(daemon, "logs", "tcp").stdout == "line1\nline2\nline3\n"
     # UDP, a facility, RFC 3164; no local copy: `logs` cannot read.
-    port, out = servers["udp"]
+    port, out = log_servers["udp"]
     daemon.ctl("run", "--name", "udp", "--log-driver", "syslog",
                "--log-opt", f"syslog-address=udp://127.0.0.1:{port}",
                "--log-opt", "syslog-facility=local3", "--log-opt", "syslog-format=rfc3164",
@@ -280,11 +262,12 @@ def test_lines_written_while_no_daemon_ran_are_sent(daemon: Daemon, tmp_path: Pa
     daemon.ctl("rm", "-f", "lv")
 
 
-def test_no_trio_program_needs_it_loaded() -> None:
-    """The driver's module is loaded by the first container that uses it only."""
+def test_the_senders_are_loaded_by_their_first_container_only() -> None:
+    """The syslog and journald drivers' modules are not in an idle daemon's memory."""
+    modules = ("boxd._linesend", "boxd._syslog", "boxd._journald")
     done = subprocess.run(
-        [sys.executable, "-c", "import sys, boxd._daemon, boxd._supervisor; "
-         "print('boxd._syslog' in sys.modules)"],
+        [sys.executable, "-c", "import sys, boxd._daemon, boxd._supervisor, boxd._dockerapi; "
+         f"print([m for m in {modules!r} if m in sys.modules])"],
         capture_output=True, text=True, check=True,
     )  # fmt: skip
-    assert done.stdout == "False\n"
+    assert done.stdout == "[]\n"
