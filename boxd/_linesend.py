@@ -1,5 +1,5 @@
-"""A container's output sent on line by line to a log server: the syslog and journald
-log drivers (boxd/_syslog.py, boxd/_journald.py).
+"""A container's output sent on line by line to a log server: the syslog, journald and
+gelf log drivers (boxd/_syslog.py, boxd/_journald.py, boxd/_gelf.py).
 
 As Docker's log copier hands lines to its drivers: a chunk's whole lines go at once and its
 rest waits for the next chunk of the stream, an empty line is not sent, a line longer than
@@ -31,10 +31,9 @@ MESSAGE_MAX = 16 * 1024
 CONNECT_TIMEOUT = 10.0  # seconds, for a server at a start or a reconnection
 
 
-def rfc3339_nano(when: float | int) -> str:
-    """Go's RFC3339Nano in UTC (seconds as a float, or nanoseconds as an int): the
-    fraction without its trailing zeros, none for a whole second."""
-    ns = when if isinstance(when, int) else round(when * 1e9)
+def rfc3339_nano(ns: int) -> str:
+    """Go's RFC3339Nano in UTC of ``ns`` nanoseconds since the epoch: the fraction without
+    its trailing zeros, none for a whole second."""
     seconds, fraction = divmod(ns, 1_000_000_000)
     digits = f"{fraction:09d}".rstrip("0")
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))

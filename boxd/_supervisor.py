@@ -1390,7 +1390,7 @@ class Supervisor:
                 image=c.config.image,
                 command=" ".join(c.config.command),
                 tag=tag,
-                created=rfc3339_nano(c.created_at),
+                created=rfc3339_nano(round(c.created_at * 1e9)),
                 attributes=attributes,
             )
             sender = _gelf.Sender(_gelf.settings(log_options_of(c.config)), gelf_fields, c.short_id)

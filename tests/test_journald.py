@@ -19,6 +19,7 @@ from daemon_harness import Daemon, running_daemon
 from docker_clients import docker, needs_cli
 
 from boxd import _journald, protocol
+from boxd._linesend import rfc3339_nano
 
 JOURNALD = "/lib/systemd/systemd-journald"
 needs_journald = pytest.mark.skipif(
@@ -27,6 +28,8 @@ needs_journald = pytest.mark.skipif(
 
 
 def test_fields_are_docker_s() -> None:
+    assert rfc3339_nano(1_796_615_000_250_000_000) == "2026-12-07T03:43:20.25Z"  # Go's
+    assert rfc3339_nano(1_796_615_000_000_000_000) == "2026-12-07T03:43:20Z"
     assert _journald.field_name("com.example.team") == "COM_EXAMPLE_TEAM"
     assert _journald.field_name("_private-key1") == "PRIVATE_KEY1"
     assert _journald.field_name("héllo") == "H_LLO"
