@@ -23,6 +23,7 @@ options, as syslog's: see boxd/_syslog.py).
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import socket
 import time
@@ -88,7 +89,7 @@ def settings(options: Mapping[str, str]) -> Settings:
             f"invalid log option gelf-compression-type {kind!r}: use gzip, zlib or none"
         )
     level = options.get("gelf-compression-level", "1")
-    if not level.lstrip("-").isdigit() or not -1 <= int(level) <= 9:
+    if not re.fullmatch(r"-?\d+", level) or not -1 <= int(level) <= 9:
         raise ValueError(f"invalid log option gelf-compression-level {level!r}: use -1 to 9")
     counts = {}
     for key in ("gelf-tcp-max-reconnect", "gelf-tcp-reconnect-delay"):

@@ -77,6 +77,7 @@ def test_options_are_checked_in_docker_s_words() -> None:
         ({"gelf-address": udp, "gelf-tcp-max-reconnect": "1"}, "is only valid for TCP"),
         ({"gelf-address": udp, "gelf-compression-type": "lz4"}, "gelf-compression-type 'lz4'"),
         ({"gelf-address": udp, "gelf-compression-level": "10"}, "gelf-compression-level '10'"),
+        ({"gelf-address": udp, "gelf-compression-level": "--1"}, "gelf-compression-level '--1'"),
         ({"gelf-address": "tcp://h:1", "gelf-tcp-reconnect-delay": "x"}, "a positive integer"),
     ]:  # fmt: skip
         with pytest.raises(ValueError, match=re.escape(words)):
