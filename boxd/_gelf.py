@@ -36,7 +36,7 @@ import attrs
 import trio
 
 from . import protocol
-from ._linesend import SocketSender, datagram
+from ._linesend import SocketSender, datagram, stream
 
 COMPRESSIONS = ("gzip", "zlib", "none")
 CHUNK_SIZE = 1420  # go-gelf's: a larger message goes in chunks of this size
@@ -152,7 +152,7 @@ class Sender(SocketSender):
     async def _connect(self) -> None:
         c = self.config
         if c.scheme == "tcp":
-            self._stream = await trio.open_tcp_stream(c.host, c.port)
+            self._sock = await stream(await trio.open_tcp_stream(c.host, c.port))
         else:
             family, _, _, _, address = (await trio.socket.getaddrinfo(c.host, c.port))[0]
             self._sock = await datagram(family, address)
@@ -170,7 +170,7 @@ class Sender(SocketSender):
         return data + b"\0" if self.config.scheme == "tcp" else compress(self.config, data)
 
     async def _deliver(self, data: bytes) -> None:
-        if self._sock is None:  # TCP
+        if self.config.scheme == "tcp":
             await super()._deliver(data)
             return
         try:
@@ -178,7 +178,7 @@ class Sender(SocketSender):
         except ValueError as exc:  # too large for GELF over UDP: this one is dropped
             raise OSError(str(exc)) from None
         for piece in pieces:
-            await self._sock.send(piece)
+            await super()._deliver(piece)
 
 
 def container_fields(

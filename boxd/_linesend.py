@@ -21,6 +21,7 @@ import abc
 import logging
 import socket
 import time
+from typing import Any
 
 import trio
 
@@ -29,6 +30,8 @@ log = logging.getLogger(__name__)
 # Docker's log copier hands on at most this much of a line at once.
 MESSAGE_MAX = 16 * 1024
 CONNECT_TIMEOUT = 10.0  # seconds, for a server at a start or a reconnection
+# Sends of a chunk's lines between two turns of the other tasks (~1 ms of them).
+LINES_A_TURN = 256
 
 
 def rfc3339_nano(ns: int) -> str:
@@ -81,11 +84,14 @@ class LineSender(abc.ABC):
     async def send(self, stream: int, data: bytes) -> None:
         """Send the whole lines of a chunk of ``stream`` (its rest waits for the next)."""
         data = self._pending.pop(stream, b"") + data
-        start = 0
+        start = count = 0
         while (end := data.find(b"\n", start)) >= 0 or len(data) - start >= MESSAGE_MAX:
             stop = min(end + 1 if end >= 0 else len(data), start + MESSAGE_MAX)
             await self._line(stream, data[start:stop])
             start = stop
+            count += 1
+            if count % LINES_A_TURN == 0:  # a chunk of short lines: others have turns
+                await trio.lowlevel.checkpoint()
         if start < len(data):
             self._pending[stream] = data[start:]
 
@@ -122,36 +128,55 @@ class LineSender(abc.ABC):
 
 
 class SocketSender(LineSender):
-    """A sender whose connection is one socket: a connected datagram one, or a stream."""
+    """A sender whose connection is one socket: a connected datagram one, or a stream.
+    Its sends are the socket's own, non-blocking, waiting in Trio only when the socket
+    is full (Trio's ``send`` costs two checkpoints a call: ~9 us of a line's ~12)."""
 
     def __init__(self, what: str) -> None:
         super().__init__(what)
-        self._sock: trio.socket.SocketType | None = None
-        self._stream: trio.SocketStream | None = None
+        self._sock: socket.socket | None = None
 
     def connected(self) -> bool:
-        return self._sock is not None or self._stream is not None
+        return self._sock is not None
 
     def close(self) -> None:
         if self._sock is not None:
+            trio.lowlevel.notify_closing(self._sock)
             self._sock.close()
-        if self._stream is not None:
-            self._stream.socket.close()
-        self._sock = self._stream = None
+        self._sock = None
 
     async def _deliver(self, data: bytes) -> None:
-        if self._stream is not None:
-            await self._stream.send_all(data)
-        elif self._sock is not None:
-            await self._sock.send(data)
+        sock = self._sock
+        assert sock is not None
+        view = memoryview(data)
+        while view:
+            try:
+                sent = sock.send(view)
+            except BlockingIOError:
+                await trio.lowlevel.wait_writable(sock)
+                continue
+            if sock.type == socket.SOCK_DGRAM:
+                return  # a datagram goes whole or not at all
+            view = view[sent:]
 
 
-async def datagram(family: int, address: object) -> trio.socket.SocketType:
-    """A datagram socket connected to ``address``."""
-    sock = trio.socket.socket(family, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+async def datagram(family: int, address: str | tuple[Any, ...]) -> socket.socket:
+    """A non-blocking datagram socket connected to ``address``."""
+    sock = socket.socket(family, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK)
     try:
-        await sock.connect(address)
+        sock.connect(address)  # a datagram socket's connect does not wait
     except BaseException:
         sock.close()
         raise
+    await trio.lowlevel.checkpoint()
+    return sock
+
+
+async def stream(connected: trio.SocketStream) -> socket.socket:
+    """The non-blocking socket of a stream Trio connected (its TCP or Unix connection)."""
+    trio_socket = connected.socket
+    assert isinstance(trio_socket, trio.socket.SocketType)
+    sock = socket.socket(fileno=trio_socket.detach())
+    sock.setblocking(False)
+    await trio.lowlevel.checkpoint()
     return sock

@@ -30,7 +30,7 @@ import attrs
 import trio
 
 from . import protocol
-from ._linesend import SocketSender, datagram
+from ._linesend import SocketSender, datagram, stream
 from ._units import SYSLOG_TLS_OPTIONS
 
 FACILITIES = {
@@ -180,12 +180,12 @@ class Sender(SocketSender):
         elif c.scheme == "unixgram":
             self._sock = await datagram(socket.AF_UNIX, c.path)
         elif c.scheme == "unix":
-            self._stream = await trio.open_unix_socket(c.path)
+            self._sock = await stream(await trio.open_unix_socket(c.path))
         elif c.scheme == "udp":
             family, _, _, _, address = (await trio.socket.getaddrinfo(c.host, c.port))[0]
             self._sock = await datagram(family, address)
         else:
-            self._stream = await trio.open_tcp_stream(c.host, c.port)
+            self._sock = await stream(await trio.open_tcp_stream(c.host, c.port))
 
     async def _connect_local(self) -> None:
         """The host's own syslog socket, as srslog finds it."""
@@ -195,7 +195,7 @@ class Sender(SocketSender):
                     if kind == "unixgram":
                         self._sock = await datagram(socket.AF_UNIX, path)
                     else:
-                        self._stream = await trio.open_unix_socket(path)
+                        self._sock = await stream(await trio.open_unix_socket(path))
                 except OSError:
                     continue
                 return
