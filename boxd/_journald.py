@@ -14,8 +14,8 @@ names as Docker makes them (upper case, ``_`` for any other character, no leadin
 ``_``); the pieces of a line longer than 16 KiB carry ``CONTAINER_PARTIAL_ID``,
 ``..._ORDINAL`` and ``..._LAST``, and each but the last ``CONTAINER_PARTIAL_MESSAGE=true``.
 A value with a newline is sent in the protocol's binary form.  An entry larger than the
-socket takes (the labels and variables can make one) is dropped with a warning: go-systemd
-passes it in a sealed memfd instead, which a line of at most 16 KiB never needs.
+socket takes (large label or variable attributes can make one) goes in a sealed memfd
+passed with the datagram instead, as go-systemd and sd_journal_sendv pass it.
 
 Docker reads a journald container's ``logs`` back from the journal; boxd keeps the log as
 the local driver does (20m x 5, compressed) and reads that, so ``logs`` works alike on a
@@ -25,11 +25,16 @@ fails the start in Docker's words.
 
 from __future__ import annotations
 
+import errno
+import fcntl
+import os
 import secrets
 import socket
 import struct
 import time
 from collections.abc import Mapping
+
+import trio
 
 from . import protocol
 from ._linesend import SocketSender, datagram, rfc3339_nano
@@ -72,6 +77,36 @@ class Sender(SocketSender):
             self._sock = await datagram(socket.AF_UNIX, SOCKET)
         except OSError:
             raise OSError("journald is not enabled on this host") from None  # Docker's
+
+    async def _deliver(self, data: bytes) -> None:
+        try:
+            await super()._deliver(data)
+        except OSError as exc:
+            if exc.errno not in (errno.EMSGSIZE, errno.ENOBUFS):
+                raise
+            await self._deliver_sealed(data)
+
+    async def _deliver_sealed(self, data: bytes) -> None:
+        """An entry too large for a datagram: in a memfd sealed against any change (which
+        journald requires of one), its fd the datagram's only content."""
+        sock = self._sock
+        assert sock is not None
+        fd = os.memfd_create("journal-entry", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            seals = fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE | fcntl.F_SEAL_SEAL
+            fcntl.fcntl(fd, fcntl.F_ADD_SEALS, seals)
+            rights = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack("i", fd))]
+            while True:
+                try:
+                    sock.sendmsg([], rights)
+                    return
+                except BlockingIOError:
+                    await trio.lowlevel.wait_writable(sock)
+        finally:
+            os.close(fd)
 
     def _message(self, stream: int, line: bytes, partial: bool) -> bytes:
         self._ordinal += 1

@@ -129,6 +129,16 @@ def test_a_container_s_lines_are_journal_entries(journal_daemon: Daemon) -> None
     assert [e.get("CONTAINER_PARTIAL_MESSAGE") for e in pieces] == ["true", None]
     assert [e["CONTAINER_PARTIAL_LAST"] for e in pieces] == ["false", "true"]
     assert docker(daemon, "logs", "jr").stdout.startswith("hello journal\n")  # the local copy
+    # An entry larger than a datagram (three variables of 100 KB as attributes, an
+    # argument's most each): in a sealed memfd.
+    big = [a for n in "ABC" for a in ("-e", f"BIG_{n}={n * 100_000}")]
+    r = docker(daemon, "run", "--name", "big", "--log-driver", "journald", *big,
+               "--log-opt", "env=BIG_A,BIG_B,BIG_C", "default", "echo", "large entry")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    (entry,) = _entries(daemon, "big", 1)
+    assert entry["MESSAGE"] == "large entry"
+    assert [entry[f"BIG_{n}"] for n in "ABC"] == [n * 100_000 for n in "ABC"]
+    daemon.ctl("rm", "big")
     for opts, words in [
         (("max-size=1m",), "unknown log opt 'max-size' for journald log driver"),
         (("syslog-address=udp://x",), "unknown log opt 'syslog-address' for journald"),
