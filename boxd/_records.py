@@ -465,12 +465,13 @@ def invalid(field: str, value: object, reason: str = "") -> ValueError:
 # (each line a GELF message, boxd/_gelf.py; a log kept as syslog's).
 LOG_DRIVERS = ("json-file", "local", "none", "syslog", "journald", "gelf")
 # The drivers that send each line on (boxd/_linesend.py), and the options each takes
-# beyond the log attributes, mode and max-buffer-size (the cache: Docker's dual logging,
-# for those Docker cannot read back).
+# beyond the log attributes, mode, max-buffer-size and the cache ones (Docker's dual
+# logging's, which dockerd takes with any driver and uses with those it cannot read
+# back: syslog and gelf here; journald's log is kept as local's).
 _SENDING_OPTIONS = {
-    "syslog": (*SYSLOG_OPTIONS, *SYSLOG_TLS_OPTIONS, *CACHE_OPTIONS),
+    "syslog": (*SYSLOG_OPTIONS, *SYSLOG_TLS_OPTIONS),
     "journald": (),
-    "gelf": (*GELF_OPTIONS, *CACHE_OPTIONS),
+    "gelf": GELF_OPTIONS,
 }
 SENDING_DRIVERS = tuple(_SENDING_OPTIONS)
 
@@ -507,28 +508,23 @@ def check_driver_log_options(
     ``compress`` are json-file's and local's, the sending drivers' their own (see
     :data:`_SENDING_OPTIONS`; checked: ValueError naming the bad value)."""
     keys = [option.partition("=")[0] for option in kept]
-    own = _SENDING_OPTIONS.get(driver)
-    if own is not None:
-        given = [*(["max-size"] if max_size else []), *(["max-file"] if max_files else [])]
-        for key in [*given, *keys]:
-            if key in ("max-size", "max-file", "compress") or (
-                key in DRIVER_LOG_OPTIONS and key not in own
-            ):
-                raise ValueError(f"unknown log opt {key!r} for {driver} log driver")  # Docker's
-        options = _kept(kept)
-        if driver == "syslog":
-            from . import _syslog  # only for containers that send their lines to syslog
-
-            _syslog.settings(options)
-        elif driver == "gelf":
-            from . import _gelf
-
-            _gelf.settings(options)
-        check_log_cache(options)
-        return
+    options = _kept(kept)
+    check_log_cache(options)
+    own = _SENDING_OPTIONS.get(driver, ())
+    if driver in _SENDING_OPTIONS:
+        keys += [*(["max-size"] if max_size else []), *(["max-file"] if max_files else [])]
     for key in keys:
-        if key in DRIVER_LOG_OPTIONS:
+        sending_only = key in ("max-size", "max-file", "compress") and driver in _SENDING_OPTIONS
+        if sending_only or (key in DRIVER_LOG_OPTIONS and key not in (*own, *CACHE_OPTIONS)):
             raise ValueError(f"unknown log opt {key!r} for {driver} log driver")  # Docker's
+    if driver == "syslog":
+        from . import _syslog  # only for containers that send their lines to syslog
+
+        _syslog.settings(options)
+    elif driver == "gelf":
+        from . import _gelf
+
+        _gelf.settings(options)
 
 
 def check_log_cache(options: dict[str, str]) -> None:

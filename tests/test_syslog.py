@@ -221,6 +221,8 @@ def test_bad_syslog_settings_are_refused_by_name(daemon: Daemon, tmp_path: Path)
     r = daemon.ctl("run", "--rm", "--log-opt", "syslog-facility=user", "default", "true",
                    check=False)  # fmt: skip
     assert "unknown log opt 'syslog-facility' for json-file log driver" in r.stderr
+    # The cache options dockerd takes with any driver (and uses with those it cannot read).
+    daemon.ctl("run", "--rm", "--log-opt", "cache-disabled=true", "default", "true")
     # Nobody there (closed in this namespace: the daemon's is the test session's).
     opt = f"syslog-address=tcp://127.0.0.1:{port}"
     r = docker(daemon, "run", "--name", "down", "--log-driver", "syslog", "--log-opt", opt,
