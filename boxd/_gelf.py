@@ -35,14 +35,12 @@ from typing import Any
 import attrs
 import trio
 
-from . import protocol
-from ._linesend import SocketSender, datagram, stream
+from ._linesend import SocketSender, datagram, severity, stream
 
 COMPRESSIONS = ("gzip", "zlib", "none")
 CHUNK_SIZE = 1420  # go-gelf's: a larger message goes in chunks of this size
 _CHUNK_HEAD = 12  # the magic bytes, the message's id, its number and their count
 MAX_CHUNKS = 128
-INFO, ERR = 6, 3
 
 
 @attrs.frozen
@@ -157,13 +155,13 @@ class Sender(SocketSender):
             family, _, _, _, address = (await trio.socket.getaddrinfo(c.host, c.port))[0]
             self._sock = await datagram(family, address)
 
-    def _message(self, stream: int, line: bytes, partial: bool) -> bytes:
+    def _message(self, stream: int, text: bytes, partial: bool) -> bytes:
         message = {
             "version": "1.1",
             "host": self._host,
-            "short_message": (line if partial else line[:-1]).decode(errors="replace"),
+            "short_message": text.decode(errors="replace"),
             "timestamp": time.time_ns() // 1_000_000 / 1000,
-            "level": ERR if stream == protocol.STDERR else INFO,
+            "level": severity(stream),
             **self._fields,
         }
         data = json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode()

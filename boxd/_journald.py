@@ -36,11 +36,9 @@ from collections.abc import Mapping
 
 import trio
 
-from . import protocol
-from ._linesend import SocketSender, datagram, rfc3339_nano
+from ._linesend import SocketSender, datagram, rfc3339_nano, severity
 
 SOCKET = "/run/systemd/journal/socket"
-INFO, ERR = b"6", b"3"
 
 
 def field_name(key: str) -> str:
@@ -108,11 +106,11 @@ class Sender(SocketSender):
         finally:
             os.close(fd)
 
-    def _message(self, stream: int, line: bytes, partial: bool) -> bytes:
+    def _message(self, stream: int, text: bytes, partial: bool) -> bytes:
         self._ordinal += 1
         parts = [
-            _field("PRIORITY", ERR if stream == protocol.STDERR else INFO),
-            _field("MESSAGE", line if partial else line[:-1]),
+            _field("PRIORITY", str(severity(stream)).encode()),
+            _field("MESSAGE", text),
             self._fields,
             _field("SYSLOG_TIMESTAMP", rfc3339_nano(time.time_ns()).encode()),
             _field("CONTAINER_LOG_ORDINAL", str(self._ordinal).encode()),

@@ -25,6 +25,8 @@ from typing import Any
 
 import trio
 
+from . import protocol
+
 log = logging.getLogger(__name__)
 
 # Docker's log copier hands on at most this much of a line at once.
@@ -32,6 +34,13 @@ MESSAGE_MAX = 16 * 1024
 CONNECT_TIMEOUT = 10.0  # seconds, for a server at a start or a reconnection
 # Sends of a chunk's lines between two turns of the other tasks (~1 ms of them).
 LINES_A_TURN = 256
+# The severity of a stdout and of a stderr line: syslog's info and err, which journald's
+# PRIORITY and GELF's level take too.
+INFO, ERR = 6, 3
+
+
+def severity(stream: int) -> int:
+    return ERR if stream == protocol.STDERR else INFO
 
 
 def rfc3339_nano(ns: int) -> str:
@@ -75,8 +84,9 @@ class LineSender(abc.ABC):
     def close(self) -> None: ...
 
     @abc.abstractmethod
-    def _message(self, stream: int, line: bytes, partial: bool) -> bytes:
-        """What is sent for ``line`` of ``stream`` (with its newline, unless ``partial``)."""
+    def _message(self, stream: int, text: bytes, partial: bool) -> bytes:
+        """What is sent for ``text``, a line of ``stream`` without its newline (``partial``:
+        a piece of a longer line, or the unfinished last one)."""
 
     @abc.abstractmethod
     async def _deliver(self, data: bytes) -> None: ...
@@ -103,7 +113,8 @@ class LineSender(abc.ABC):
     async def _line(self, stream: int, line: bytes) -> None:
         if line in (b"\n", b""):
             return  # Docker's copier hands on no empty message
-        data = self._message(stream, line, not line.endswith(b"\n"))
+        partial = not line.endswith(b"\n")
+        data = self._message(stream, line if partial else line[:-1], partial)
         for attempt in range(self.retries + 1):
             if attempt and self.retry_delay:
                 await trio.sleep(self.retry_delay)

@@ -514,8 +514,8 @@ def check_driver_log_options(
     if driver in _SENDING_OPTIONS:
         keys += [*(["max-size"] if max_size else []), *(["max-file"] if max_files else [])]
     for key in keys:
-        sending_only = key in ("max-size", "max-file", "compress") and driver in _SENDING_OPTIONS
-        if sending_only or (key in DRIVER_LOG_OPTIONS and key not in (*own, *CACHE_OPTIONS)):
+        rotation = key in ("max-size", "max-file", "compress") and driver in _SENDING_OPTIONS
+        if rotation or (key in DRIVER_LOG_OPTIONS and key not in (*own, *CACHE_OPTIONS)):
             raise ValueError(f"unknown log opt {key!r} for {driver} log driver")  # Docker's
     if driver == "syslog":
         from . import _syslog  # only for containers that send their lines to syslog
@@ -528,7 +528,8 @@ def check_driver_log_options(
 
 
 def check_log_cache(options: dict[str, str]) -> None:
-    """Docker's dual logging's options (the local log a syslog container keeps)."""
+    """Docker's dual logging's options (the local log a sending driver's container
+    keeps; taken with every driver, as dockerd takes them)."""
     for key in ("cache-disabled", "cache-compress"):
         if key in options and options[key] not in GO_BOOLS:
             raise ValueError(f"invalid log option {key} {options[key]!r}: expected true or false")
@@ -542,7 +543,7 @@ def check_log_cache(options: dict[str, str]) -> None:
 
 def log_sizes(config: ContainerConfig) -> tuple[int | None, int | None]:
     """The container's own log rotation, (max size, max files), None where its driver's
-    default applies: syslog's from its cache options, the others' as given."""
+    default applies: a sending driver's from its cache options, the others' as given."""
     if config.log_driver not in SENDING_DRIVERS:
         return config.log_max_size, config.log_max_files
     options = _kept(config.log_options)

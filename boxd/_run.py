@@ -217,7 +217,7 @@ class Run:
         self.started_at = 0.0
         # Live restore: the container's shim (see boxd/_shim.py).
         self._shim: ShimConnection | None = None
-        # Set by the supervisor for the syslog and journald drivers: where each line goes.
+        # Set by the supervisor for a driver that sends each line on (syslog, journald, gelf).
         self.sender: LineSender | None = None
         # It ended before this daemon connected to its shim (while no daemon ran).
         self._exited_unseen: ExitStatus | None = None
@@ -663,8 +663,8 @@ class Run:
                 pipe.close()
 
     async def _hand_on(self, stream_id: int, data: bytes) -> None:
-        """A terminal's chunk the log has: to the log server (the syslog or journald
-        driver's), then to the attached clients."""
+        """A terminal's chunk the log has: to the log server (a sending driver's, see
+        boxd/_linesend.py), then to the attached clients."""
         if self.sender is not None:
             await self.sender.send(stream_id, data)
         await self.output.publish(stream_id, data)

@@ -194,7 +194,7 @@ class _Entry:
 
     container: Container
     logs: _logs.LogWriter | None = None
-    # The syslog or journald driver's connection, open for a run only (as the log's file).
+    # A sending log driver's connection, open for a run only (as the log's file).
     sender: LineSender | None = None
     run: Run | None = None
     output: Output = attrs.Factory(Output)
@@ -1365,13 +1365,14 @@ class Supervisor:
         return st.finished_at - (st.started_at or st.finished_at)
 
     async def _line_sender(self, c: Container, *, fail: bool) -> LineSender:
-        """The syslog or journald driver's connection for a run of ``c``: at a start one
-        that cannot be made fails the start, naming why (as Docker's); an adopted
-        container's sends try again at each line."""
+        """The sending log driver's connection for a run of ``c`` (syslog, journald or
+        gelf): at a start one that cannot be made fails the start, naming why (as
+        Docker's); an adopted container's sends try again at each line."""
         from . import _logattrs  # only for containers that send their lines on
         from ._images.config import DEFAULT_ID
 
-        attributes = _logattrs.attributes(c, c.config.image_id or DEFAULT_ID)
+        image_id = c.config.image_id or DEFAULT_ID
+        attributes = _logattrs.attributes(c, image_id)
         tag = attributes.get("tag") or c.short_id
         sender: LineSender
         if c.config.log_driver == "journald":
@@ -1386,7 +1387,7 @@ class Supervisor:
             gelf_fields = _gelf.container_fields(
                 cid=c.id,
                 name=c.name,
-                image_id=c.config.image_id or DEFAULT_ID,
+                image_id=image_id,
                 image=c.config.image,
                 command=" ".join(c.config.command),
                 tag=tag,

@@ -29,8 +29,7 @@ from collections.abc import Mapping
 import attrs
 import trio
 
-from . import protocol
-from ._linesend import SocketSender, datagram, stream
+from ._linesend import SocketSender, datagram, severity, stream
 from ._units import SYSLOG_TLS_OPTIONS
 
 FACILITIES = {
@@ -50,7 +49,6 @@ DEFAULT_PORT = 514
 # Where the host's own syslog listens, as srslog looks for it (each as a datagram socket,
 # then as a stream one).
 LOCAL_SOCKETS = ("/dev/log", "/var/run/syslog", "/var/run/log")
-INFO, ERR = 6, 3  # the severities of a stdout and a stderr line
 
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
@@ -201,6 +199,5 @@ class Sender(SocketSender):
                 return
         raise OSError(f"no syslog socket at {', '.join(LOCAL_SOCKETS)} (use syslog-address)")
 
-    def _message(self, stream: int, line: bytes, partial: bool) -> bytes:
-        severity = ERR if stream == protocol.STDERR else INFO
-        return message(self.config, severity, self.tag, line, time.time())
+    def _message(self, stream: int, text: bytes, partial: bool) -> bytes:
+        return message(self.config, severity(stream), self.tag, text, time.time())

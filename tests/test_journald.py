@@ -34,12 +34,12 @@ def test_fields_are_docker_s() -> None:
     assert _journald.field_name("_private-key1") == "PRIVATE_KEY1"
     assert _journald.field_name("héllo") == "H_LLO"
     sender = _journald.Sender({"CONTAINER_NAME": "web", "NOTE": "a\nb"}, "c")
-    first = sender._message(protocol.STDERR, b"oops\n", False)
+    first = sender._message(protocol.STDERR, b"oops", False)
     assert first.startswith(b"PRIORITY=3\nMESSAGE=oops\nCONTAINER_NAME=web\n")
     assert b"NOTE\n" + struct.pack("<Q", 3) + b"a\nb\n" in first  # the binary form
     assert b"CONTAINER_LOG_ORDINAL=1\n" in first and b"CONTAINER_PARTIAL" not in first
     piece = sender._message(protocol.STDOUT, b"x" * 10, True)
-    end = sender._message(protocol.STDOUT, b"yy\n", False)
+    end = sender._message(protocol.STDOUT, b"yy", False)
     (pid,) = {line for line in piece.split(b"\n") if line.startswith(b"CONTAINER_PARTIAL_ID=")}
     assert pid in end.split(b"\n")
     for data, ordinal, last in ((piece, b"1", b"false"), (end, b"2", b"true")):

@@ -20,7 +20,7 @@ from daemon_harness import Daemon
 from docker_clients import docker, needs_cli
 from netns_servers import servers
 
-from boxd import _syslog, protocol
+from boxd import _linesend, _syslog, protocol
 
 # A server of the daemon's network namespace: prints its port, then writes what it gets
 # to a file (a line per datagram, or the stream as it comes).
@@ -73,10 +73,10 @@ def test_messages_in_each_format() -> None:
     rfc3339 = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d"
     zone = r"(Z|[+-]\d\d:\d\d)"
     for form, severity, pattern in [
-        ("", _syslog.INFO, rf"<30>{month} web\[{pid}\]: hi\n"),
-        ("rfc3164", _syslog.ERR, rf"<27>{month} {host} web\[{pid}\]: hi\n"),
-        ("rfc5424", _syslog.INFO, rf"<30>1 {rfc3339}{zone} {host} web {pid} web - hi\n"),
-        ("rfc5424micro", _syslog.INFO,
+        ("", _linesend.INFO, rf"<30>{month} web\[{pid}\]: hi\n"),
+        ("rfc3164", _linesend.ERR, rf"<27>{month} {host} web\[{pid}\]: hi\n"),
+        ("rfc5424", _linesend.INFO, rf"<30>1 {rfc3339}{zone} {host} web {pid} web - hi\n"),
+        ("rfc5424micro", _linesend.INFO,
          rf"<30>1 {rfc3339}\.250000{zone} {host} web {pid} web - hi\n"),
     ]:  # fmt: skip
         config = _syslog.Settings("", format=form)
@@ -84,7 +84,7 @@ def test_messages_in_each_format() -> None:
             text = _syslog.message(config, severity, "web", line, now).decode()
             assert re.fullmatch(pattern, text), (form, text)
     local3 = _syslog.Settings("udp", host="h", facility=19)
-    assert _syslog.message(local3, _syslog.ERR, "t", b"x", now).startswith(b"<155>")
+    assert _syslog.message(local3, _linesend.ERR, "t", b"x", now).startswith(b"<155>")
 
 
 async def test_lines_are_whole_in_order_and_long_ones_in_pieces(tmp_path: Path) -> None:
