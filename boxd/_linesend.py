@@ -12,12 +12,17 @@ go-gelf retry or fail the same way, and Docker's copier drops what its driver re
 The sends happen in the output's pump (boxd/_run.py), before a chunk leaves the
 container's pipe for its log: a server that does not take them holds the container's
 output, as Docker's blocking mode does, and a daemon killed meanwhile leaves the chunk to
-the next, which sends it again.
+the next, which sends it again.  In Docker's non-blocking mode (``--log-opt
+mode=non-blocking``) the pump only queues the messages (:class:`Ring`, at most
+``max-buffer-size`` bytes of lines, 1 MB by default; a line that does not fit is dropped, as
+Docker's ring buffer drops it) and a task of the run's sends them: a slow or absent server
+never holds the container, and what is queued when the daemon stops or is killed is lost.
 """
 
 from __future__ import annotations
 
 import abc
+import collections
 import logging
 import socket
 import time
@@ -52,6 +57,44 @@ def rfc3339_nano(ns: int) -> str:
     return f"{stamp}.{digits}Z" if digits else f"{stamp}Z"
 
 
+# Docker's ring buffer's size in non-blocking mode without a max-buffer-size.
+RING_BYTES = 1_000_000
+
+
+class Ring:
+    """The messages a non-blocking sender has queued for its task (see :meth:`LineSender.
+    drain`): at most ``max_bytes`` of lines (counted as Docker counts them, the line's own
+    bytes) and, where the driver has a count too, ``max_messages``.  A message that does not
+    fit is dropped, unless the queue is empty (Docker's ring takes one however large)."""
+
+    def __init__(self, max_bytes: int, max_messages: int | None = None) -> None:
+        self.max_bytes = max_bytes
+        self.max_messages = max_messages
+        self.queue: collections.deque[tuple[bytes, int]] = collections.deque()
+        self.size = 0
+        self.dropped = 0  # messages dropped in all
+        self.changed = trio.lowlevel.ParkingLot()
+
+    def put(self, data: bytes, size: int) -> bool:
+        """Queue ``data`` (for a line of ``size`` bytes); False: dropped, the ring full."""
+        if self.queue and (
+            self.size + size > self.max_bytes
+            or (self.max_messages is not None and len(self.queue) >= self.max_messages)
+        ):
+            self.dropped += 1
+            return False
+        self.queue.append((data, size))
+        self.size += size
+        self.changed.unpark_all()
+        return True
+
+    def taken(self) -> None:
+        """The first message is sent (or given up on): it leaves the queue."""
+        _, size = self.queue.popleft()
+        self.size -= size
+        self.changed.unpark_all()
+
+
 class LineSender(abc.ABC):
     """One container's connection to its log server, and its lines not yet whole."""
 
@@ -61,6 +104,7 @@ class LineSender(abc.ABC):
         self._failing = False
         self.retries = 1  # sends of a message again after a failed one, each reconnecting
         self.retry_delay = 0.0  # seconds before each of them
+        self.ring: Ring | None = None  # non-blocking: the queue that drain() sends from
 
     async def open(self) -> None:
         """Connect (OSError, naming the server, when none answers)."""
@@ -114,7 +158,54 @@ class LineSender(abc.ABC):
         if line in (b"\n", b""):
             return  # Docker's copier hands on no empty message
         partial = not line.endswith(b"\n")
-        data = self._message(stream, line if partial else line[:-1], partial)
+        text = line if partial else line[:-1]
+        data = self._message(stream, text, partial)
+        if self.ring is None:
+            await self._deliver_trying(data)
+        elif not self.ring.put(data, len(text)) and self.ring.dropped == 1:
+            log.warning(
+                "%s: log lines to %s dropped: the non-blocking mode's buffer is full (%d "
+                "bytes; the count at the container's end)",
+                self._what,
+                self.where(),
+                self.ring.max_bytes,
+            )
+
+    async def drain(self) -> None:
+        """Non-blocking mode's task: send the ring's messages as they come (cancelled at
+        the run's end, after :meth:`sent`)."""
+        ring = self.ring
+        assert ring is not None
+        while True:
+            while not ring.queue:
+                await ring.changed.park()
+            await self._deliver_trying(ring.queue[0][0])
+            ring.taken()
+
+    async def sent(self, stall: float, limit: float) -> None:
+        """The run's end in non-blocking mode: wait for the ring's messages to be sent
+        while one goes at least every ``stall`` seconds, at most ``limit`` seconds in all;
+        what is left then is lost (said in the daemon's log)."""
+        ring = self.ring
+        if ring is None:
+            return
+        with trio.move_on_after(limit):
+            while ring.queue:
+                with trio.move_on_after(stall) as waited:
+                    await ring.changed.park()
+                if waited.cancelled_caught:
+                    break
+        if ring.queue or ring.dropped:
+            log.warning(
+                "%s: log lines not sent to %s: %d dropped (the buffer full), %d left unsent "
+                "at the container's end",
+                self._what,
+                self.where(),
+                ring.dropped,
+                len(ring.queue),
+            )
+
+    async def _deliver_trying(self, data: bytes) -> None:
         for attempt in range(self.retries + 1):
             if attempt and self.retry_delay:
                 await trio.sleep(self.retry_delay)

@@ -485,7 +485,8 @@ RUNTIMES = ("runc", "boxd")
 def check_log_options(config: ContainerConfig) -> None:
     """Log options need a log: refused with the none driver (the container's, or once an
     empty one is the daemon's).  Docker's mode and max-buffer-size are checked as its
-    daemon checks them (boxd's log never drops output, whatever the mode)."""
+    daemon checks them (boxd's own log never drops output, whatever the mode; a sending
+    driver's lines in non-blocking mode go through a ring that drops, boxd/_linesend.py)."""
     if config.log_driver == "none" and (config.log_max_size or config.log_max_files):
         raise ValueError("log rotation options need a log: --log-driver none keeps none")
     if config.log_driver == "none" and config.log_options:

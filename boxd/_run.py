@@ -502,6 +502,8 @@ class Run:
             async with trio.open_nursery() as nursery:
                 pumps_done = trio.Event()
                 nursery.start_soon(self._pump_all, streams, pumps_done, cgroup)
+                if self.sender is not None and self.sender.ring is not None:
+                    nursery.start_soon(self.sender.drain)  # non-blocking mode's sends
                 if self._sysinfo >= 0 and self.view_limits is not None:
                     name = self.container.short_id
                     if self._shim is not None:  # it takes the calls and sends them here
@@ -519,6 +521,8 @@ class Run:
                     # Descendants may still hold the output open: they go with init.
                     await cgroup.kill_all()
                 await self._drained(pumps_done)
+                if self.sender is not None:
+                    await self.sender.sent(DRAIN_TIMEOUT, DRAIN_LIMIT)
                 nursery.cancel_scope.cancel(reason="process ended")
         finally:
             with trio.CancelScope(shield=True) as scope:

@@ -1367,11 +1367,13 @@ class Supervisor:
     async def _line_sender(self, c: Container, *, fail: bool) -> LineSender:
         """The sending log driver's connection for a run of ``c`` (syslog, journald or
         gelf): at a start one that cannot be made fails the start, naming why (as
-        Docker's); an adopted container's sends try again at each line."""
+        Docker's); an adopted container's sends try again at each line.  With Docker's
+        ``mode=non-blocking`` its sends go through a ring (see boxd/_linesend.py)."""
         from . import _logattrs  # only for containers that send their lines on
         from ._images.config import DEFAULT_ID
 
         image_id = c.config.image_id or DEFAULT_ID
+        options = log_options_of(c.config)
         attributes = _logattrs.attributes(c, image_id)
         tag = attributes.get("tag") or c.short_id
         sender: LineSender
@@ -1394,11 +1396,18 @@ class Supervisor:
                 created=rfc3339_nano(round(c.created_at * 1e9)),
                 attributes=attributes,
             )
-            sender = _gelf.Sender(_gelf.settings(log_options_of(c.config)), gelf_fields, c.short_id)
+            sender = _gelf.Sender(_gelf.settings(options), gelf_fields, c.short_id)
         else:
             from . import _syslog
 
-            sender = _syslog.Sender(_syslog.settings(log_options_of(c.config)), tag, c.short_id)
+            sender = _syslog.Sender(_syslog.settings(options), tag, c.short_id)
+        if options.get("mode") == "non-blocking":  # a ring and a task of the run send
+            from ._linesend import RING_BYTES, Ring
+            from ._units import parse_size
+
+            size = options.get("max-buffer-size")
+            what = "log option max-buffer-size"
+            sender.ring = Ring(RING_BYTES if size is None else parse_size(size, what=what))
         try:
             await sender.open()
         except OSError as exc:

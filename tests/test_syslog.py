@@ -16,7 +16,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from daemon_harness import Daemon
+import trio
+from daemon_harness import Daemon, logged_daemon, until
 from docker_clients import docker, needs_cli
 from netns_servers import servers
 
@@ -117,6 +118,104 @@ async def test_lines_are_whole_in_order_and_long_ones_in_pieces(tmp_path: Path) 
     assert heads == [b"<30>", b"<27>", b"<30>", b"<30>", b"<30>", b"<30>"]
     assert bodies[:3] == [b"a\n", b"err\n", b"bc\n"]
     assert [len(b) for b in bodies[3:]] == [16385, 16385, 40000 - 2 * 16384 + 1]
+
+
+def test_the_ring_holds_its_bytes_and_drops_what_does_not_fit() -> None:
+    """Docker's ring: lines' bytes up to the size, then dropped; one line larger than the
+    ring goes when the ring is empty; a count limit too where a driver has one."""
+    ring = _linesend.Ring(100)
+    assert [ring.put(b"m%d" % size, size) for size in (60, 40, 1)] == [True, True, False]
+    assert [d for d, _ in ring.queue] == [b"m60", b"m40"] and ring.dropped == 1
+    ring.taken()
+    ring.taken()
+    ring.put(b"big", 500)
+    assert ring.size == 500 and len(ring.queue) == 1
+    counted = _linesend.Ring(10**6, max_messages=2)
+    assert [counted.put(b"x", 1) for _ in range(3)] == [True, True, False]
+    assert len(counted.queue) == 2 and counted.dropped == 1
+
+
+async def test_non_blocking_mode_never_waits_for_the_server(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """mode=non-blocking: a server that does not read holds no send; the ring's lines go
+    once it reads, in order, and what did not fit is dropped and said so once."""
+    path = str(tmp_path / "log.sock")
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(path)
+    server.listen()
+    sender = _syslog.Sender(_syslog.settings({"syslog-address": f"unix://{path}"}), "t", "c")
+    sender.ring = _linesend.Ring(2000)
+    await sender.open()
+    conn, _ = server.accept()
+    got = bytearray()
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(sender.drain)
+            with trio.fail_after(10):  # 1 MB the server does not read: never waited for
+                for n in range(10_000):  # as the pump: the others have a turn per chunk
+                    await sender.send(protocol.STDOUT, b"%099d\n" % n)
+                    if n % 100 == 0:
+                        await trio.lowlevel.checkpoint()
+            reader = trio.socket.from_stdlib_socket(conn)
+            read = trio.Event()
+
+            async def read_all() -> None:
+                while data := await reader.recv(65536):
+                    got.extend(data)
+                read.set()
+
+            nursery.start_soon(read_all)
+            with trio.fail_after(10):
+                await sender.sent(2.0, 10.0)
+                sender.close()  # the end of the server's stream
+                await read.wait()
+            nursery.cancel_scope.cancel()
+    finally:
+        conn.close()
+        server.close()
+    numbers = [int(m.rsplit(b": ", 1)[1]) for m in bytes(got).splitlines()]
+    assert numbers == sorted(set(numbers)) and 20 < len(numbers) < 10_000
+    assert [r.getMessage() for r in caplog.records if "dropped" in r.getMessage()] == [
+        f"c: log lines to unix://{path} dropped: the non-blocking mode's buffer is full (2000 "
+        "bytes; the count at the container's end)",
+        f"c: log lines not sent to unix://{path}: {10_000 - len(numbers)} dropped (the buffer "
+        "full), 0 left unsent at the container's end",
+    ]
+
+
+@pytest.mark.root
+def test_a_non_blocking_container_ends_with_its_server_stuck(tmp_path: Path) -> None:
+    """A syslog stream server that stops reading: the container (mode=non-blocking) runs
+    to its end, its log has every line, the server got a part of them in order, and the
+    daemon's log names the lines not sent."""
+    path = tmp_path / "stuck.sock"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(path))
+    server.listen()
+    try:
+        with logged_daemon(tmp_path) as (daemon, log):
+            r = daemon.ctl("run", "--name", "nb", "--network", "none", "--log-driver", "syslog",
+                           "--log-opt", f"syslog-address=unix://{path}",
+                           "--log-opt", "mode=non-blocking", "--log-opt", "max-buffer-size=64k",
+                           "default", "seq", "100000", timeout=60)  # fmt: skip
+            assert r.returncode == 0 and r.stdout.split() == [str(n) for n in range(1, 100001)]
+            assert daemon.ctl("logs", "nb").stdout.split() == r.stdout.split()
+            until(lambda: "left unsent at the container's end" in log.read_text(), "the count")
+            conn, _ = server.accept()
+            conn.settimeout(5)
+            got = b""
+            while data := conn.recv(1 << 20):
+                got += data
+                if b": 100000\n" in got or len(got) > 10 << 20:
+                    break
+            conn.close()
+            numbers = [int(m.rsplit(b": ", 1)[1]) for m in got.splitlines()]
+            assert numbers and numbers == sorted(set(numbers)) and len(numbers) < 100_000
+            daemon.ctl("rm", "nb")
+            assert daemon.stop() == 0
+    finally:
+        server.close()
 
 
 @pytest.fixture
