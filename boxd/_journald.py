@@ -65,7 +65,6 @@ class Sender(SocketSender):
         epoch = {"CONTAINER_LOG_EPOCH": secrets.token_hex(32)}
         self._fields = b"".join([_field(k, v.encode()) for k, v in {**fields, **epoch}.items()])
         self._ordinal = 0
-        self._partial: dict[int, tuple[str, int]] = {}  # a stream's line in pieces: id, count
 
     def where(self) -> str:
         return SOCKET
@@ -115,18 +114,15 @@ class Sender(SocketSender):
             _field("SYSLOG_TIMESTAMP", rfc3339_nano(time.time_ns()).encode()),
             _field("CONTAINER_LOG_ORDINAL", str(self._ordinal).encode()),
         ]
-        if partial or stream in self._partial:
-            pid, count = self._partial.get(stream, (secrets.token_hex(32), 0))
+        if (piece := self.piece(stream, partial)) is not None:
+            ident, ordinal, last = piece
             parts += [
-                _field("CONTAINER_PARTIAL_ID", pid.encode()),
-                _field("CONTAINER_PARTIAL_ORDINAL", str(count + 1).encode()),
-                _field("CONTAINER_PARTIAL_LAST", b"false" if partial else b"true"),
+                _field("CONTAINER_PARTIAL_ID", ident.encode()),
+                _field("CONTAINER_PARTIAL_ORDINAL", str(ordinal).encode()),
+                _field("CONTAINER_PARTIAL_LAST", b"true" if last else b"false"),
             ]
-            if partial:
+            if not last:
                 parts.append(_field("CONTAINER_PARTIAL_MESSAGE", b"true"))
-                self._partial[stream] = (pid, count + 1)
-            else:
-                del self._partial[stream]
         return b"".join(parts)
 
 

@@ -1,5 +1,6 @@
-"""A container's output sent on line by line to a log server: the syslog, journald and
-gelf log drivers (boxd/_syslog.py, boxd/_journald.py, boxd/_gelf.py).
+"""A container's output sent on line by line to a log server: the syslog, journald, gelf
+and fluentd log drivers (boxd/_syslog.py, boxd/_journald.py, boxd/_gelf.py,
+boxd/_fluentd.py).
 
 As Docker's log copier hands lines to its drivers: a chunk's whole lines go at once and its
 rest waits for the next chunk of the stream, an empty line is not sent, a line longer than
@@ -24,6 +25,7 @@ from __future__ import annotations
 import abc
 import collections
 import logging
+import secrets
 import socket
 import time
 from typing import Any
@@ -104,7 +106,9 @@ class LineSender(abc.ABC):
         self._failing = False
         self.retries = 1  # sends of a message again after a failed one, each reconnecting
         self.retry_delay = 0.0  # seconds before each of them
+        self.connects_at_start = True  # False: at its first send (a failure fails no start)
         self.ring: Ring | None = None  # non-blocking: the queue that drain() sends from
+        self._pieces: dict[int, tuple[str, int]] = {}  # a stream's line in pieces: id, count
 
     async def open(self) -> None:
         """Connect (OSError, naming the server, when none answers)."""
@@ -134,6 +138,22 @@ class LineSender(abc.ABC):
 
     @abc.abstractmethod
     async def _deliver(self, data: bytes) -> None: ...
+
+    def _retry_wait(self, attempt: int) -> float:
+        """Seconds before ``attempt`` (1 for the first retry)."""
+        return self.retry_delay
+
+    def piece(self, stream: int, partial: bool) -> tuple[str, int, bool] | None:
+        """Docker's metadata of a line in pieces (its copier's PartialLogMetaData) for the
+        message :meth:`_message` makes: the line's id, the piece's ordinal from 1 and
+        whether it is the last; None for a line sent whole."""
+        if not partial and stream not in self._pieces:
+            return None
+        ident, count = self._pieces.pop(stream, ("", 0))
+        ident = ident or secrets.token_hex(32)
+        if partial:
+            self._pieces[stream] = (ident, count + 1)
+        return ident, count + 1, not partial
 
     async def send(self, stream: int, data: bytes) -> None:
         """Send the whole lines of a chunk of ``stream`` (its rest waits for the next)."""
@@ -207,24 +227,36 @@ class LineSender(abc.ABC):
 
     async def _deliver_trying(self, data: bytes) -> None:
         for attempt in range(self.retries + 1):
-            if attempt and self.retry_delay:
-                await trio.sleep(self.retry_delay)
+            if attempt and (wait := self._retry_wait(attempt)):
+                await trio.sleep(wait)
             try:
                 if not self.connected():
                     await self.open()
                 await self._deliver(data)
             except (OSError, trio.BrokenResourceError) as exc:
                 self.close()
-                if attempt == self.retries:
-                    if not self._failing:
-                        log.warning(
-                            "%s: a log line not sent to %s (dropped until a send works): %s",
-                            self._what,
-                            self.where(),
-                            exc,
-                        )
+                if self._failing:
+                    continue
+                if attempt == self.retries:  # said once for a run of failures
+                    log.warning(
+                        "%s: a log line not sent to %s (dropped until a send works): %s",
+                        self._what,
+                        self.where(),
+                        exc,
+                    )
+                    self._failing = True
+                elif attempt == 1:  # a server away: its lines wait while it is tried again
+                    log.warning(
+                        "%s: log lines to %s wait: %s (tried again up to %d times, then dropped)",
+                        self._what,
+                        self.where(),
+                        exc,
+                        self.retries,
+                    )
                     self._failing = True
             else:
+                if self._failing:
+                    log.info("%s: log lines go to %s again", self._what, self.where())
                 self._failing = False
                 return
 

@@ -11,14 +11,13 @@ words, the daemon reads them on its own clock, as Docker's does.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 
 import attrs
 
+from ._units import go_duration_ns
+
 KEYS = ("until", "label", "label!")
-_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
-_UNIT = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
 @attrs.frozen
@@ -77,8 +76,10 @@ def parse_time(text: str, now: float) -> float:
         return float(text)
     except ValueError:
         pass
-    if text and _DURATION_PART.sub("", text) == "":
-        return now - sum(float(n) * _UNIT[u] for n, u in _DURATION_PART.findall(text))
+    try:
+        return now - go_duration_ns(text, "until") / 1e9
+    except ValueError:
+        pass
     import datetime  # here: the daemon needs it only for such a time (~0.2 MB)
 
     try:

@@ -43,6 +43,7 @@ from ._ulimits import check_ulimit
 from ._units import (
     CACHE_OPTIONS,
     DRIVER_LOG_OPTIONS,
+    FLUENTD_OPTIONS,
     GELF_OPTIONS,
     GO_BOOLS,
     LOG_MODES,
@@ -461,9 +462,10 @@ def invalid(field: str, value: object, reason: str = "") -> ValueError:
 # rotated files by default; the same file format here), none (no log: `logs` cannot read),
 # syslog (each line sent to a syslog server, boxd/_syslog.py; a log kept as local's for
 # `logs` unless cache-disabled=true, as Docker's dual logging keeps one), journald (each
-# line an entry of the host's journal, boxd/_journald.py; a log kept as local's) or gelf
-# (each line a GELF message, boxd/_gelf.py; a log kept as syslog's).
-LOG_DRIVERS = ("json-file", "local", "none", "syslog", "journald", "gelf")
+# line an entry of the host's journal, boxd/_journald.py; a log kept as local's), gelf
+# (each line a GELF message, boxd/_gelf.py; a log kept as syslog's) or fluentd (each line
+# an event of Fluentd's forward protocol, boxd/_fluentd.py; a log kept as syslog's).
+LOG_DRIVERS = ("json-file", "local", "none", "syslog", "journald", "gelf", "fluentd")
 # The drivers that send each line on (boxd/_linesend.py), and the options each takes
 # beyond the log attributes, mode, max-buffer-size and the cache ones (Docker's dual
 # logging's, which dockerd takes with any driver and uses with those it cannot read
@@ -472,6 +474,7 @@ _SENDING_OPTIONS = {
     "syslog": (*SYSLOG_OPTIONS, *SYSLOG_TLS_OPTIONS),
     "journald": (),
     "gelf": GELF_OPTIONS,
+    "fluentd": FLUENTD_OPTIONS,
 }
 SENDING_DRIVERS = tuple(_SENDING_OPTIONS)
 
@@ -526,6 +529,10 @@ def check_driver_log_options(
         from . import _gelf
 
         _gelf.settings(options)
+    elif driver == "fluentd":
+        from . import _fluentd
+
+        _fluentd.settings(options)
 
 
 def check_log_cache(options: dict[str, str]) -> None:
@@ -790,7 +797,7 @@ def validate_config(config: ContainerConfig) -> None:
         raise invalid(
             "log_driver",
             config.log_driver,
-            "use json-file, local, syslog, journald, gelf or none",
+            "use json-file, local, syslog, journald, gelf, fluentd or none",
         )
     check_log_options(config)
     if config.oom_score_adj is not None and not -1000 <= config.oom_score_adj <= 1000:

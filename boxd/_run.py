@@ -217,7 +217,8 @@ class Run:
         self.started_at = 0.0
         # Live restore: the container's shim (see boxd/_shim.py).
         self._shim: ShimConnection | None = None
-        # Set by the supervisor for a driver that sends each line on (syslog, journald, gelf).
+        # Set by the supervisor for a driver that sends each line on (syslog, journald, gelf,
+        # fluentd).
         self.sender: LineSender | None = None
         # It ended before this daemon connected to its shim (while no daemon ran).
         self._exited_unseen: ExitStatus | None = None

@@ -1365,10 +1365,11 @@ class Supervisor:
         return st.finished_at - (st.started_at or st.finished_at)
 
     async def _line_sender(self, c: Container, *, fail: bool) -> LineSender:
-        """The sending log driver's connection for a run of ``c`` (syslog, journald or
-        gelf): at a start one that cannot be made fails the start, naming why (as
-        Docker's); an adopted container's sends try again at each line.  With Docker's
-        ``mode=non-blocking`` its sends go through a ring (see boxd/_linesend.py)."""
+        """The sending log driver's connection for a run of ``c`` (syslog, journald, gelf
+        or fluentd): at a start one that cannot be made fails the start, naming why (as
+        Docker's; not an asynchronous fluentd's, which connects when it can); an adopted
+        container's sends try again at each line.  With Docker's ``mode=non-blocking``
+        its sends go through a ring (see boxd/_linesend.py)."""
         from . import _logattrs  # only for containers that send their lines on
         from ._images.config import DEFAULT_ID
 
@@ -1397,6 +1398,11 @@ class Supervisor:
                 attributes=attributes,
             )
             sender = _gelf.Sender(_gelf.settings(options), gelf_fields, c.short_id)
+        elif c.config.log_driver == "fluentd":
+            from . import _fluentd
+
+            fields = _fluentd.container_fields(c.id, c.name, attributes)
+            sender = _fluentd.Sender(_fluentd.settings(options), tag, fields, c.short_id)
         else:
             from . import _syslog
 
@@ -1405,11 +1411,13 @@ class Supervisor:
             from ._linesend import RING_BYTES, Ring
             from ._units import parse_size
 
-            size = options.get("max-buffer-size")
+            given = options.get("max-buffer-size")
             what = "log option max-buffer-size"
-            sender.ring = Ring(RING_BYTES if size is None else parse_size(size, what=what))
+            size = RING_BYTES if given is None else parse_size(given, what=what)
+            sender.ring = Ring(size, None if sender.ring is None else sender.ring.max_messages)
         try:
-            await sender.open()
+            if sender.connects_at_start:
+                await sender.open()
         except OSError as exc:
             if fail:
                 raise StartError(f"failed to initialize logging driver: {exc}") from None

@@ -11,6 +11,38 @@ _SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 _LOG_SIZE_UNITS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12}
 
 
+# Go's duration units (time.ParseDuration's), in nanoseconds.
+_DURATION_UNITS = {"ns": 1, "us": 10**3, "µs": 10**3, "μs": 10**3, "ms": 10**6, "s": 10**9}
+_DURATION_UNITS |= {"m": 60 * 10**9, "h": 3600 * 10**9}
+_DURATION_NUMBER = frozenset("0123456789.")
+
+
+def go_duration_ns(text: str, what: str) -> int:
+    """A Go duration as Go's time.ParseDuration reads it (``30s``, ``1m30s``, ``500ms``,
+    ``-1.5h``, ``0``) in nanoseconds; ValueError naming ``what`` and the text."""
+    bad = ValueError(f"invalid {what} {text!r}: use a duration such as 30s, 1m30s or 500ms")
+    sign = -1 if text.startswith("-") else 1
+    body = text[1:] if text[:1] in ("-", "+") else text
+    if body == "0":
+        return 0
+    total = 0.0
+    pos = 0
+    if not body:
+        raise bad
+    while pos < len(body):
+        start = pos
+        while pos < len(body) and body[pos] in _DURATION_NUMBER:
+            pos += 1
+        number, unit_start = body[start:pos], pos
+        while pos < len(body) and body[pos] not in _DURATION_NUMBER:
+            pos += 1
+        unit = body[unit_start:pos]
+        if unit not in _DURATION_UNITS or number.strip(".") == "" or number.count(".") > 1:
+            raise bad
+        total += float(number) * _DURATION_UNITS[unit]
+    return sign * round(total)
+
+
 # An interface's MTU, as Docker takes it (--mtu, daemon.json's mtu, a network's option).
 MTU_RANGE = "68 to 65535"
 
@@ -159,12 +191,14 @@ def memory_limits(memory: str | None, memory_swap: str | None) -> dict[str, int]
 LOG_ATTRIBUTES = ("env", "env-regex", "labels", "labels-regex", "tag")
 # Docker's log modes (--log-opt mode=): whichever is asked for, the output is drained
 # into the log through the pipes (a 1 MiB one, Docker's default max-buffer-size) and none
-# of it dropped (see _records.check_log_options).
+# of it dropped; a sending driver's lines go through a ring in non-blocking mode (see
+# boxd/_linesend.py).
 LOG_MODES = ("blocking", "non-blocking")
 # The log options kept with a container as given (ContainerConfig.log_options).
 KEPT_LOG_OPTIONS = (*LOG_ATTRIBUTES, "mode", "max-buffer-size", "compress")
-# The syslog and gelf drivers' (boxd/_syslog.py, boxd/_gelf.py), kept too: where and how
-# they send, and Docker's dual logging's local copy ("cache-"), which `logs` reads.
+# The syslog, gelf and fluentd drivers' (boxd/_syslog.py, boxd/_gelf.py,
+# boxd/_fluentd.py), kept too: where and how they send, and Docker's dual logging's local
+# copy ("cache-"), which `logs` reads.
 SYSLOG_OPTIONS = ("syslog-address", "syslog-facility", "syslog-format")
 SYSLOG_TLS_OPTIONS = (
     "syslog-tls-ca-cert",
@@ -179,8 +213,26 @@ GELF_OPTIONS = (
     "gelf-tcp-max-reconnect",
     "gelf-tcp-reconnect-delay",
 )
+FLUENTD_OPTIONS = (
+    "fluentd-address",
+    "fluentd-async",
+    "fluentd-async-reconnect-interval",
+    "fluentd-buffer-limit",
+    "fluentd-max-retries",
+    "fluentd-request-ack",
+    "fluentd-retry-wait",
+    "fluentd-sub-second-precision",
+    "fluentd-write-timeout",
+    "fluentd-read-timeout",
+)
 CACHE_OPTIONS = ("cache-disabled", "cache-max-size", "cache-max-file", "cache-compress")
-DRIVER_LOG_OPTIONS = (*SYSLOG_OPTIONS, *SYSLOG_TLS_OPTIONS, *GELF_OPTIONS, *CACHE_OPTIONS)
+DRIVER_LOG_OPTIONS = (
+    *SYSLOG_OPTIONS,
+    *SYSLOG_TLS_OPTIONS,
+    *GELF_OPTIONS,
+    *FLUENTD_OPTIONS,
+    *CACHE_OPTIONS,
+)
 # Go's strconv.ParseBool, which Docker reads its switches with (compress=, a network's
 # options).
 GO_BOOLS = dict.fromkeys(("1", "t", "T", "TRUE", "true", "True"), True) | dict.fromkeys(

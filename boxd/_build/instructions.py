@@ -5,10 +5,10 @@ changed one out."""
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Sequence
 from typing import Any
 
+from .. import _units
 from .._signames import parse_signal
 from .dockerfile import DockerfileError, Heredoc, Instruction, expand, pairs, parse, words
 
@@ -40,26 +40,13 @@ CHANGE_KEYWORDS = (
     "WORKDIR",
 )
 
-_UNITS = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 10**9, "m": 60 * 10**9}
-_UNITS["h"] = 3600 * 10**9
-_PART = re.compile(r"(\d+\.?\d*|\.\d+)(ns|us|µs|ms|s|m|h)")
-
 
 def go_duration_ns(text: str, where: str) -> int:
     """A Go duration (``30s``, ``1m30s``, ``500ms``) in nanoseconds."""
-    total = 0.0
-    pos = 0
-    if text == "0":
-        return 0
-    while pos < len(text):
-        m = _PART.match(text, pos)
-        if m is None:
-            raise DockerfileError(f"{where}: invalid duration {text!r} (use 30s, 1m30s, 500ms)")
-        total += float(m[1]) * _UNITS[m[2]]
-        pos = m.end()
-    if not text:
-        raise DockerfileError(f"{where}: a duration is empty")
-    return round(total)
+    try:
+        return _units.go_duration_ns(text, "duration")
+    except ValueError as exc:
+        raise DockerfileError(f"{where}: {exc}") from None
 
 
 def shell_form(ins: Instruction, shell: list[str]) -> list[str]:
@@ -348,7 +335,7 @@ def _healthcheck(ins: Instruction) -> dict[str, Any]:
                 check["Retries"] = int(value)
         else:
             ns = go_duration_ns(value, f"{where} --{flag}")
-            if 0 < ns < 1_000_000:  # Docker's minimum; no run could use the image
+            if ns and ns < 1_000_000:  # Docker's minimum; no run could use the image
                 raise DockerfileError(f"{where} --{flag}: {value!r} cannot be less than 1ms")
             if ns:
                 check[_DURATIONS[flag]] = ns
