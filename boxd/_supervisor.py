@@ -126,7 +126,7 @@ from ._run import Run, start_time_of
 from ._shim import ExitStatus
 from ._store import RecordWrites, RootInUse, Store, hold_root
 from ._tmpfs import parse_tmpfs
-from ._volumes import FILLING, NoSuchVolume, Volumes, copy_up
+from ._volumes import FILLING, NoSuchVolume, VolumeMountError, Volumes, copy_up, mounts
 
 if TYPE_CHECKING:
     from ._images.pull import Puller
@@ -155,6 +155,8 @@ TRASH_MAX_DELAY = 5.0
 # for what earlier removals put in the trash (a `run --rm` answers once its container
 # is gone from the store): who removes containers to make room has it at once.
 LOW_SPACE = 1 << 30
+# The phases in which a container holds its volumes' mounts (see _unmount_idle_volumes).
+_VOLUMES_HELD = frozenset({STARTING, RUNNING, PAUSED, STOPPING})
 # At that same pause, spare container directories are made (Store.make_spare_dirs) for
 # the next burst of starts, as many as started since the last pause, SPARES_MIN to
 # SPARES_MAX per kind of image (its overlays): a start takes one by a rename instead of
@@ -837,12 +839,39 @@ class Supervisor:
                 raise ValueError(
                     f"cannot mount volume over existing file, file exists {v.container}"
                 )
-            if record is not None and not record.device:
+            if record is not None and not record.device and not mounts(record):
                 where = self.volumes.path(v.volume)
                 if cut_short and not (where.parent / FILLING).exists():
                     continue
                 dirs, rel = ([], "") if v.nocopy else container_dirs_at(image, cdir, v.container)
                 await trio.to_thread.run_sync(copy_up, dirs, rel, where, id_map)
+
+    async def _mount_volumes(self, c: Container) -> None:
+        """A start's volumes with a mount (Docker's local driver's ``type``, ``device``
+        and ``o``): mounted on their ``_data`` unless a running container's mount is
+        there already (StartError in Docker's words)."""
+        wanted = [v.volume for v in c.config.volumes if v.volume]
+        for name in wanted:
+            if name not in self.volumes.mounted and mounts(self.volumes.get(name)):
+                try:
+                    await trio.to_thread.run_sync(self.volumes.mount, name)
+                except VolumeMountError as exc:
+                    raise StartError(str(exc)) from None
+
+    async def _unmount_idle_volumes(self) -> None:
+        """Undo the mount of each volume that no container starting or with a process
+        uses (Docker's local driver unmounts after its last user's end)."""
+        held = {
+            v.volume
+            for e in self._entries.values()
+            if e.phase in _VOLUMES_HELD
+            for v in e.container.config.volumes
+        }
+        for name in sorted(self.volumes.mounted - held):
+            try:
+                await trio.to_thread.run_sync(self.volumes.unmount, name)
+            except OSError as exc:
+                log.warning("volume %s: its mount stays: %s", name, exc)
 
     def _drop_anonymous(self, c: Container) -> None:
         """``rm -v`` and ``--rm``: the container's anonymous volumes that no other
@@ -1215,6 +1244,9 @@ class Supervisor:
             if entry.sender is not None:
                 entry.sender.close()
                 entry.sender = None
+            if self.volumes.mounted:
+                with trio.CancelScope(shield=True):
+                    await self._unmount_idle_volumes()
 
     async def _one_run(
         self,
@@ -1234,6 +1266,8 @@ class Supervisor:
             image = image or self._image(c.config.image, c.config.image_id)
             if c.config.log_driver in SENDING_DRIVERS:
                 entry.sender = await self._line_sender(c, fail=adoption is None)
+            if adoption is None:
+                await self._mount_volumes(c)
             joined = self._joined_namespaces(c) if adoption is None else ()
             # An adopted container's are made again when wanted (exec, network connect).
             legacy = self._legacy_links(c) if adoption is None else _links.Legacy()
@@ -2335,6 +2369,7 @@ class Supervisor:
             {cid: e.container for cid, e in self._entries.items()},
             [self._entries[cid].container for cid in adoptions],
         )
+        await self._unmount_idle_volumes()  # those a last daemon left with no container
         for entry in list(self._entries.values()):
             c = entry.container
             if c.id in adoptions:
@@ -2636,6 +2671,7 @@ async def open_supervisor(
                     with trio.CancelScope(shield=True):
                         await sup.unpacks.aclose()
                         await sup._shutdown()
+                        await sup._unmount_idle_volumes()  # (live restore: those in use stay)
                         await sup._cgroups_removed()
                         await _shim.reaped()
                         await sup.networks.close()

@@ -31,8 +31,8 @@ DEFAULT_FLAGS = MS_NOSUID | MS_NODEV | MS_NOEXEC
 # Docker's size of /dev/shm (``--shm-size``).
 DEFAULT_SHM_SIZE = 64 << 20
 
-# Flag option -> (MS_* bit, set or cleared).
-_FLAGS = {
+# Flag option -> (MS_* bit, set or cleared); also the base of a volume's (boxd/_volumes.py).
+MOUNT_FLAGS = {
     "ro": (MS_RDONLY, True),
     "rw": (MS_RDONLY, False),
     "nosuid": (MS_NOSUID, True),
@@ -97,12 +97,12 @@ def parse_tmpfs(spec: str) -> tuple[str, int, str]:
     settings = {"mode": "1777"}
     for option in options.split(",") if options else ():
         key, eq, value = option.partition("=")
-        if not eq and key in _FLAGS:
-            bit, on = _FLAGS[key]
+        if not eq and key in MOUNT_FLAGS:
+            bit, on = MOUNT_FLAGS[key]
             flags = flags | bit if on else flags & ~bit
         elif eq and key in _SETTINGS:
             settings[key] = _setting(spec, key, value)
-        elif key in _FLAGS:
+        elif key in MOUNT_FLAGS:
             raise ValueError(f"invalid --tmpfs {spec!r}: option {key!r} takes no value")
         elif key in _SETTINGS:
             raise ValueError(f"invalid --tmpfs {spec!r}: option {key!r} needs a value ({key}=)")

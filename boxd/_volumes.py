@@ -16,35 +16,49 @@ An anonymous volume (``-v /data``) has a random 64-hex name and Docker's label
 ``com.docker.volume.anonymous``; ``rm -v`` and ``--rm`` remove it with its container, and
 ``volume prune`` removes only those unless ``--all``.
 
-The one option set the local driver takes is Docker's bind: ``type=none``, ``o=bind``,
-``device=DIR`` (compose's ``driver_opts``), an existing host directory that containers
-mount in place of ``_data``.  It is never filled from an image (boxd fills only its own
-``_data``: a fill cut short is emptied, which a host directory must never be) and stays
-when the volume is removed, as Docker's does.
+The local driver's options are Docker's (compose's ``driver_opts``): ``type``, ``device``
+and ``o``, which name a mount made on ``_data`` while a container that uses the volume
+runs (:meth:`Volumes.mount`: ``type=tmpfs device=tmpfs o=size=100m``, an NFS export, a
+block device's file system), as Docker's local driver mounts it at the first container's
+start and unmounts it after the last one's end.  The mount's options are read as
+moby/sys/mount reads them: mount flags (``ro``, ``nosuid``, ``bind``, ``rshared``, ...) and
+the rest handed to the file system; ``addr=`` of an nfs or cifs mount is resolved to an
+address first.  The bind of a host directory (``type=none``, ``o=bind``, ``device=DIR``)
+is not mounted on ``_data``: containers mount the directory itself.  A volume with a
+mount (or a bind) is never filled from an image (boxd fills only its own ``_data``: a fill
+cut short is emptied, which a host directory or a network share must never be), and what
+``device`` names stays when the volume is removed, as Docker's does.  ``size`` (Docker's
+quota of a volume on XFS) is refused: boxd sets no quota.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import ipaddress
 import json
 import logging
 import os
 import secrets
 import shutil
+import socket
 import stat
 import tempfile
 import time
+import urllib.parse
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import attrs
 
+from . import _mountinfo
 from ._convert import ConversionError, structure, unstructure
 from ._images.unpack import kept_xattr, unpack
 from ._lifecycle import error_text
 from ._mounts import check_volume_name, valid_volume_name
 from ._store import NewerFormat, atomic_write, versioned
+from ._tmpfs import MOUNT_FLAGS, MS_RDONLY
+from ._units import parse_size
 
 log = logging.getLogger("boxd.volumes")
 
@@ -92,33 +106,162 @@ class VolumeRecord:
 
     @property
     def device(self) -> str:
-        """The host directory of a bind volume ("" for the daemon's own)."""
-        return self.options.get("device", "")
+        """The host directory of a bind volume ("" for the daemon's own, mounted or not)."""
+        return self.options.get("device", "") if is_bind(self.options) else ""
 
 
-# Docker's local driver's keys; of their values boxd takes the bind of a directory.
-_OPTION_KEYS = ("type", "device", "o")
-_BIND = "type=none,o=bind,device=DIR"
+# Docker's local driver's keys, and those each needs beside it (its mandatoryOpts).
+_OPTION_KEYS = ("type", "device", "o", "size")
+_NEEDED = {"device": ("type",), "type": ("device",), "o": ("device", "type")}
+
+# Mount options as moby/sys/mount reads them: a flag's MS_* bit and whether it is set (the
+# others are the file system's, handed on as its data).
+_MS_REMOUNT, _MS_MANDLOCK, _MS_BIND, _MS_REC, _MS_SILENT = 0x20, 0x40, 0x1000, 0x4000, 0x8000
+_MS_POSIXACL, _MS_UNBINDABLE, _MS_PRIVATE, _MS_SLAVE, _MS_SHARED = [1 << n for n in range(16, 21)]
+_MS_I_VERSION, _MS_LAZYTIME = 1 << 23, 1 << 25
+_MOUNT_FLAGS = {
+    **MOUNT_FLAGS,  # ro, rw, [no]suid, [no]dev, [no]exec, sync, async, dirsync, the atimes
+    "defaults": (0, True),
+    "remount": (_MS_REMOUNT, True),
+    "mand": (_MS_MANDLOCK, True),
+    "nomand": (_MS_MANDLOCK, False),
+    "bind": (_MS_BIND, True),
+    "rbind": (_MS_BIND | _MS_REC, True),
+    "acl": (_MS_POSIXACL, True),
+    "noacl": (_MS_POSIXACL, False),
+    "silent": (_MS_SILENT, True),
+    "loud": (_MS_SILENT, False),
+    "iversion": (_MS_I_VERSION, True),
+    "noiversion": (_MS_I_VERSION, False),
+    "lazytime": (_MS_LAZYTIME, True),
+    "nolazytime": (_MS_LAZYTIME, False),
+}
+_PROPAGATIONS = {
+    "private": _MS_PRIVATE,
+    "rprivate": _MS_PRIVATE | _MS_REC,
+    "shared": _MS_SHARED,
+    "rshared": _MS_SHARED | _MS_REC,
+    "slave": _MS_SLAVE,
+    "rslave": _MS_SLAVE | _MS_REC,
+    "unbindable": _MS_UNBINDABLE,
+    "runbindable": _MS_UNBINDABLE | _MS_REC,
+}
+_MNT_DETACH = 2
+
+
+def mount_options(text: str) -> tuple[int, int, str]:
+    """``o=``'s options as moby/sys/mount parses them: (mount flags, propagation flags,
+    the file system's data: the options that are not flags, in their order)."""
+    flags = propagation = 0
+    data = []
+    for option in text.split(",") if text else []:
+        if option in _PROPAGATIONS:
+            propagation |= _PROPAGATIONS[option]
+        elif option in _MOUNT_FLAGS:
+            bit, on = _MOUNT_FLAGS[option]
+            flags = flags | bit if on else flags & ~bit
+        else:
+            data.append(option)
+    return flags, propagation, ",".join(data)
+
+
+def is_bind(options: dict[str, str]) -> bool:
+    """Docker's bind of a host directory, which containers mount themselves."""
+    return options.get("type") == "none" and options.get("o") in ("bind", "rbind")
 
 
 def check_options(driver: str, options: dict[str, str]) -> None:
+    """The local driver's options, as Docker's validateOpts checks them (ValueError in
+    its words, naming the option)."""
     if driver != DRIVER:
         raise NoSuchDriver(driver)
-    if not options:
-        return
     for key in options:
         if key not in _OPTION_KEYS:
-            raise ValueError(f'invalid option key: "{key}"')
-    kind, device, flags = (options.get(k, "") for k in _OPTION_KEYS)
-    if kind != "none" or flags not in ("bind", "rbind"):
-        given = ",".join(f"{k}={v}" for k, v in options.items())
-        hint = " (for a tmpfs, mount one in each container: --tmpfs or --mount type=tmpfs)"
-        raise ValueError(
-            f"invalid volume options {given!r}: the local driver of boxd takes {_BIND} only"
-            + (hint if kind == "tmpfs" else "")
-        )
-    if not device.startswith("/") or not os.path.isdir(device):
+            raise ValueError(f'invalid option: "{key}"')  # Docker's
+    if "size" in options:
+        size = options["size"]
+        if parse_size(size, what="volume option size", zero=True):
+            raise ValueError(
+                f"invalid volume option size={size!r}: quota size requested but no quota "
+                "support (boxd sets no volume quota)"
+            )
+    for key, needed in _NEEDED.items():
+        for other in needed if key in options else ():
+            if other not in options:
+                raise ValueError(f'missing required option: "{other}"')  # Docker's
+    kind, device = options.get("type", ""), options.get("device", "")
+    if kind == "cifs" and urllib.parse.urlsplit(device).port is not None:
+        raise ValueError("port not allowed in CIFS device URL, include 'port' in 'o='")
+    if is_bind(options) and (not device.startswith("/") or not os.path.isdir(device)):
         raise ValueError(f"invalid volume option device={device!r}: not an existing directory")
+
+
+def mounts(record: VolumeRecord) -> bool:
+    """Whether the volume's options name a mount on its ``_data`` (not a bind's)."""
+    return "type" in record.options and not is_bind(record.options)
+
+
+def _resolved(kind: str, device: str, data: str) -> tuple[str, str]:
+    """An nfs or cifs mount's ``addr=`` (and a cifs share's host) as an address, as
+    Docker's getMountOptions resolves them (the kernel takes no names there)."""
+    if kind not in ("nfs", "cifs"):
+        return device, data
+    options = data.split(",")
+    for i, option in enumerate(options):
+        key, _, host = option.partition("=")
+        if key == "addr" and host and not _is_ipv4(host):
+            options[i] = f"addr={_address_of(host)}"
+            return device, ",".join(options)
+    share = urllib.parse.urlsplit(device).hostname if kind == "cifs" else None
+    if share and not _is_ip(share):
+        device = device.replace(share, _address_of(share), 1)
+    return device, data
+
+
+def _is_ipv4(text: str) -> bool:
+    with contextlib.suppress(ValueError):
+        return ipaddress.ip_address(text).version == 4
+    return False
+
+
+def _is_ip(text: str) -> bool:
+    with contextlib.suppress(ValueError):
+        ipaddress.ip_address(text)
+        return True
+    return False
+
+
+def _address_of(host: str) -> str:
+    try:
+        return str(socket.getaddrinfo(host, None)[0][4][0])
+    except OSError as exc:
+        raise OSError(f"error resolving passed in network volume address {host!r}: {exc}") from None
+
+
+def _mount(source: str, target: str, kind: str, flags: int, data: str) -> None:
+    import ctypes  # only for volumes with a mount
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    args = [os.fsencode(source), os.fsencode(target), kind.encode(), flags, data.encode()]
+    if libc.mount(*args) != 0:
+        raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
+
+
+def _unmount(target: Path) -> None:
+    """Unmount ``target``; one still busy (a process of the host in it) is detached."""
+    import ctypes
+
+    umount2 = ctypes.CDLL(None, use_errno=True).umount2
+    if umount2(os.fsencode(target), 0) == 0:
+        return
+    if ctypes.get_errno() == errno.EBUSY and umount2(os.fsencode(target), _MNT_DETACH) == 0:
+        return
+    if ctypes.get_errno() != errno.EINVAL:  # EINVAL: not mounted (any more)
+        raise OSError(ctypes.get_errno(), f"unmount {target}: {os.strerror(ctypes.get_errno())}")
+
+
+class VolumeMountError(ValueError):
+    """A volume's mount failed at a container's start (Docker's words)."""
 
 
 class Volumes:
@@ -131,6 +274,7 @@ class Volumes:
         self.trash = trash
         self.dir.mkdir(mode=0o711, exist_ok=True)
         self._report = report or (lambda action, name: None)
+        self.mounted: set[str] = set()  # the volumes whose mount is on their _data
 
     def path(self, name: str) -> Path:
         """The directory the daemon keeps for the volume."""
@@ -203,18 +347,61 @@ class Volumes:
         return record
 
     def remove(self, name: str) -> None:
-        """Out of the store at once (a rename into the trash, emptied later)."""
+        """Out of the store at once (a rename into the trash, emptied later), its mount
+        undone first: the trash's deletion never reaches into a mounted file system."""
         self.get(name)
+        self.unmount(name)
         self.trash.mkdir(mode=0o700, exist_ok=True)
         os.rename(self.dir / name, self.trash / f"volume-{name}-{secrets.token_hex(4)}")
         self._report("destroy", name)
 
     def recover(self) -> None:
-        """A volume whose create was cut short (a temporary directory) is deleted."""
+        """A volume whose create was cut short (a temporary directory) is deleted; the
+        mounts a last daemon left on volumes' ``_data`` are known as this one's (the
+        supervisor undoes those no container uses)."""
+        points = set(_mountinfo.mount_points())
         for d in self.dir.iterdir():
             if d.name.startswith("."):
                 log.info("removing the unfinished volume %s", d)
                 _remove_tree(d)
+            elif os.path.realpath(d / DATA) in points:
+                self.mounted.add(d.name)
+
+    def mount(self, name: str) -> None:
+        """Mount what the volume's options name on its ``_data``, unless it is there
+        (blocks: a worker thread's; VolumeMountError in Docker's words)."""
+        if name in self.mounted:
+            return
+        options = self.get(name).options
+        kind, given = options["type"], options.get("o", "")
+        flags, propagation, data = mount_options(given)
+        target = self.path(name)
+        device = options["device"]
+        try:
+            device, data = _resolved(kind, device, data)
+            if not flags & _MS_REMOUNT or data:
+                _mount(device, str(target), kind, flags, data)
+            self.mounted.add(name)
+            if propagation:
+                _mount("", str(target), "", propagation, "")
+            if flags & (_MS_BIND | MS_RDONLY) == _MS_BIND | MS_RDONLY:  # a read-only bind
+                _mount("", str(target), "", flags | _MS_REMOUNT, "")
+        except OSError as exc:
+            password = next((o[9:] for o in given.split(",") if o.startswith("password=")), "")
+            shown = data.replace(f"password={password}", "password=********") if password else data
+            why = exc.strerror or str(exc)
+            with contextlib.suppress(OSError):
+                self.unmount(name)
+            raise VolumeMountError(
+                f"error while mounting volume '{target}': failed to mount local volume: mount "
+                f"{device}:{target}, flags: {flags:#x}, data: {shown}: {why}"
+            ) from None
+
+    def unmount(self, name: str) -> None:
+        """Undo the volume's mount, if it has one (blocks)."""
+        if name in self.mounted:
+            _unmount(self.path(name))
+            self.mounted.discard(name)
 
     def size(self, name: str) -> int:
         """The bytes of its files, each hard-linked one once (Docker's count)."""

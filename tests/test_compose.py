@@ -442,9 +442,9 @@ def test_a_volume_bound_to_a_host_directory(client: Any, tmp_path: Path) -> None
         client.remove_volume("proj_data")
     assert (data / "new").read_text() == "out\n" and (data / "seed").exists()
     for bad, words in (
-        ({"type": "tmpfs", "device": "tmpfs"}, "the local driver of boxd takes type=none,o=bind"),
+        ({"type": "tmpfs", "o": "size=1m"}, 'missing required option: "device"'),
         ({"type": "none", "o": "bind", "device": str(tmp_path / "nope")}, "not an existing"),
-        ({"foo": "bar"}, 'invalid option key: "foo"'),
+        ({"foo": "bar"}, 'invalid option: "foo"'),
     ):
         with pytest.raises(docker.errors.APIError) as info:
             client.create_volume("bad", driver_opts=bad)
