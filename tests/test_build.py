@@ -421,6 +421,67 @@ def test_heredocs_in_run_and_copy(clean: Daemon, tmp_path: Path) -> None:
     )
 
 
+RUN_MOUNTS = f"""FROM {BASE} AS tools
+RUN mkdir -p /opt/tool && echo from-stage > /opt/tool/id
+FROM {BASE}
+WORKDIR /work
+RUN --mount=type=bind,source=req.txt,target=req.txt cat req.txt > /installed
+RUN --mount=type=bind,target=/ctx,rw touch /ctx/scratch && ls /ctx > /listed
+RUN --mount=type=bind,target=/ctx readlink /ctx/escape > /escape
+RUN --mount=type=bind,from=tools,source=/opt/tool,target=/t cat /t/id > /tool-id
+RUN --mount=type=cache,target=/var/cache/pkg,id=pkg,uid=1000,mode=0700 \\
+    stat -c '%u %a' /var/cache/pkg > /cache-owner && \\
+    echo run >> /var/cache/pkg/runs && wc -l < /var/cache/pkg/runs > /cache-runs
+RUN --mount=type=tmpfs,target=/scratch,size=1m df -k /scratch | tail -1 > /tmpfs
+RUN --mount=type=secret,id=token cat /run/secrets/token 2>/dev/null || echo none > /secret
+RUN --network=none ip -o link | wc -l > /links
+"""
+
+
+def _cat(daemon: Daemon, image: str, *paths: str) -> list[str]:
+    return [daemon.ctl("run", "--rm", image, "cat", p).stdout.strip() for p in paths]
+
+
+def test_run_mounts_and_network(clean: Daemon, tmp_path: Path) -> None:
+    """BuildKit's RUN --mount (bind from the context and from a stage, a cache kept across
+    builds, a tmpfs, a secret not provided) and --network, through the classic builder;
+    what is mounted is not in the layers, a bound file's change re-runs its step."""
+    files = {"Dockerfile": RUN_MOUNTS, "req.txt": "pkg==1\n", ".dockerignore": "hidden\n",
+             "hidden": "x"}  # fmt: skip
+    ctx = _context(tmp_path / "ctx", files)
+    os.symlink("/etc/shadow", ctx / "escape")  # copied as a link: the host's never read
+    clean.ctl("build", "-q", "-t", "mounts:1", str(ctx))
+    got = _cat(clean, "mounts:1", "/installed", "/listed", "/escape", "/tool-id",
+               "/cache-owner", "/cache-runs", "/secret", "/links")  # fmt: skip
+    assert got == ["pkg==1", "Dockerfile\nescape\nreq.txt\nscratch", "/etc/shadow",
+                   "from-stage", "1000 700", "1", "none", "1"]  # fmt: skip
+    assert _cat(clean, "mounts:1", "/tmpfs")[0].split()[:2] == ["tmpfs", "1024"]
+    assert not (ctx / "scratch").exists()  # rw: the writes went nowhere
+    script = "test ! -e /ctx/req.txt && test ! -e /t/id && test ! -e /var/cache/pkg/runs && echo ok"
+    assert clean.ctl("run", "--rm", "mounts:1", "sh", "-c", script).stdout == "ok\n"
+    # The cache mount outlives the build; a changed bound file re-runs its step on.
+    (ctx / "req.txt").write_text("pkg==2\n")
+    r = clean.ctl("build", "-t", "mounts:2", str(ctx))
+    assert r.stdout.count("Using cache") == 2  # the stage's RUN, WORKDIR
+    assert _cat(clean, "mounts:2", "/installed", "/cache-runs") == ["pkg==2", "2"]
+    bad = _context(
+        tmp_path / "bad", {"Dockerfile": f"FROM {BASE}\nRUN --mount=type=nfs,target=/x true\n"}
+    )
+    r = clean.ctl("build", str(bad), check=False)
+    assert r.returncode == 1 and "unsupported mount type 'nfs'" in r.stderr
+    (bad / "Dockerfile").write_text(f"FROM {BASE}\nRUN --mount=type=secret,id=k,required true\n")
+    r = clean.ctl("build", str(bad), check=False)
+    assert r.returncode == 1 and "secret 'k' is required but not provided" in r.stderr
+    (bad / "Dockerfile").write_text(f"FROM {BASE}\nRUN --network=bridge true\n")
+    r = clean.ctl("build", str(bad), check=False)
+    assert r.returncode == 1 and "RUN --network=bridge: use default, none or host" in r.stderr
+    mounts = clean.root / "images" / "build-mounts"
+    assert [p.stat().st_uid for p in mounts.iterdir()] == [1000]
+    status, _, _ = api_call(clean, "POST", "/build/prune")  # docker builder prune
+    assert status == 200 and not mounts.exists()  # the cache mounts too, as BuildKit's
+    clean.ctl("rmi", "mounts:1", "mounts:2")
+
+
 def test_a_non_root_user_lists_the_root_of_a_built_image(clean: Daemon, tmp_path: Path) -> None:
     """The top layer (a COPY's: no "./" member) gives "/" its mode: 0755, as Docker's."""
     ctx = _context(

@@ -43,9 +43,9 @@ def test_flags_and_bad_lines() -> None:
     with pytest.raises(DockerfileError, match=r"--frm \(for COPY\) \(did you mean from\?\)"):
         parse("FROM x\nCOPY --frm=build a b\n")
     with pytest.raises(
-        DockerfileError, match="line 2: the --mount option of RUN requires BuildKit"
+        DockerfileError, match="line 2: the --security option of RUN requires BuildKit"
     ):
-        parse("FROM x\nRUN --mount=type=cache,target=/root/.cache pip install .\n")
+        parse("FROM x\nRUN --security=insecure make\n")
     with pytest.raises(DockerfileError, match="line 1: unknown flag: --nope"):
         parse("COPY --nope=1 a b\n")
     with pytest.raises(DockerfileError, match="invalid escape token"):

@@ -70,12 +70,12 @@ FLAGS: dict[str, frozenset[str]] = {
     "COPY": frozenset({"from", "chown", "chmod", "link"}),
     "ADD": frozenset({"chown", "chmod", "link", "checksum", "keep-git-dir"}),
     "HEALTHCHECK": frozenset({"interval", "timeout", "start-period", "start-interval", "retries"}),
-    "RUN": frozenset(),
+    "RUN": frozenset({"mount", "network"}),
 }
 # BuildKit's options that Docker's classic builder refuses too: named as such, not as
 # unknown (a Dockerfile written for BuildKit, not a typo).
 BUILDKIT_FLAGS: dict[str, frozenset[str]] = {
-    "RUN": frozenset({"mount", "network", "security", "device"}),
+    "RUN": frozenset({"security", "device"}),
     "COPY": frozenset({"exclude", "parents"}),
     "ADD": frozenset({"exclude", "unpack"}),
 }

@@ -64,7 +64,7 @@ from .._lifecycle import error_text
 from .._listing import DEFAULT_IMAGES
 from .._plan import DEFAULT_PATH
 from .._records import ContainerConfig, Resources, Ulimit, Volume
-from . import sources
+from . import runmounts, sources
 from .dockerfile import (
     Dockerfile,
     DockerfileError,
@@ -189,12 +189,43 @@ def _cache_dir(store: ImageStore) -> Path:
     return store.root / "build-cache"
 
 
+def _mounts_dir(store: ImageStore) -> Path:
+    """Where RUN's cache mounts are kept (see boxd/_build/runmounts.py)."""
+    return store.root / "build-mounts"
+
+
+# A cache mount's lock (sharing=locked steps one at a time, private ones another
+# directory while it is held), by its directory.
+_CACHE_LOCKS: dict[Path, trio.Lock] = {}
+
+
+def _make_cache_dir(where: Path, m: runmounts.RunMount) -> None:
+    """A cache mount's directory, with its mode and owner when new."""
+    where.parent.mkdir(mode=0o700, exist_ok=True)
+    try:
+        where.mkdir()
+    except FileExistsError:
+        return
+    os.chown(where, m.uid, m.gid)
+    os.chmod(where, m.mode)
+
+
+@attrs.define
+class _Mounted:
+    """What a RUN's mounts give its container (see ``Builder._run_mounts``)."""
+
+    binds: list[Volume] = attrs.Factory(list)
+    tmpfs: list[str] = attrs.Factory(list)
+    digests: list[str] = attrs.Factory(list)
+
+
 def prune_cache(store: ImageStore) -> list[str]:
-    """Forget every cached step; their keys."""
+    """Forget every cached step (their keys, returned) and RUN's cache mounts."""
     deleted = []
     for path in sorted(_cache_dir(store).glob("*.json")):
         path.unlink(missing_ok=True)
         deleted.append(path.stem)
+    shutil.rmtree(_mounts_dir(store), ignore_errors=True)
     return deleted
 
 
@@ -656,13 +687,16 @@ class Builder:
         runs: bool = False,
         volumes: bool = True,
         binds: tuple[Volume, ...] = (),
+        tmpfs: tuple[str, ...] = (),
+        network: str = "",
     ) -> AsyncIterator[str]:
         """A container on the stage's image; removed at the end as --rm and --force-rm
         say (with ``runs``, a RUN's that failed is kept with --rm alone, as Docker keeps
         it; one only written into or read, never started, goes with its step's failure,
         as Docker's COPY leaves none).  Without ``volumes`` the image's VOLUMEs are not
         mounted: COPY writes into the image there, and reads what the image holds there.
-        ``binds``: host files bound in (a RUN's script)."""
+        ``binds``: host files bound in (a RUN's script and mounts), ``tmpfs`` its tmpfs
+        mounts, ``network`` the step's (RUN --network; the build's by default)."""
         if not volumes and "Volumes" in stage.inner:
             stage = _Stage(stage.name, copy.deepcopy(stage.config), stage.layers, base=stage.base)
             del stage.inner["Volumes"]
@@ -674,13 +708,14 @@ class Builder:
             env=tuple(env),
             workdir="",
             healthcheck=Healthcheck(test=("NONE",)),  # the image's is not a step's
-            network=self.options.network,
+            network=network or self.options.network,
             extra_hosts=self.options.extra_hosts,
             resources=self.options.resources,
             shm_size=self.options.shm_size,
             ulimits=self.options.ulimits,
             cgroup_parent=self.options.cgroup_parent,
             volumes=binds,
+            tmpfs=tmpfs,
         )
         c = await self.sup.create(config)
         remove = self.options.force_rm or not runs
@@ -710,18 +745,111 @@ class Builder:
         what: list[object] = ["run", command, args]
         if script is not None:
             what.append(script.content)
-        key = self._key(stage, what)
-        if await self._cached(stage, key, created_by, with_layer=True):
-            return
-        proxies = [
-            f"{k}={v}"
-            for k, v in sorted(self.options.build_args.items())
-            if k in PROXY_ARGS and k not in stage.args and k not in image_env
+        env = stage.env()
+        specs = [expand(v, env, self.escape, ins.line) for k, v in ins.flags if k == "mount"]
+        workdir = stage.inner.get("WorkingDir") or "/"
+        mounts = [
+            attrs.evolve(m, target=posixpath.normpath(posixpath.join(workdir, m.target)))
+            for m in [runmounts.parse(spec, ins.line) for spec in specs]
         ]
-        with self._script(script) as binds:
-            layer = await self._run_step(stage, command, [*args, *proxies], binds)
+        network = ins.flag("network", "default")
+        if network not in runmounts.NETWORKS:
+            raise BuildError(f"line {ins.line}: RUN --network={network}: use default, none or host")
+        if mounts or network != "default":  # (the keys of steps without them unchanged)
+            what += [[attrs.astuple(m) for m in mounts], network]
+        async with contextlib.AsyncExitStack() as stack:
+            mounted = await stack.enter_async_context(self._run_mounts(stage, ins, mounts))
+            key = self._key(stage, [*what, mounted.digests] if mounts else what)
+            if await self._cached(stage, key, created_by, with_layer=True):
+                return
+            proxies = [
+                f"{k}={v}"
+                for k, v in sorted(self.options.build_args.items())
+                if k in PROXY_ARGS and k not in stage.args and k not in image_env
+            ]
+            binds = stack.enter_context(self._script(script))
+            layer = await self._run_step(
+                stage,
+                command,
+                [*args, *proxies],
+                (*binds, *mounted.binds),
+                mounted.tmpfs,
+                {"default": "", "none": "none", "host": "host"}[network],
+            )
         self._add_layer(stage, layer, created_by)
         await self._stored(stage, key)
+
+    @contextlib.asynccontextmanager
+    async def _run_mounts(
+        self, stage: _Stage, ins: Instruction, mounts: list[runmounts.RunMount]
+    ) -> AsyncIterator[_Mounted]:
+        """What a RUN's ``--mount``s bind (see boxd/_build/runmounts.py): a bind's source
+        copied out of the context or its stage (read as COPY reads it, so no symlink of
+        the context reaches the host) into a directory of the build's, a cache's kept
+        directory, a tmpfs; and the digests of the binds' sources for the step's key."""
+        found = _Mounted()
+        async with contextlib.AsyncExitStack() as stack:
+            for m in mounts:
+                if m.kind == "bind":
+                    root_fd, ignore, label = await stack.enter_async_context(
+                        self._source_root(ins, m.origin, [], [], stage.env(), "")
+                    )
+                    try:
+                        named = sources.find(root_fd, m.source or ".", ignore)
+                        if len(named) != 1:
+                            raise sources.SourceError(
+                                f"source {m.source!r} names {len(named)} files: give one"
+                            )
+                        source = named[0]
+                        digest = await trio.to_thread.run_sync(
+                            sources.digest, root_fd, [source], ignore
+                        )
+                    except sources.SourceError as exc:
+                        raise BuildError(f"line {ins.line}: RUN --mount: {exc}") from None
+                    found.digests.append(f"{label}:{digest}")
+                    copied = Path(tempfile.mkdtemp(dir=self.context.parent, prefix="mount-"))
+                    stack.callback(shutil.rmtree, copied, ignore_errors=True)
+                    await trio.to_thread.run_sync(
+                        sources.materialize, root_fd, source, ignore, copied / "source"
+                    )
+                    bound = Volume(str(copied / "source"), m.target, read_only=m.read_only)
+                    found.binds.append(bound)
+                elif m.kind == "cache":
+                    where = await stack.enter_async_context(self._cache_mount(m))
+                    found.binds.append(Volume(str(where), m.target, read_only=m.read_only))
+                elif m.kind == "tmpfs":
+                    size = f",size={m.size}" if m.size is not None else ""
+                    found.tmpfs.append(f"{m.target}:exec{size}")
+                elif m.required:
+                    raise BuildError(
+                        f"line {ins.line}: RUN --mount=type={m.kind}: {m.kind} "
+                        f"{m.ident or 'default'!r} is required but not provided (the classic "
+                        "builder's API carries none to boxd)"
+                    )
+            yield found
+
+    @contextlib.asynccontextmanager
+    async def _cache_mount(self, m: runmounts.RunMount) -> AsyncIterator[Path]:
+        """A cache mount's directory, kept across builds (made with its mode and owner):
+        shared, locked (one step at a time), or private (a fresh one while another step
+        has it)."""
+        where = _mounts_dir(self.store) / hashlib.sha256(m.ident.encode()).hexdigest()[:32]
+        lock = _CACHE_LOCKS.setdefault(where, trio.Lock())
+        if m.sharing == "private" and lock.locked():
+            private = Path(tempfile.mkdtemp(dir=self.context.parent, prefix="cache-"))
+            try:
+                _make_cache_dir(private / "cache", m)
+                yield private / "cache"
+            finally:
+                shutil.rmtree(private, ignore_errors=True)
+            return
+        if m.sharing == "shared":
+            _make_cache_dir(where, m)
+            yield where
+            return
+        async with lock:
+            _make_cache_dir(where, m)
+            yield where
 
     @contextlib.contextmanager
     def _script(self, script: Heredoc | None) -> Iterator[tuple[Volume, ...]]:
@@ -739,11 +867,19 @@ class Builder:
             path.unlink(missing_ok=True)
 
     async def _run_step(
-        self, stage: _Stage, command: list[str], args: list[str], binds: tuple[Volume, ...]
+        self,
+        stage: _Stage,
+        command: list[str],
+        args: list[str],
+        binds: tuple[Volume, ...],
+        tmpfs: tuple[str, ...] | list[str] = (),
+        network: str = "",
     ) -> BlobRef | None:
         """RUN's container: its output said; its changes, the stage's next layer (None:
         it changed nothing)."""
-        async with self._container(stage, command, args, runs=True, binds=binds) as cid:
+        async with self._container(
+            stage, command, args, runs=True, binds=binds, tmpfs=tuple(tmpfs), network=network
+        ) as cid:
             await self.say(f" ---> Running in {cid[:12]}\n")
             try:
                 output, _ = await self.sup.start_attached(cid)

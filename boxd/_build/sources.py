@@ -15,11 +15,13 @@ import hashlib
 import lzma
 import os
 import posixpath
+import shutil
 import stat
 import tarfile
 import time
 import zlib
 from collections.abc import Iterator
+from pathlib import Path
 from typing import IO
 
 import attrs
@@ -242,6 +244,27 @@ def digest(root_fd: int, sources: list[Source], ignore: Ignore | None) -> str:
                     while chunk := f.read(_CHUNK):
                         h.update(chunk)
     return h.hexdigest()
+
+
+def materialize(root_fd: int, source: Source, ignore: Ignore | None, dest: Path) -> None:
+    """A copy of ``source`` (a directory's tree, or a file) at ``dest`` (which must not
+    exist): modes, owners and symlinks kept, what ``ignore`` excludes left out, read
+    through the root as a COPY reads it (no symlink leaves it)."""
+    for entry in _walk(root_fd, source, ignore):
+        path = dest / entry.rel if entry.rel else dest
+        st = entry.st
+        if entry.link:
+            os.symlink(entry.link, path)
+        elif stat.S_ISDIR(st.st_mode):
+            path.mkdir()
+        elif stat.S_ISREG(st.st_mode):
+            with _open_file(root_fd, entry) as f, open(path, "xb") as out:
+                shutil.copyfileobj(f, out, _CHUNK)
+        else:
+            continue  # devices, fifos: not a build's sources
+        os.chown(path, st.st_uid, st.st_gid, follow_symlinks=False)
+        if not entry.link:
+            os.chmod(path, stat.S_IMODE(st.st_mode))
 
 
 # ---- the tar ---------------------------------------------------------------------------
