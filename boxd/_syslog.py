@@ -2,14 +2,18 @@
 Docker's syslog driver sends it (moby's daemon/logger/syslog over the srslog package).
 
 A container's lines go to ``syslog-address`` (``unix://PATH``, ``unixgram://PATH``,
-``udp://HOST[:PORT]``, ``tcp://HOST[:PORT]``, port 514 by default; none: the host's own
-syslog socket, ``/dev/log`` first), one message a line (see boxd/_linesend.py): a stdout
-line at severity info, a stderr one at err, of ``syslog-facility`` (``daemon`` by
-default), tagged with the log option ``tag`` (the container's short id by default), in
-``syslog-format`` (Docker's default, ``rfc3164``, ``rfc5424``, ``rfc5424micro``).  Every
-message ends with a newline (srslog's), which also frames it on a stream.  One connection
-a container, made at its start (one that cannot be made fails the start, naming it, as
-Docker's does) or at its adoption.
+``udp://HOST[:PORT]``, ``tcp://HOST[:PORT]``, ``tcp+tls://HOST[:PORT]``, port 514 by
+default; none: the host's own syslog socket, ``/dev/log`` first), one message a line (see
+boxd/_linesend.py): a stdout line at severity info, a stderr one at err, of
+``syslog-facility`` (``daemon`` by default), tagged with the log option ``tag`` (the
+container's short id by default), in ``syslog-format`` (Docker's default, ``rfc3164``,
+``rfc5424``, ``rfc5424micro``).  Every message ends with a newline (srslog's), which also
+frames it on a stream; over TLS an RFC 5424 message is framed by its length (RFC 5425's
+octet counting), as Docker frames it.  TLS checks the server's certificate against the
+host's authorities and ``syslog-tls-ca-cert``'s, for the address's host name
+(``syslog-tls-skip-verify=true``: not at all), and presents ``syslog-tls-cert`` with
+``syslog-tls-key`` when given.  One connection a container, made at its start (one that
+cannot be made fails the start, naming it, as Docker's does) or at its adoption.
 
 The container's log is kept as well, as Docker's dual logging keeps it (``cache-disabled``,
 ``cache-max-size``, ``cache-max-file``, ``cache-compress``), so that ``logs`` reads it.
@@ -22,6 +26,7 @@ from __future__ import annotations
 
 import os
 import socket
+import ssl
 import time
 import urllib.parse
 from collections.abc import Mapping
@@ -30,7 +35,7 @@ import attrs
 import trio
 
 from ._linesend import SocketSender, datagram, severity, stream
-from ._units import SYSLOG_TLS_OPTIONS
+from ._units import GO_BOOLS
 
 FACILITIES = {
     name: number
@@ -44,7 +49,7 @@ FACILITIES = {
     if name
 }  # fmt: skip
 FORMATS = ("", "rfc3164", "rfc5424", "rfc5424micro")
-SCHEMES = ("unix", "unixgram", "udp", "tcp")
+SCHEMES = ("unix", "unixgram", "udp", "tcp", "tcp+tls")
 DEFAULT_PORT = 514
 # Where the host's own syslog listens, as srslog looks for it (each as a datagram socket,
 # then as a stream one).
@@ -63,15 +68,16 @@ class Settings:
     port: int = DEFAULT_PORT
     facility: int = FACILITIES["daemon"]
     format: str = ""
+    ca_cert: str = ""  # tcp+tls: a file of authorities trusted besides the host's
+    cert: str = ""  # tcp+tls: the client's certificate and key files
+    key: str = ""
+    skip_verify: bool = False  # tcp+tls: the server's certificate not checked
 
 
 def settings(options: Mapping[str, str]) -> Settings:
     """The driver's settings from a container's log options (``KEY=VALUE`` pairs as
     Docker's ``--log-opt`` gives them), without touching the file system; a bad value is
     refused naming it (ValueError)."""
-    for key in SYSLOG_TLS_OPTIONS:
-        if key in options:
-            raise ValueError(f"log option {key} is not supported by boxd: it has no tcp+tls")
     facility = _facility(options.get("syslog-facility", ""))
     form = options.get("syslog-format", "")
     if form not in FORMATS:
@@ -79,7 +85,26 @@ def settings(options: Mapping[str, str]) -> Settings:
             f"invalid log option syslog-format {form!r}: use rfc3164, rfc5424 or rfc5424micro"
         )
     scheme, path, host, port = _address(options.get("syslog-address", ""))
-    return Settings(scheme, path, host, port, facility, form)
+    files = {k: options.get(f"syslog-tls-{k}", "") for k in ("ca-cert", "cert", "key")}
+    skip = options.get("syslog-tls-skip-verify")
+    if skip is not None and skip != "" and skip not in GO_BOOLS:
+        raise ValueError(
+            f"invalid log option syslog-tls-skip-verify {skip!r}: expected true or false"
+        )
+    if bool(files["cert"]) != bool(files["key"]):
+        raise ValueError("log options syslog-tls-cert and syslog-tls-key go together")
+    return Settings(
+        scheme,
+        path,
+        host,
+        port,
+        facility,
+        form,
+        ca_cert=files["ca-cert"],
+        cert=files["cert"],
+        key=files["key"],
+        skip_verify=skip is not None and GO_BOOLS.get(skip, True),
+    )
 
 
 def _facility(text: str) -> int:
@@ -101,8 +126,6 @@ def _address(text: str) -> tuple[str, str, str, int]:
         return "", "", "", DEFAULT_PORT
     what = f"invalid log option syslog-address {text!r}"
     parts = urllib.parse.urlsplit(text)
-    if parts.scheme == "tcp+tls":
-        raise ValueError(f"{what}: tcp+tls is not supported by boxd (use tcp, udp or unix)")
     if parts.scheme not in SCHEMES:
         raise ValueError(f"{what}: unsupported scheme: {parts.scheme!r} (use {', '.join(SCHEMES)})")
     if parts.scheme in ("unix", "unixgram"):
@@ -119,7 +142,8 @@ def _address(text: str) -> tuple[str, str, str, int]:
 
 
 def check_reachable(config: Settings) -> None:
-    """At a container's creation, as Docker's daemon checks it: a socket path exists."""
+    """At a container's creation, as Docker's daemon checks it: a socket path exists; and
+    the TLS files given can be read (Docker's start would fail on them)."""
     if config.path:
         try:
             os.stat(config.path)
@@ -128,6 +152,30 @@ def check_reachable(config: Settings) -> None:
             raise ValueError(
                 f"invalid log option syslog-address {address!r}: {exc.strerror}"
             ) from None
+    if config.scheme == "tcp+tls":
+        try:
+            tls_context(config)
+        except (OSError, ssl.SSLError) as exc:
+            raise ValueError(f"syslog TLS: {exc}") from None
+
+
+def tls_context(config: Settings) -> ssl.SSLContext:
+    """The client's TLS settings for ``tcp+tls``, as Docker's tlsconfig.Client makes them
+    (TLS 1.2 at least; the host's authorities and the CA file's)."""
+    context = ssl.create_default_context()
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    for path in (config.ca_cert, config.cert, config.key):
+        if path:
+            with open(path, "rb"):  # a file that is not there, named
+                pass
+    if config.ca_cert:
+        context.load_verify_locations(config.ca_cert)
+    if config.cert:
+        context.load_cert_chain(config.cert, config.key)
+    if config.skip_verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
 
 
 def _stamp(now: float, form: str) -> str:
@@ -164,6 +212,7 @@ class Sender(SocketSender):
         super().__init__(what)
         self.config = config
         self.tag = tag
+        self._tls: trio.SSLStream[trio.SocketStream] | None = None  # tcp+tls's
 
     def where(self) -> str:
         c = self.config
@@ -182,8 +231,40 @@ class Sender(SocketSender):
         elif c.scheme == "udp":
             family, _, _, _, address = (await trio.socket.getaddrinfo(c.host, c.port))[0]
             self._sock = await datagram(family, address)
-        else:
+        elif c.scheme == "tcp":
             self._sock = await stream(await trio.open_tcp_stream(c.host, c.port))
+        else:
+            connected = await trio.open_tcp_stream(c.host, c.port)
+            tls = trio.SSLStream(connected, tls_context(c), server_hostname=c.host)
+            try:
+                await tls.do_handshake()
+            except trio.BrokenResourceError as exc:  # the TLS handshake's failure, named
+                await trio.aclose_forcefully(tls)
+                raise OSError(f"TLS with {c.host}:{c.port}: {exc.__cause__ or exc}") from None
+            except BaseException:
+                await trio.aclose_forcefully(tls)
+                raise
+            self._tls = tls
+
+    def connected(self) -> bool:
+        return self._tls is not None or super().connected()
+
+    def close(self) -> None:
+        if self._tls is not None:
+            sock = self._tls.transport_stream.socket  # (a SocketStream's)
+            trio.lowlevel.notify_closing(sock)
+            sock.close()
+            self._tls = None
+        super().close()
+
+    async def _deliver(self, data: bytes) -> None:
+        if self._tls is None:
+            await super()._deliver(data)
+        else:
+            try:
+                await self._tls.send_all(data)
+            except trio.BrokenResourceError as exc:
+                raise OSError(f"the TLS connection broke: {exc.__cause__ or exc}") from None
 
     async def _connect_local(self) -> None:
         """The host's own syslog socket, as srslog finds it."""
@@ -200,4 +281,7 @@ class Sender(SocketSender):
         raise OSError(f"no syslog socket at {', '.join(LOCAL_SOCKETS)} (use syslog-address)")
 
     def _message(self, stream: int, text: bytes, partial: bool) -> bytes:
-        return message(self.config, severity(stream), self.tag, text, time.time())
+        data = message(self.config, severity(stream), self.tag, text, time.time())
+        if self.config.scheme == "tcp+tls" and self.config.format.startswith("rfc5424"):
+            return b"%d %s" % (len(data), data)  # RFC 5425's octet counting, as Docker's
+        return data
