@@ -418,7 +418,8 @@ def test_validate_checks_the_options_and_the_file_then_exits(tmp_path: Path) -> 
     done = _boxd(*common)
     assert done.returncode == 1
     assert done.stderr == (
-        "boxd: invalid log-driver 'splunk': use json-file, local, syslog, journald, gelf, fluentd or none\n"
+        "boxd: invalid log-driver 'splunk': use json-file, local, syslog, journald, gelf, "
+        "fluentd or none\n"
     )
     path.write_text(json.dumps({"debug": True}))
     done = _boxd(*common, "--debug")
