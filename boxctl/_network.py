@@ -258,8 +258,8 @@ def _aux_addresses(values: list[str]) -> tuple[dict[str, str], dict[str, str]]:
 
 
 def _create(args: Args) -> int:
-    if args.driver != "bridge":
-        raise CliError(f"invalid network driver {args.driver!r}: the one driver is bridge")
+    if args.driver not in ("bridge", "macvlan", "ipvlan"):
+        raise CliError(f"invalid network driver {args.driver!r}: use bridge, macvlan or ipvlan")
     labels = dict(item.partition("=")[::2] for item in label_list([], args.label))
     subnet, subnet6 = _by_family(args.subnet, "--subnet")
     gateway, gateway6 = _by_family(args.gateway, "--gateway")
@@ -281,6 +281,7 @@ def _create(args: Args) -> int:
         "aux_addresses": aux,
         "aux_addresses6": aux6,
         "attachable": args.attachable,
+        "driver": args.driver,
     }
     reply = call(args.socket, {**request, **options})
     print(reply["network"]["id"])
@@ -423,7 +424,13 @@ SUBCOMMANDS = (
         _create,
         "create a network",
         (
-            Opt("-d", "--driver", kind=VALUE, default="bridge", help="bridge (the one driver)"),
+            Opt(
+                "-d",
+                "--driver",
+                kind=VALUE,
+                default="bridge",
+                help="bridge (default), macvlan or ipvlan (-o parent=LINK)",
+            ),
             Opt(
                 "--subnet",
                 kind=APPEND,

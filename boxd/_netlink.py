@@ -36,10 +36,16 @@ _RTM_NEWADDR, _RTM_NEWROUTE, _RTM_GETROUTE = 20, 24, 26
 _NLM_F_REQUEST, _NLM_F_ACK, _NLM_F_ECHO, _NLM_F_DUMP = 0x1, 0x4, 0x8, 0x300
 _NLM_F_REPLACE, _NLM_F_EXCL, _NLM_F_CREATE = 0x100, 0x200, 0x400
 _IFLA_ADDRESS, _IFLA_IFNAME, _IFLA_MASTER, _IFLA_LINKINFO, _IFLA_NET_NS_PID = 1, 3, 10, 18, 19
-_IFLA_MTU = 4
+_IFLA_MTU, _IFLA_LINK = 4, 5
 _RTM_SETLINK, _IFLA_PROTINFO, _IFLA_BRPORT_ISOLATED, _NLA_F_NESTED = 19, 12, 33, 0x8000
 _IFLA_NUM_TX_QUEUES, _IFLA_NUM_RX_QUEUES = 31, 32
 _IFLA_INFO_KIND, _IFLA_INFO_DATA, _VETH_INFO_PEER = 1, 2, 1
+# <linux/if_link.h>: IFLA_MACVLAN_MODE, IFLA_IPVLAN_MODE and _FLAGS, IFLA_VLAN_ID, and
+# the modes' values by Docker's names for them.
+_IFLA_MACVLAN_MODE, _IFLA_IPVLAN_MODE, _IFLA_IPVLAN_FLAGS, _IFLA_VLAN_ID = 1, 1, 2, 1
+MACVLAN_MODES = {"private": 1, "vepa": 2, "bridge": 4, "passthru": 8}
+IPVLAN_MODES = {"l2": 0, "l3": 1, "l3s": 2}
+IPVLAN_FLAGS = {"bridge": 0, "private": 1, "vepa": 2}
 _IFA_ADDRESS, _IFA_LOCAL, _IFA_BROADCAST = 1, 2, 4
 _RTA_DST, _RTA_OIF, _RTA_GATEWAY, _RTA_TABLE = 1, 4, 5, 15
 _RT_TABLE_MAIN, _RTPROT_BOOT, _RT_SCOPE_UNIVERSE, _RTN_UNICAST = 254, 3, 0, 1
@@ -361,30 +367,147 @@ def plug(
         try:
             if isolated:
                 nl.isolate_port(index)
-            if not configure and not address6 and not link_local:
-                return index, host_name
-            with _netlink(pid) as inside:
-                inner = inside.index(ifname)
-                # A spawned process sets its IPv4 address with SIOCSIFADDR, which changes
-                # the interface's first one: before link-local ones, its own comes first.
-                ours_first = configure or any("." in a for a in link_local)
-                if ours_first and address:  # none on an IPv6-only network
-                    inside.add_address(inner, address, prefix_len)
-                if address6:
-                    own, _, length = address6.partition("/")
-                    inside.add_address(inner, own, int(length))
-                for extra in link_local:  # with moby's prefixes
-                    inside.add_address(inner, extra, 16 if "." in extra else 64)
-                inside.up(inner)
-                if default_route and configure and gateway:
-                    inside.default_route(gateway)
-                if gateway6:
-                    inside.default_route(gateway6)
+            _configure(
+                pid, ifname, configure, default_route, address6, gateway6, link_local,
+                address=address, prefix_len=prefix_len, gateway=gateway,
+            )  # fmt: skip
         except BaseException:
             with contextlib.suppress(OSError):
                 nl.delete(index=index)
             raise
     return index, host_name
+
+
+def _configure(
+    pid: int,
+    ifname: str,
+    configure: bool,
+    default_route: bool,
+    address6: str,
+    gateway6: str,
+    link_local: tuple[str, ...],
+    *,
+    address: str,
+    prefix_len: int,
+    gateway: str,
+) -> None:
+    """The addresses and routes of a new ``ifname`` in process ``pid``'s namespace that
+    :func:`plug` and :func:`plug_slave` give it (see :func:`plug`)."""
+    if not configure and not address6 and not link_local:
+        return
+    with _netlink(pid) as inside:
+        inner = inside.index(ifname)
+        # A spawned process sets its IPv4 address with SIOCSIFADDR, which changes the
+        # interface's first one: before link-local ones, its own comes first.
+        ours_first = configure or any("." in a for a in link_local)
+        if ours_first and address:  # none on an IPv6-only network
+            inside.add_address(inner, address, prefix_len)
+        if address6:
+            own, _, length = address6.partition("/")
+            inside.add_address(inner, own, int(length))
+        for extra in link_local:  # with moby's prefixes
+            inside.add_address(inner, extra, 16 if "." in extra else 64)
+        inside.up(inner)
+        if default_route and configure and gateway:
+            inside.default_route(gateway)
+        if gateway6:
+            inside.default_route(gateway6)
+
+
+def plug_slave(
+    pid: int,
+    *,
+    kind: str,
+    parent: str,
+    mode: str,
+    flag: str = "bridge",
+    mac: str,
+    address: str,
+    prefix_len: int,
+    gateway: str,
+    ifname: str = "eth0",
+    default_route: bool = True,
+    configure: bool = True,
+    mtu: int = 0,
+    address6: str = "",
+    gateway6: str = "",
+    link_local: tuple[str, ...] = (),
+) -> None:
+    """Give process ``pid``'s namespace an ``ifname`` that is a ``kind`` ("macvlan" or
+    "ipvlan") of the daemon's link ``parent`` in ``mode`` (and an ipvlan's ``flag``): made
+    there in one request, with ``mac`` (a macvlan's; an ipvlan has its parent's), then
+    configured as :func:`plug` configures its veth's end.  It has no host end: it goes
+    with the namespace."""
+    try:
+        parent_index = socket.if_nametoindex(parent)
+    except OSError:
+        raise OSError(errno.ENODEV, f"parent interface {parent} is gone") from None
+    if kind == "macvlan":
+        data = _attr(_IFLA_MACVLAN_MODE, _u32(MACVLAN_MODES[mode]))
+    else:
+        data = _attr(_IFLA_IPVLAN_MODE, struct.pack("=H", IPVLAN_MODES[mode]))
+        data += _attr(_IFLA_IPVLAN_FLAGS, struct.pack("=H", IPVLAN_FLAGS[flag]))
+    info = _attr(_IFLA_INFO_KIND, _name(kind)) + _attr(_IFLA_INFO_DATA, data)
+    body = _ifinfo() + _attr(_IFLA_IFNAME, _name(ifname)) + _attr(_IFLA_LINK, _u32(parent_index))
+    if kind == "macvlan":
+        body += _attr(_IFLA_ADDRESS, bytes.fromhex(mac.replace(":", "")))
+    if mtu:
+        body += _attr(_IFLA_MTU, _u32(mtu))
+    body += _attr(_IFLA_NET_NS_PID, _u32(pid)) + _attr(_IFLA_LINKINFO, info)
+    with _netlink() as nl:
+        _new_link(nl, body, kind)
+    try:
+        _configure(
+            pid, ifname, configure, default_route, address6, gateway6, link_local,
+            address=address, prefix_len=prefix_len, gateway=gateway,
+        )  # fmt: skip
+    except BaseException:
+        with contextlib.suppress(OSError), _netlink(pid) as inside:
+            inside.delete(name=ifname)
+        raise
+
+
+def delete_inside(pid: int, ifname: str) -> None:
+    """Delete ``ifname`` of process ``pid``'s namespace (a macvlan or ipvlan: no host end)."""
+    with _netlink(pid) as inside:
+        inside.delete(name=ifname)
+
+
+def ensure_parent(name: str, base: str = "", vlan: int = 0) -> bool:
+    """The link ``name`` a macvlan or ipvlan network's interfaces hang from, up: with
+    ``vlan``, made (if missing) as that VLAN of ``base``; without ``base``, made (if
+    missing) as a dummy link (Docker's parent of a network given none).  Whether it was
+    made here."""
+    with _netlink() as nl:
+        made = True
+        try:
+            if not base and not vlan:
+                info = _attr(_IFLA_INFO_KIND, _name("dummy"))
+                body = _ifinfo() + _attr(_IFLA_IFNAME, _name(name)) + _attr(_IFLA_LINKINFO, info)
+            else:
+                try:
+                    base_index = socket.if_nametoindex(base)
+                except OSError:
+                    raise OSError(errno.ENODEV, f"parent interface {base} not found") from None
+                data = _attr(_IFLA_VLAN_ID, struct.pack("=H", vlan))
+                info = _attr(_IFLA_INFO_KIND, _name("vlan")) + _attr(_IFLA_INFO_DATA, data)
+                body = _ifinfo() + _attr(_IFLA_IFNAME, _name(name))
+                body += _attr(_IFLA_LINK, _u32(base_index)) + _attr(_IFLA_LINKINFO, info)
+            _new_link(nl, body, "dummy" if not base and not vlan else "VLAN (8021q)")
+        except FileExistsError:
+            made = False
+        nl.up(socket.if_nametoindex(name))
+    return made
+
+
+def _new_link(nl: _Socket, body: bytes, kind: str) -> None:
+    """A new link of ``kind``; a kernel built without that kind is named as such."""
+    try:
+        nl.request(_RTM_NEWLINK, _NLM_F_CREATE | _NLM_F_EXCL, body)
+    except OSError as exc:
+        if exc.errno != errno.EOPNOTSUPP:
+            raise
+        raise OSError(exc.errno, f"this kernel has no {kind} links") from None
 
 
 def _new_host_end(

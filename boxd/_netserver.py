@@ -39,6 +39,7 @@ class NetworkCreateRequest:
     aux_addresses: dict[str, str] = attrs.Factory(dict)
     aux_addresses6: dict[str, str] = attrs.Factory(dict)
     attachable: bool = False  # Docker's --attachable, kept and shown
+    driver: str = "bridge"  # bridge, macvlan or ipvlan (see Networks.create)
 
 
 @attrs.frozen
@@ -188,7 +189,7 @@ def _info(sup: Supervisor, net: Network) -> NetworkInfo:
     return NetworkInfo(
         name=net.name,
         id=net.id,
-        driver="bridge",
+        driver=net.driver,
         bridge=net.bridge,
         subnet=net.subnet,
         gateway=net.gateway,
@@ -306,6 +307,7 @@ def handlers(sup: Supervisor) -> dict[type[Any], Callable[[Any, Any], Awaitable[
             aux_addresses=req.aux_addresses,
             aux_addresses6=req.aux_addresses6,
             attachable=req.attachable,
+            driver=req.driver,
         )
         sup.events.network("create", net.id, net.name)
         await conn.send(NetworkResponse(_info(sup, net)))

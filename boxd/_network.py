@@ -169,6 +169,12 @@ class Network:
     aux_addresses: dict[str, str] = attrs.Factory(dict)
     aux_addresses6: dict[str, str] = attrs.Factory(dict)
     attachable: bool = False  # Docker's --attachable: kept and shown, as for a bridge there
+    # Docker's driver: "bridge" (a Linux bridge of its own, NAT, rules, a name server) or
+    # "macvlan"/"ipvlan": each container's interface hangs from the host link
+    # :attr:`parent`, on that link's own network (no NAT, no rules, no published ports,
+    # and no name server: Docker's serves one inside each container, boxd does not).
+    driver: str = "bridge"
+    parent_made: bool = False  # its parent is a VLAN link boxd made (removed with it)
 
     @property
     def network(self) -> ipaddress.IPv4Network:
@@ -196,6 +202,18 @@ class Network:
         return GO_BOOLS.get(self.options.get(MASQUERADE_OPTION, "true"), True)
 
     @property
+    def parent(self) -> str:
+        """A macvlan or ipvlan network's host link: its ``parent`` option, or a dummy link
+        of its own (Docker's ``dm-`` one) for a network given none, or internal."""
+        given = self.options.get(PARENT_OPTION, "")
+        return given if given and not self.internal else f"dm-{self.id[:12]}"
+
+    @property
+    def serves_dns(self) -> bool:
+        """Whether boxd's name server answers its containers (a bridge's, on its gateway)."""
+        return self.dns and self.driver == "bridge"
+
+    @property
     def icc(self) -> bool:
         """Whether its containers reach one another (Docker's inter-container
         communication); without, each is an isolated port of the bridge: each still
@@ -212,6 +230,14 @@ MASQUERADE_OPTION = "com.docker.network.bridge.enable_ip_masquerade"
 IPV6_OPTION = "com.docker.network.enable_ipv6"
 IPV4_OPTION = "com.docker.network.enable_ipv4"
 ICC_OPTION = "com.docker.network.bridge.enable_icc"
+# Docker's network drivers boxd has, and the options of macvlan and ipvlan.
+DRIVERS = ("bridge", "macvlan", "ipvlan")
+PARENT_OPTION = "parent"
+_SLAVE_MODES = {
+    "macvlan": ("macvlan_mode", tuple(_netlink.MACVLAN_MODES), "bridge"),
+    "ipvlan": ("ipvlan_mode", tuple(_netlink.IPVLAN_MODES), "l2"),
+}
+IPVLAN_FLAG_OPTION = "ipvlan_flag"
 # The bridge driver's options boxd applies (``network create -o``); Docker's others are
 # refused by name.
 NETWORK_OPTIONS = (
@@ -250,6 +276,21 @@ def check_network_options(options: dict[str, str], taken: Iterable[str]) -> None
                 )
             if value in taken or _interface_exists(value):
                 raise NetworkConflict(f"invalid {key} {value!r}: that interface exists")
+
+
+def _ensure_parent(net: Network) -> bool:
+    """A macvlan or ipvlan network's parent link there and up (blocks): a dummy for one
+    given none (or internal), a VLAN ``LINK.ID`` made if missing, a host link as it is;
+    whether it was made."""
+    given = net.options.get(PARENT_OPTION, "")
+    if not given or net.internal:
+        return _netlink.ensure_parent(net.parent)
+    base, dot, vlan = given.rpartition(".")
+    if dot and vlan.isdigit() and not _interface_exists(given):
+        return _netlink.ensure_parent(given, base, int(vlan))
+    if not _interface_exists(given):
+        raise NetworkError(f"network {net.name}: its parent interface {given} is gone")
+    return False
 
 
 def _interface_exists(name: str) -> bool:
@@ -539,10 +580,10 @@ def _aux_addresses(aux: dict[str, str], subnet: str, gateway: str) -> dict[str, 
 # The network record's format (see boxd/_store.py's FORMAT): 1, its fields before formats,
 # with no "format" key (the releases before formats read it so); 2: IPv6 (ipv6, subnet6,
 # gateway6, allocations6), written with the key; 3: ip_range6, ipv4; 4: aux_addresses,
-# aux_addresses6, attachable.  A change of its
+# aux_addresses6, attachable; 5: driver, parent_made (macvlan and ipvlan).  A change of its
 # fields raises it (tests/test_records.py pins them); this boxd leaves a record of a newer
 # format alone.
-NETWORK_FORMAT = 4
+NETWORK_FORMAT = 5
 
 
 class Networks:
@@ -557,6 +598,7 @@ class Networks:
         # neither of which a new network here takes.
         self._foreign: dict[str, str] = {}
         self._up: set[str] = set()  # bridges this daemon brought up
+        self._parents_up: set[str] = set()  # the macvlan/ipvlan networks whose parent is
         self._forwards: dict[str, list[_nft.Forward]] = {}  # container id -> its ports
         self._rebuild_wanted = False  # see apply_soon()
         # network -> container id -> its names there, its addresses there (IPv4, IPv6)
@@ -732,11 +774,12 @@ class Networks:
         return await trio.to_thread.run_sync(_netlink.routed_networks, ours, family)
 
     async def _subnet(
-        self, wanted: str, *, exclude: str = "", version: int = 4
+        self, wanted: str, *, exclude: str = "", version: int = 4, routes: bool = True
     ) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
         """``wanted`` (an IPv4 or, ``version`` 6, an IPv6 CIDR) checked against the host's
-        routes and the other networks (a newer boxd's IPv4 ones too), or the first free
-        subnet of the pools (IPv6: see :meth:`BridgeOptions.candidates6`)."""
+        routes (unless not ``routes``) and the other networks (a newer boxd's IPv4 ones
+        too), or the first free subnet of the pools (IPv6: see
+        :meth:`BridgeOptions.candidates6`)."""
         candidates: Iterable[ipaddress.IPv4Network | ipaddress.IPv6Network]
         taken: builtins.list[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, str]]
         if version == 6:
@@ -745,7 +788,7 @@ class Networks:
                 for n in self._nets.values()
                 if n.ipv6 and n.name != exclude
             ]
-            routes = await self._routes(socket.AF_INET6)
+            found = await self._routes(socket.AF_INET6)
             candidates = self.options.candidates6(self.pool6)
         else:
             taken = [
@@ -756,9 +799,10 @@ class Networks:
             for name, text in self._foreign.items():
                 with contextlib.suppress(ValueError):  # a newer boxd's subnet we cannot read
                     taken.append((ipaddress.IPv4Network(text), f"network {name} (a newer boxd's)"))
-            routes = await self._routes()
+            found = await self._routes()
             candidates = self.options.candidates()
-        taken += [(net, f"the host's route to {net} on {link}") for net, link in routes]
+        if routes:
+            taken += [(net, f"the host's route to {net} on {link}") for net, link in found]
         if wanted:
             return _checked_subnet(wanted, version, taken)
         for candidate in candidates:
@@ -837,6 +881,7 @@ class Networks:
         aux_addresses: dict[str, str] | None = None,
         aux_addresses6: dict[str, str] | None = None,
         attachable: bool = False,
+        driver: str = "bridge",
     ) -> Network:
         """``gateway``: the bridge's address in ``subnet`` (default: its first);
         ``ip_range``: a CIDR in it, where containers' addresses are picked from (one asked
@@ -847,8 +892,13 @@ class Networks:
         address), its containers' IPv6 addresses picked from ``ip_range6`` (default: all of
         it); without ``ipv4`` (or with the option :data:`IPV4_OPTION` false), IPv6 only;
         ``aux_addresses`` (``aux_addresses6``): NAME -> an address of the subnet (subnet6)
-        that no container gets (see :func:`_aux_addresses`)."""
+        that no container gets (see :func:`_aux_addresses`); ``driver``: bridge, macvlan or
+        ipvlan (see :meth:`_check_slave`)."""
         check_network_name(name)
+        if driver not in DRIVERS:
+            raise NetworkError(
+                f"network driver {driver!r} is not supported (use bridge, macvlan or ipvlan)"
+            )
         if name in PREDEFINED or name in UNPRIVILEGED:
             raise PredefinedNetwork(f"network name {name!r} is reserved for a built-in network")
         labels = dict(labels or {})
@@ -870,7 +920,10 @@ class Networks:
                 raise NetworkConflict(
                     f"network with name {name} already exists (a newer boxd's, left alone)"
                 )
-            check_network_options(options, (n.bridge for n in self._nets.values()))
+            if driver == "bridge":
+                check_network_options(options, (n.bridge for n in self._nets.values()))
+            else:
+                internal = self._check_slave(driver, options, internal)
             ipv6 = ipv6 or GO_BOOLS[options.get(IPV6_OPTION, "false")]
             ipv4 = ipv4 and GO_BOOLS[options.get(IPV4_OPTION, "true")]
             if not ipv4:
@@ -899,9 +952,14 @@ class Networks:
                     f"invalid {MTU_OPTION} {mtu}: an IPv6 network needs an MTU of at least "
                     f"{IPV6_MIN_MTU}"
                 )
-            pool = _pool(await self._subnet(subnet) if ipv4 else None, gateway, ip_range)
+            routes = driver == "bridge"  # a macvlan's subnet is its parent's LAN's
+            pool = _pool(
+                await self._subnet(subnet, routes=routes) if ipv4 else None, gateway, ip_range
+            )
             pool6 = _pool(
-                await self._subnet(subnet6, version=6) if ipv6 else None, gateway6, ip_range6
+                await self._subnet(subnet6, version=6, routes=routes) if ipv6 else None,
+                gateway6,
+                ip_range6,
             )
             aux = _aux_addresses(aux_addresses or {}, pool[0], pool[1])
             aux6 = _aux_addresses(aux_addresses6 or {}, pool6[0], pool6[1])
@@ -909,7 +967,9 @@ class Networks:
             net = Network(
                 name=name,
                 id=net_id,
-                bridge=options.get(BRIDGE_NAME_OPTION) or f"br-{net_id[:12]}",
+                bridge=(options.get(BRIDGE_NAME_OPTION) or f"br-{net_id[:12]}")
+                if driver == "bridge"
+                else "",
                 options=options,
                 internal=internal,
                 subnet=pool[0],
@@ -926,10 +986,63 @@ class Networks:
                 aux_addresses=aux,
                 aux_addresses6=aux6,
                 attachable=attachable,
+                driver=driver,
             )
+            if driver != "bridge":  # its parent link made now, as Docker's
+                try:
+                    made = await trio.to_thread.run_sync(_ensure_parent, net)
+                except OSError as exc:
+                    raise NetworkError(
+                        f"network {name}: cannot make its parent link {net.parent}: "
+                        f"{exc.strerror or exc}"
+                    ) from None
+                net = attrs.evolve(net, parent_made=made and PARENT_OPTION in options)
+                self._parents_up.add(net.name)
             self._nets[name] = net
             await self._save_durably(net)
         return net
+
+    def _check_slave(self, driver: str, options: dict[str, str], internal: bool) -> bool:
+        """A macvlan or ipvlan network's options, as Docker's drivers take them: ``parent``
+        (a host link, or ``LINK.VLAN``, a VLAN of it that is made when missing; none: a
+        dummy link of its own, and the network internal, as Docker's), its mode
+        (``macvlan_mode`` bridge, private, vepa or passthru; ``ipvlan_mode`` l2, l3 or l3s
+        and ``ipvlan_flag`` bridge, private or vepa), the MTU; one network a parent, as
+        Docker has it.  Returns whether the network is internal."""
+        mode_key, modes, _ = _SLAVE_MODES[driver]
+        taken = {PARENT_OPTION, mode_key, MTU_OPTION, IPV6_OPTION, IPV4_OPTION}
+        if driver == "ipvlan":
+            taken.add(IPVLAN_FLAG_OPTION)
+        for key in options:
+            if key not in taken:
+                raise NetworkError(
+                    f"invalid option {key!r} for the {driver} driver: it takes "
+                    f"{', '.join(sorted(taken))}"
+                )
+        if options.get(mode_key, modes[0]) not in modes:
+            raise NetworkError(f"invalid {mode_key} {options[mode_key]!r}: use {', '.join(modes)}")
+        flags = tuple(_netlink.IPVLAN_FLAGS)
+        if driver == "ipvlan" and options.get(IPVLAN_FLAG_OPTION, "bridge") not in flags:
+            raise NetworkError(
+                f"invalid {IPVLAN_FLAG_OPTION} {options[IPVLAN_FLAG_OPTION]!r}: use "
+                f"{', '.join(flags)}"
+            )
+        if MTU_OPTION in options:
+            check_network_options({MTU_OPTION: options[MTU_OPTION]}, ())
+        parent = options.get(PARENT_OPTION, "")
+        if not parent:
+            return True
+        base, dot, vlan = parent.rpartition(".")
+        if dot and not (vlan.isdigit() and 1 <= int(vlan) <= 4094 and base):
+            raise NetworkError(f"invalid parent {parent!r}: a VLAN is LINK.ID, ID 1-4094")
+        if not _interface_exists(parent) and not (dot and _interface_exists(base)):
+            raise NetworkError(f"invalid parent {parent!r}: no such interface on this host")
+        for other in self._nets.values():
+            if other.driver != "bridge" and other.options.get(PARENT_OPTION) == parent:
+                raise NetworkConflict(  # Docker's words
+                    f"network {other.name} is already using parent interface {parent}"
+                )
+        return internal
 
     async def remove(self, ref: str, in_use: Callable[[str], builtins.list[str]]) -> Network:
         """``in_use(name)``: the containers on the network now.  The pre-defined ones
@@ -956,6 +1069,11 @@ class Networks:
     # ---- bridges, rules, DNS ----------------------------------------------------------
 
     async def _bring_up(self, net: Network) -> None:
+        if net.driver != "bridge":  # its parent (made again after a reboot)
+            if net.name not in self._parents_up:
+                await trio.to_thread.run_sync(_ensure_parent, net)
+                self._parents_up.add(net.name)
+            return
         if net.bridge in self._up:
             return
         await trio.to_thread.run_sync(
@@ -972,7 +1090,7 @@ class Networks:
         if net.ipv6:
             _enable_forwarding(IPV6_FORWARDING)
         await self._apply()
-        if net.dns and self.nursery is not None:
+        if net.serves_dns and self.nursery is not None:
             self._dns[net.name] = await self.nursery.start(self._serve_dns, net)
 
     async def _serve_dns(
@@ -1042,7 +1160,7 @@ class Networks:
             searched += [
                 n
                 for n, members in self._names.items()
-                if n != network and cid in members and n in self._nets and self._nets[n].dns
+                if n != network and cid in members and n in self._nets and self._nets[n].serves_dns
             ]
         return searched
 
@@ -1107,6 +1225,11 @@ class Networks:
         return [s for s in servers if s not in ours]
 
     async def _bring_down(self, net: Network) -> None:
+        if net.driver != "bridge":  # its parent, if boxd made it
+            self._parents_up.discard(net.name)
+            if net.parent_made or PARENT_OPTION not in net.options or net.internal:
+                await trio.to_thread.run_sync(_netlink.delete_link, net.parent)
+            return
         scope = self._dns.pop(net.name, None)
         if scope is not None:
             scope.cancel(reason=f"network {net.name} removed")
@@ -1548,8 +1671,11 @@ class _Link:
 
     @property
     def mac(self) -> str:
-        """The interface's MAC address: the one asked for, or one made from its address.
-        The one place it is chosen, so that what inspect shows is what the link has."""
+        """The interface's MAC address: the one asked for, or one made from its address
+        (an ipvlan's: its parent's, "" here).  The one place it is chosen, so that what
+        inspect shows is what the link has."""
+        if self.net.driver == "ipvlan":
+            return ""
         return self.join.mac or mac_of(self.address or self.address6)
 
 
@@ -1631,7 +1757,7 @@ class Attachment:
         namespace of its own); ``--dns-search``/``--dns-option`` replace the host's."""
         config = self.container.config
         servers, rest = host_resolv()
-        dns_net = next((link.net for link in self.links if link.net.dns), None)
+        dns_net = next((link.net for link in self.links if link.net.serves_dns), None)
         if dns_net is not None:
             chosen = [dns_net.gateway or dns_net.gateway6]
         elif config.dns:
@@ -1759,7 +1885,7 @@ class Attachment:
                         f"cannot publish ports: the container's networks ({names}) are "
                         "internal, with no way in from the host"
                     )
-            else:
+            elif outward.net.driver == "bridge":  # (a macvlan's address is reached as is)
                 self._bind_ports(outward.net)
         async with nets._lock:
             for link in self.links:
@@ -1814,8 +1940,8 @@ class Attachment:
 
             def plug_all() -> None:  # in one worker thread (each index kept at once)
                 for link in self.links:
-                    args = self._plug_args(link, route6=link is outward6)
-                    link.host_index, link.host_link = _netlink.plug(pid, configure=False, **args)
+                    self._plug_now(link, configure=False, default_route=True,
+                                   route6=link is outward6)  # fmt: skip
 
             await trio.to_thread.run_sync(plug_all)
         await self._activate()
@@ -1825,12 +1951,12 @@ class Attachment:
             # A spawn path that made no namespace (a test's fake): never touch the daemon's.
             raise OSError(f"process {self.pid} has no network namespace of its own to connect")
 
-    def _plug_args(self, link: _Link, *, route6: bool) -> dict[str, Any]:
-        """``route6``: IPv6 goes through ``link`` by default (see :meth:`_outward6`)."""
+    def _plug_now(self, link: _Link, *, configure: bool, default_route: bool, route6: bool) -> None:
+        """``link``'s interface in the container's namespace (blocks): a veth whose host
+        end is a port of its bridge, or a macvlan/ipvlan of its parent (no host end);
+        ``route6``: IPv6 goes through it by default (see :meth:`_outward6`)."""
         net = link.net
-        return {
-            "host_names": host_link_names(self.container.id, link.interface),
-            "bridge": net.bridge,
+        args: dict[str, Any] = {
             "mac": link.mac,
             "address": link.address,
             "prefix_len": net.network.prefixlen if link.address else 0,
@@ -1839,17 +1965,32 @@ class Attachment:
             "mtu": net.mtu,
             "address6": f"{link.address6}/{net.network6.prefixlen}" if link.address6 else "",
             "gateway6": net.gateway6 if route6 else "",
-            "isolated": not net.icc,
             "link_local": link.join.link_local_ips,
+            "configure": configure,
+            "default_route": default_route,
         }
+        if net.driver == "bridge":
+            host_names = host_link_names(self.container.id, link.interface)
+            link.host_index, link.host_link = _netlink.plug(
+                self.pid, host_names=host_names, bridge=net.bridge, isolated=not net.icc, **args
+            )
+            return
+        mode_key, _, default = _SLAVE_MODES[net.driver]
+        _netlink.plug_slave(
+            self.pid,
+            kind=net.driver,
+            parent=net.parent,
+            mode=net.options.get(mode_key, default),
+            flag=net.options.get(IPVLAN_FLAG_OPTION, "bridge"),
+            **args,
+        )
+        link.host_index, link.host_link = 0, ""
 
     async def _plug(self, link: _Link, *, default_route: bool, route6: bool) -> None:
         """Hot-plug ``link`` into the running container: made and configured from here."""
         self._check_namespace()
-        pid = self.pid
-        args = self._plug_args(link, route6=route6)
-        link.host_index, link.host_link = await trio.to_thread.run_sync(
-            lambda: _netlink.plug(pid, default_route=default_route, **args)
+        await trio.to_thread.run_sync(
+            lambda: self._plug_now(link, configure=True, default_route=default_route, route6=route6)
         )
 
     def _publish_state(self) -> None:
@@ -1889,7 +2030,7 @@ class Attachment:
             for link in self.links:
                 nets._answer(link, cid, self._names(link.join))
         outward = self._outward()
-        if outward is not None:
+        if outward is not None and outward.net.driver == "bridge":
             await self._open_ports(outward)
         self._publish_state()
 
@@ -1950,6 +2091,7 @@ class Attachment:
         had4 = before is not None and bool(before.address)
         had6 = before6 is not None
         ports = outward and (before is None or join.gw_priority > before.join.gw_priority)
+        ports = ports and net.driver == "bridge"
         moved = ports and before is not None and bool(self._sockets)
         bound = ports and not self._sockets
         if bound:
@@ -2003,7 +2145,10 @@ class Attachment:
         routed, routed6 = link is self._outward(), link is self._outward6()
         nets = self.networks
         cid = self.container.id
-        await trio.to_thread.run_sync(_netlink.delete_link, link.host_link)
+        if link.net.driver == "bridge":
+            await trio.to_thread.run_sync(_netlink.delete_link, link.host_link)
+        else:
+            await trio.to_thread.run_sync(_netlink.delete_inside, self.pid, link.interface)
         self.links.remove(link)
         async with nets._lock:
             nets._forget(network, cid)

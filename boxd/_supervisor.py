@@ -895,9 +895,10 @@ class Supervisor:
         if name in ("host", "none"):
             return builtin_network_id(name), "host" if name == "host" else "null"
         try:
-            return self.networks.get(name).id, "bridge"
+            net = self.networks.get(name)
         except NetworkError:
             return "", "bridge"
+        return net.id, net.driver
 
     def _with_peer_ids(self, config: ContainerConfig) -> ContainerConfig:
         """``container:NAME`` of ``--network``, ``--pid`` and ``--ipc`` as

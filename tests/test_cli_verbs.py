@@ -713,7 +713,7 @@ def test_network_ls_and_prune_as_docker(daemon: Daemon) -> None:
     r = daemon.ctl("network", "create", "-d", "overlay", "nc", check=False)
     assert (r.returncode, r.stderr) == (
         1,
-        "boxctl: invalid network driver 'overlay': the one driver is bridge\n",
+        "boxctl: invalid network driver 'overlay': use bridge, macvlan or ipvlan\n",
     )
     table = daemon.ctl("network", "ls").stdout.splitlines()
     assert re.split(" {2,}", table[0]) == ["NETWORK ID", "NAME", "DRIVER", "SCOPE"]

@@ -388,7 +388,7 @@ def test_a_new_field_of_the_record_comes_with_a_new_format() -> None:
 # The network and volume records' fields at each of their formats (as _SCHEMA): 1 has no
 # "format" key, so that the releases before their formats read them; network 2: IPv6, 3:
 # its IPv6 ip-range and IPv6-only networks (ipv4), 4: auxiliary addresses and attachable.
-_NETWORK_SCHEMA = {1: "f8e5", 2: "c5fb", 3: "f15d", 4: "e06b"}
+_NETWORK_SCHEMA = {1: "f8e5", 2: "c5fb", 3: "f15d", 4: "e06b", 5: "50d3"}
 _VOLUME_SCHEMA = {1: "2273"}
 
 

@@ -12,7 +12,7 @@ from .._netserver import (
     NetworkPruneRequest,
     NetworkRemoveRequest,
 )
-from .._network import IPV4_OPTION, IPV6_OPTION
+from .._network import DRIVERS, IPV4_OPTION, IPV6_OPTION
 from . import _shapes
 from ._api import Api, one_answer
 from ._http import ApiError, HttpConnection, Request
@@ -43,9 +43,11 @@ async def create(api: Api, conn: HttpConnection, req: Request) -> None:
     name = body.text("Name")
     if not name:
         raise ApiError(400, "no network name given (Name)")
-    driver = body.text("Driver")
-    if driver not in ("", "bridge"):
-        raise ApiError(400, f"network driver {driver!r} is not supported (bridge only)")
+    driver = body.text("Driver") or "bridge"
+    if driver not in DRIVERS:
+        raise ApiError(
+            400, f"network driver {driver!r} is not supported (use bridge, macvlan or ipvlan)"
+        )
     scope = body.text("Scope")
     if scope == "swarm":  # moby's words: boxd is never part of a swarm
         raise ApiError(403, "cannot create a swarm scoped network when swarm is not active")
@@ -80,7 +82,7 @@ async def create(api: Api, conn: HttpConnection, req: Request) -> None:
         gateway6=pool6.text("Gateway") if pool6 is not None else "",
         ip_range6=pool6.text("IPRange") if pool6 is not None else "", ipv4=ipv4,
         aux_addresses=_aux(pool), aux_addresses6=_aux(pool6) if pool6 is not None else {},
-        attachable=body.flag("Attachable"),
+        attachable=body.flag("Attachable"), driver=driver,
     )  # fmt: skip
     answer = await _verb(api, request)
     await conn.respond_json(201, {"Id": answer.network.id, "Warning": ""})

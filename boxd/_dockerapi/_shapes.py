@@ -546,7 +546,7 @@ def network(info: NetworkInfo) -> dict[str, Any]:
                 **_aux(info.aux_addresses6),
             }
         )
-    if info.driver != "bridge":
+    if info.driver in ("host", "null"):
         options = {}
     elif info.dns:  # a user network: the options it was created with
         options = info.options

@@ -140,7 +140,7 @@ async def info(api: Api, conn: HttpConnection, req: Request) -> None:
             ],
             "Plugins": {
                 "Volume": ["local"],
-                "Network": ["bridge", "host", "null"],
+                "Network": ["bridge", "host", "ipvlan", "macvlan", "null"],
                 "Log": ["json-file", "local", "syslog", "journald", "gelf", "fluentd"],
             },
             "RegistryConfig": _registry_config(api.sup.insecure_registries),
