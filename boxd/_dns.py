@@ -159,6 +159,19 @@ async def serve(
         tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         await tcp.bind((address, 53))
         tcp.listen(64)
+        await serve_on(udp, tcp, names, task_status=task_status)
+
+
+async def serve_on(
+    udp: trio.socket.SocketType,
+    tcp: trio.socket.SocketType,
+    names: Names,
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Answer on a bound UDP socket and a listening TCP one (a container's own, made in
+    its namespace) until cancelled."""
+    with udp, tcp:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_serve_tcp, trio.SocketListener(tcp), names)
             task_status.started()

@@ -198,19 +198,7 @@ def _netlink(pid: int | None = None) -> Iterator[_Socket]:
     if pid is None:
         sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC)
     else:
-        own = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-        target = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            _setns(target)
-            try:
-                sock = socket.socket(
-                    socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_ROUTE
-                )
-            finally:
-                _setns(own)
-        finally:
-            os.close(target)
-            os.close(own)
+        sock = socket_in(pid, socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
     with sock:
         yield _Socket(sock)
 
@@ -465,6 +453,23 @@ def plug_slave(
         with contextlib.suppress(OSError), _netlink(pid) as inside:
             inside.delete(name=ifname)
         raise
+
+
+def socket_in(pid: int, family: int, kind: int, proto: int = 0) -> socket.socket:
+    """A new socket of process ``pid``'s network namespace: the calling thread enters it
+    only long enough to make the socket (``setns`` changes that thread alone), which
+    keeps talking to that namespace."""
+    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    target = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        _setns(target)
+        try:
+            return socket.socket(family, kind | socket.SOCK_CLOEXEC, proto)
+        finally:
+            _setns(own)
+    finally:
+        os.close(target)
+        os.close(own)
 
 
 def delete_inside(pid: int, ifname: str) -> None:

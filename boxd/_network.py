@@ -93,6 +93,10 @@ POOL = [ipaddress.IPv4Network(f"172.{n}.0.0/16") for n in range(17, 32)] + [
     ipaddress.IPv4Network(f"192.168.{n}.0/20") for n in range(0, 256, 16)
 ]
 FALLBACK_RESOLVERS = ("8.8.8.8", "8.8.4.4")  # Docker's, when the host has only loopback ones
+# Where a container on macvlan or ipvlan networks only asks for names: Docker's embedded
+# DNS's address, served in the container's own namespace (see Attachment._serve_local_dns).
+LOCAL_DNS = "127.0.0.11"
+_IP_FREEBIND = 15  # <linux/in.h>: bind an address the namespace does not have yet
 # Docker's words for what `network connect`/`disconnect` refuse.
 HOST_CONFLICT = "container cannot be disconnected from host network or connected to host network"
 NONE_CONFLICT = (
@@ -1160,7 +1164,7 @@ class Networks:
             searched += [
                 n
                 for n, members in self._names.items()
-                if n != network and cid in members and n in self._nets and self._nets[n].serves_dns
+                if n != network and cid in members and n in self._nets and self._nets[n].dns
             ]
         return searched
 
@@ -1221,7 +1225,7 @@ class Networks:
         if cid is not None and all(net.internal for net in on):
             return []
         servers = (self._resolvers.get(cid, ()) if cid else ()) or self._upstreams
-        ours = {n.gateway for n in self._nets.values()}
+        ours = {n.gateway for n in self._nets.values() if n.serves_dns}
         return [s for s in servers if s not in ours]
 
     async def _bring_down(self, net: Network) -> None:
@@ -1708,6 +1712,7 @@ class Attachment:
         self._sockets: list[tuple[PortSpec, socket.socket]] = []
         self._bindings: tuple[PortBinding, ...] = ()
         self._proxies: trio.CancelScope | None = None
+        self._local_dns: trio.CancelScope | None = None  # its own name server's, if any
         self._active = False
         self._peer: tuple[Container, int] | None = None  # container:NAME, once reserved
         self.link_hosts: tuple[str, ...] = ()  # /etc/hosts lines of its links (boxd._links)
@@ -1758,8 +1763,11 @@ class Attachment:
         config = self.container.config
         servers, rest = host_resolv()
         dns_net = next((link.net for link in self.links if link.net.serves_dns), None)
+        local = self._local_dns_link() is not None
         if dns_net is not None:
             chosen = [dns_net.gateway or dns_net.gateway6]
+        elif local:
+            chosen = [LOCAL_DNS]
         elif config.dns:
             chosen = list(config.dns)
         elif self.mode == "host":
@@ -1771,7 +1779,7 @@ class Attachment:
             rest,
             dns_search=config.dns_search,
             dns_options=config.dns_options,
-            embedded=dns_net is not None,
+            embedded=dns_net is not None or local,
         )
 
     def etc(self) -> EtcNetwork:
@@ -1790,7 +1798,7 @@ class Attachment:
             _, rest = host_resolv()
             resolv = (
                 resolv_conf(
-                    [net.gateway or net.gateway6],
+                    [net.gateway or net.gateway6] if net.serves_dns else [LOCAL_DNS],
                     rest,
                     dns_search=peer.config.dns_search,
                     dns_options=peer.config.dns_options,
@@ -2032,7 +2040,58 @@ class Attachment:
         outward = self._outward()
         if outward is not None and outward.net.driver == "bridge":
             await self._open_ports(outward)
+        local = self._local_dns_link()
+        if local is not None and self._local_dns is None and nets.nursery is not None:
+            self._local_dns = await nets.nursery.start(self._serve_local_dns, local)
         self._publish_state()
+
+    def _local_dns_link(self) -> _Link | None:
+        """The link a container on user networks that no bridge name server serves (macvlan
+        and ipvlan ones) asks names through: its first such network's."""
+        if any(link.net.serves_dns for link in self.links):
+            return None
+        return next((link for link in self.links if link.net.dns), None)
+
+    async def _serve_local_dns(
+        self, link: _Link, task_status: trio.TaskStatus[trio.CancelScope]
+    ) -> None:
+        """Its own name server, on :data:`LOCAL_DNS`:53 of its namespace (sockets made
+        there, served here), answering as a network's name server answers the container
+        at its address on ``link``: the names of every user network it is on, the rest
+        forwarded (see :meth:`Networks._lookup`)."""
+        nets, pid, asker = self.networks, self.pid, link.address or link.address6
+
+        def bound() -> tuple[socket.socket, socket.socket]:
+            udp = _netlink.socket_in(pid, socket.AF_INET, socket.SOCK_DGRAM)
+            tcp = _netlink.socket_in(pid, socket.AF_INET, socket.SOCK_STREAM)
+            try:
+                for sock in (udp, tcp):  # its loopback may not be up yet
+                    sock.setsockopt(socket.SOL_IP, _IP_FREEBIND, 1)
+                    sock.bind((LOCAL_DNS, 53))
+                tcp.listen(64)
+            except BaseException:
+                udp.close()
+                tcp.close()
+                raise
+            return udp, tcp
+
+        udp, tcp = await trio.to_thread.run_sync(bound)
+        names = _dns.Names(
+            lambda name, _: nets._lookup(link.net.name, name, asker),
+            lambda address, _: nets._reverse(link.net.name, address, asker),
+            lambda _: nets._upstreams_of(asker),
+        )
+        with trio.CancelScope() as scope:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(
+                    functools.partial(
+                        _dns.serve_on,
+                        trio.socket.from_stdlib_socket(udp),
+                        trio.socket.from_stdlib_socket(tcp),
+                        names,
+                    )
+                )
+                task_status.started(scope)
 
     async def _open_ports(self, outward: _Link) -> None:
         """The ports bound (:meth:`_bind_ports`) answer: forwarded to its address on
@@ -2199,6 +2258,9 @@ class Attachment:
         """Undo :meth:`reserve` and :meth:`connect` (the addresses stay the container's
         until it is removed)."""
         self._stop_ports()
+        if self._local_dns is not None:
+            self._local_dns.cancel(reason="container stopped")
+            self._local_dns = None
         self.container.state.network = NetworkSettings()
         nets = self.networks
         cid = self.container.id

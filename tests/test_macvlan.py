@@ -86,6 +86,10 @@ def test_containers_are_hosts_of_the_parent_s_lan(daemon: Daemon, lan: str, tmp_
     assert docker(daemon, "port", "web").stdout == ""
     script = f"for i in 1 2 3 4 5 6 7 8 9 10; do curl -s -m2 -o /dev/null http://{LAN}.20:8080/ && exit; sleep 0.3; done; exit 1"  # noqa: E501
     daemon.ctl("run", "--rm", "--network", "mv", "default", "sh", "-c", script)
+    # Names: its own name server, at Docker's 127.0.0.11 in its namespace.
+    r = daemon.ctl("run", "--rm", "--network", "mv", "default", "sh", "-c",
+                   "grep nameserver /etc/resolv.conf; getent hosts web")  # fmt: skip
+    assert r.stdout.split() == ["nameserver", "127.0.0.11", f"{LAN}.20", "web"]
     # A container on the default bridge joins the LAN at run time, and leaves it.
     daemon.ctl("run", "-d", "--name", "hop", "default", "sleep", "600")
     daemon.ctl("network", "connect", "--ip", f"{LAN}.30", "mv", "hop")
@@ -98,6 +102,10 @@ def test_containers_are_hosts_of_the_parent_s_lan(daemon: Daemon, lan: str, tmp_
     r = daemon.ctl("exec", "hop", "curl", "-s", "-m5", "-o", "/dev/null", "-w", "%{http_code}",
                    f"http://{LAN}.20:8080/")  # fmt: skip
     assert r.stdout == "200"
+    assert daemon.ctl("exec", "web", "getent", "hosts", "web").stdout.split() == [
+        f"{LAN}.20",
+        "web",
+    ]
     daemon.ctl("network", "disconnect", "mv", "hop")
     assert "eth1" not in daemon.ctl("exec", "hop", "ip", "-o", "link").stdout
     daemon.ctl("rm", "-f", "web", "hop")
