@@ -23,6 +23,7 @@ import ipaddress
 import os
 import socket
 import struct
+import time
 from collections.abc import Iterator
 
 from . import _syscalls
@@ -402,6 +403,12 @@ def _configure(
             inside.default_route(gateway6)
 
 
+# A macvlan's MAC address is refused (EADDRINUSE) while the last run's interface of the
+# same address is still there: the kernel destroys a namespace's links some 5-50 ms after
+# its last process ended.  Tried this often, this far apart.
+_BUSY_TRIES, _BUSY_WAIT = 40, 0.01
+
+
 def plug_slave(
     pid: int,
     *,
@@ -424,8 +431,8 @@ def plug_slave(
     """Give process ``pid``'s namespace an ``ifname`` that is a ``kind`` ("macvlan" or
     "ipvlan") of the daemon's link ``parent`` in ``mode`` (and an ipvlan's ``flag``): made
     there in one request, with ``mac`` (a macvlan's; an ipvlan has its parent's), then
-    configured as :func:`plug` configures its veth's end.  It has no host end: it goes
-    with the namespace."""
+    configured as :func:`plug` configures its veth's end (up already: see
+    :data:`_BUSY_TRIES`).  It has no host end: it goes with the namespace."""
     try:
         parent_index = socket.if_nametoindex(parent)
     except OSError:
@@ -442,8 +449,19 @@ def plug_slave(
     if mtu:
         body += _attr(_IFLA_MTU, _u32(mtu))
     body += _attr(_IFLA_NET_NS_PID, _u32(pid)) + _attr(_IFLA_LINKINFO, info)
-    with _netlink() as nl:
-        _new_link(nl, body, kind)
+    for attempt in range(_BUSY_TRIES):
+        with _netlink() as nl:
+            _new_link(nl, body, kind)
+        try:  # up now: a MAC address still held is found here, not by the container
+            with _netlink(pid) as inside:
+                inside.up(inside.index(ifname))
+            break
+        except OSError as exc:
+            with contextlib.suppress(OSError), _netlink(pid) as inside:
+                inside.delete(name=ifname)
+            if exc.errno != errno.EADDRINUSE or attempt == _BUSY_TRIES - 1:
+                raise
+            time.sleep(_BUSY_WAIT)
     try:
         _configure(
             pid, ifname, configure, default_route, address6, gateway6, link_local,
