@@ -613,8 +613,10 @@ class Networks:
         # (network, container id) -> the links of its join there (NetworkJoin.links),
         # lowercase ALIAS: NAME, answered on that network only
         self._join_links: dict[tuple[str, str], dict[str, str]] = {}
-        # container id -> how many running ``container:NAME`` members share its namespace
+        # container id -> how many running ``container:NAME`` members share its namespace,
+        # and their processes (where its macvlan and ipvlan interfaces are taken out)
         self._sharers: dict[str, int] = {}
+        self._member_pids: dict[str, set[int]] = {}
         # ``--rm`` containers, whose addresses are not written down: see _allocate()
         self._unsaved: set[str] = set()
         self._lock = trio.Lock()
@@ -1359,9 +1361,14 @@ class Networks:
         for c in adopted:
             if owner := c.state.network.peer:
                 self._sharers[owner] = self._sharers.get(owner, 0) + 1
+                self._member_pids.setdefault(owner, set()).add(c.state.pid)
         for owner in self._sharers.keys() - {c.id for c in adopted}:
             peer = existing.get(owner)
             for ep in peer.state.network.endpoints if peer is not None else ():
+                net = self._nets.get(ep.network)
+                if net is not None and net.driver != "bridge":
+                    await _unplug_inside(self._member_pids[owner], ep.interface)
+                    continue
                 for name in host_link_names(owner, ep.interface):
                     if name in links:
                         log.info("removing %s: %s ended, its members run on", name, owner[:12])
@@ -1416,7 +1423,7 @@ class Networks:
         attachment.pid = container.state.pid
         if mode.startswith("container:"):
             attachment.owner = container.state.network.peer
-            return attachment
+            return attachment  # (a member of its pids since recover())
         joins = {j.network: j for j in joined(container.config)}
         for ep in container.state.network.endpoints:
             net = self._nets.get(ep.network)
@@ -1694,6 +1701,17 @@ async def _unplug(link: _Link) -> None:
         log.warning("could not remove %s: %s", link.host_link, exc)
 
 
+async def _unplug_inside(members: set[int], interface: str) -> None:
+    """A macvlan or ipvlan interface taken out of the namespace that ``members`` (processes
+    of ``container:NAME`` members) hold; a failure is logged, never raised."""
+    for pid in sorted(members):
+        try:
+            await trio.to_thread.run_sync(_netlink.delete_inside, pid, interface)
+            return
+        except OSError as exc:
+            log.warning("could not remove %s through process %d: %s", interface, pid, exc)
+
+
 def link_aliases(links: tuple[str, ...]) -> dict[str, str]:
     """The names links (``NAME:ALIAS``) give a container: ALIAS -> NAME, in lowercase (as
     its DNS matches them)."""
@@ -1941,6 +1959,8 @@ class Attachment:
         it waits for and then configures itself (see :meth:`plan_links`), then its
         published ports and its names; it execs only after this returns."""
         self.pid = pid
+        if self.owner:
+            self.networks._member_pids.setdefault(self.owner, set()).add(pid)
         if self.links:
             self._check_namespace()
 
@@ -2277,14 +2297,22 @@ class Attachment:
         if self.owner:
             owner, self.owner, self._peer = self.owner, "", None
             nets._sharers[owner] -= 1
+            nets._member_pids.get(owner, set()).discard(self.pid)
             if not nets._sharers[owner]:
                 del nets._sharers[owner]
+                nets._member_pids.pop(owner, None)
         if not nets._sharers.get(cid):
             return  # the host's ends go with the namespace, on the kernel's time
         # Members keep the namespace: its links go, off the container's way out (by index:
-        # a next run's link of the same name is never the one deleted).
+        # a next run's link of the same name is never the one deleted; a macvlan's through
+        # a member, in the namespace: its address on the LAN would stay taken).
+        members = nets._member_pids.get(cid, set())
         for link in self.links:
-            if nets.nursery is None:
-                await _unplug(link)
+            if link.net.driver != "bridge":
+                unplug = functools.partial(_unplug_inside, members, link.interface)
             else:
-                nets.nursery.start_soon(_unplug, link)
+                unplug = functools.partial(_unplug, link)
+            if nets.nursery is None:
+                await unplug()
+            else:
+                nets.nursery.start_soon(unplug)

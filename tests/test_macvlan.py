@@ -169,3 +169,27 @@ def test_a_network_record_of_format_5_holds_the_driver(daemon: Daemon, lan: str)
     info = json.loads(daemon.ctl("network", "inspect", "kept").stdout)[0]
     assert info["Driver"] == "macvlan"
     daemon.ctl("network", "rm", "kept")
+
+
+def test_an_owner_s_macvlan_leaves_the_namespace_its_members_hold(daemon: Daemon, lan: str) -> None:
+    """A container:NAME member keeps its owner's namespace when the owner ends: the
+    owner's macvlan leaves it (through the member), so the owner's next start can have its
+    address and MAC on the LAN again."""
+    daemon.ctl("network", "create", "-d", "macvlan", "--subnet", f"{LAN}.0/24", "-o",
+               f"parent={lan}", "mv")  # fmt: skip
+    daemon.ctl("run", "-d", "--name", "owner", "--network", "mv", "--ip", f"{LAN}.50",
+               "default", "sleep", "600")  # fmt: skip
+    daemon.ctl("run", "-d", "--name", "member", "--network", "container:owner", "default",
+               "sleep", "600")  # fmt: skip
+    assert "eth0" in daemon.ctl("exec", "member", "ip", "-o", "link").stdout
+    daemon.ctl("kill", "owner")
+    daemon.ctl("wait", "owner")
+    deadline = time.monotonic() + 10
+    while "eth0" in daemon.ctl("exec", "member", "ip", "-o", "link").stdout:
+        assert time.monotonic() < deadline, "the owner's macvlan stayed in the namespace"
+        time.sleep(0.05)
+    daemon.ctl("start", "owner")
+    r = daemon.ctl("exec", "owner", "ip", "-4", "-o", "addr", "show", "eth0")
+    assert f"inet {LAN}.50/24" in r.stdout
+    daemon.ctl("rm", "-f", "member", "owner")
+    daemon.ctl("network", "rm", "mv")
