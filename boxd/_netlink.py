@@ -26,6 +26,8 @@ import struct
 import time
 from collections.abc import Iterator
 
+import attrs
+
 from . import _syscalls
 
 NETLINK_ROUTE = 0
@@ -318,48 +320,49 @@ def _new_veth(
     return socket.if_nametoindex(host_name)
 
 
+@attrs.frozen
+class Interface:
+    """A container's new interface as :func:`plug` and :func:`plug_slave` make it: its
+    name, MAC, addresses and routes.  With ``configure`` (a running container) its
+    IPv4 address and, with ``default_route``, a default route through ``gateway`` are
+    set from here (a container's spawned process does that itself: SpawnPlan.links).  On
+    an IPv6 network (``address6``, ADDRESS/LEN) it gets that address, is brought up and,
+    given ``gateway6``, routes IPv6 by default through it, in either case: the spawned
+    process has no ioctl for an address without duplicate address detection.  So do the
+    ``link_local`` addresses (``--link-local-ip``).  ``mtu`` 0: the kernel's."""
+
+    mac: str
+    address: str
+    prefix_len: int
+    gateway: str
+    ifname: str = "eth0"
+    default_route: bool = True
+    configure: bool = True
+    mtu: int = 0
+    address6: str = ""
+    gateway6: str = ""
+    link_local: tuple[str, ...] = ()
+
+
 def plug(
-    pid: int,
-    *,
-    host_names: tuple[str, ...],
-    bridge: str,
-    mac: str,
-    address: str,
-    prefix_len: int,
-    gateway: str,
-    ifname: str = "eth0",
-    default_route: bool = True,
-    configure: bool = True,
-    mtu: int = 0,
-    address6: str = "",
-    gateway6: str = "",
-    isolated: bool = False,
-    link_local: tuple[str, ...] = (),
+    pid: int, want: Interface, *, host_names: tuple[str, ...], bridge: str, isolated: bool = False
 ) -> tuple[int, str]:
-    """Give process ``pid``'s network namespace an ``ifname``: one end of a veth pair whose
+    """Give process ``pid``'s network namespace ``want``: one end of a veth pair whose
     other end (named the first of ``host_names`` that is free) is a port of ``bridge``
     (``isolated``: an isolated port, see :meth:`_Socket.isolate_port`, before it can carry
-    anything); with ``configure`` (a running
-    container), its address and, with ``default_route``, a default route through
-    ``gateway`` (a container's spawned process does that itself: SpawnPlan.links).  On an
-    IPv6 network (``address6``, ADDRESS/LEN) the interface gets that address, is brought
-    up and, given ``gateway6``, routes IPv6 by default through it, in either case: the
-    spawned process has no ioctl for an address without duplicate address detection.  So
-    do the ``link_local`` addresses (``--link-local-ip``).  Returns the host end's
-    interface index and name."""
+    anything).  Returns the host end's interface index and name."""
     try:
         master = socket.if_nametoindex(bridge)
     except OSError:
         raise OSError(errno.ENODEV, f"bridge {bridge} is gone") from None
     with _netlink() as nl:
-        index, host_name = _new_host_end(nl, host_names, master, ifname, mac, pid, mtu)
+        index, host_name = _new_host_end(
+            nl, host_names, master, want.ifname, want.mac, pid, want.mtu
+        )
         try:
             if isolated:
                 nl.isolate_port(index)
-            _configure(
-                pid, ifname, configure, default_route, address6, gateway6, link_local,
-                address=address, prefix_len=prefix_len, gateway=gateway,
-            )  # fmt: skip
+            _configure(pid, want)
         except BaseException:
             with contextlib.suppress(OSError):
                 nl.delete(index=index)
@@ -367,40 +370,28 @@ def plug(
     return index, host_name
 
 
-def _configure(
-    pid: int,
-    ifname: str,
-    configure: bool,
-    default_route: bool,
-    address6: str,
-    gateway6: str,
-    link_local: tuple[str, ...],
-    *,
-    address: str,
-    prefix_len: int,
-    gateway: str,
-) -> None:
-    """The addresses and routes of a new ``ifname`` in process ``pid``'s namespace that
-    :func:`plug` and :func:`plug_slave` give it (see :func:`plug`)."""
-    if not configure and not address6 and not link_local:
+def _configure(pid: int, want: Interface) -> None:
+    """The addresses and routes of the new ``want`` in process ``pid``'s namespace (see
+    :class:`Interface`)."""
+    if not want.configure and not want.address6 and not want.link_local:
         return
     with _netlink(pid) as inside:
-        inner = inside.index(ifname)
+        inner = inside.index(want.ifname)
         # A spawned process sets its IPv4 address with SIOCSIFADDR, which changes the
         # interface's first one: before link-local ones, its own comes first.
-        ours_first = configure or any("." in a for a in link_local)
-        if ours_first and address:  # none on an IPv6-only network
-            inside.add_address(inner, address, prefix_len)
-        if address6:
-            own, _, length = address6.partition("/")
+        ours_first = want.configure or any("." in a for a in want.link_local)
+        if ours_first and want.address:  # none on an IPv6-only network
+            inside.add_address(inner, want.address, want.prefix_len)
+        if want.address6:
+            own, _, length = want.address6.partition("/")
             inside.add_address(inner, own, int(length))
-        for extra in link_local:  # with moby's prefixes
+        for extra in want.link_local:  # with moby's prefixes
             inside.add_address(inner, extra, 16 if "." in extra else 64)
         inside.up(inner)
-        if default_route and configure and gateway:
-            inside.default_route(gateway)
-        if gateway6:
-            inside.default_route(gateway6)
+        if want.default_route and want.configure and want.gateway:
+            inside.default_route(want.gateway)
+        if want.gateway6:
+            inside.default_route(want.gateway6)
 
 
 # A macvlan's MAC address is refused (EADDRINUSE) while the last run's interface of the
@@ -410,29 +401,13 @@ _BUSY_TRIES, _BUSY_WAIT = 40, 0.01
 
 
 def plug_slave(
-    pid: int,
-    *,
-    kind: str,
-    parent: str,
-    mode: str,
-    flag: str = "bridge",
-    mac: str,
-    address: str,
-    prefix_len: int,
-    gateway: str,
-    ifname: str = "eth0",
-    default_route: bool = True,
-    configure: bool = True,
-    mtu: int = 0,
-    address6: str = "",
-    gateway6: str = "",
-    link_local: tuple[str, ...] = (),
+    pid: int, want: Interface, *, kind: str, parent: str, mode: str, flag: str = "bridge"
 ) -> None:
-    """Give process ``pid``'s namespace an ``ifname`` that is a ``kind`` ("macvlan" or
-    "ipvlan") of the daemon's link ``parent`` in ``mode`` (and an ipvlan's ``flag``): made
-    there in one request, with ``mac`` (a macvlan's; an ipvlan has its parent's), then
-    configured as :func:`plug` configures its veth's end (up already: see
-    :data:`_BUSY_TRIES`).  It has no host end: it goes with the namespace."""
+    """Give process ``pid``'s namespace ``want``, a ``kind`` ("macvlan" or "ipvlan") of
+    the daemon's link ``parent`` in ``mode`` (and an ipvlan's ``flag``): made there in one
+    request (with its MAC if a macvlan; an ipvlan has its parent's), up at once (see
+    :data:`_BUSY_TRIES`), then configured as :func:`plug` configures its veth's end.  It
+    has no host end: it goes with the namespace."""
     try:
         parent_index = socket.if_nametoindex(parent)
     except OSError:
@@ -443,33 +418,31 @@ def plug_slave(
         data = _attr(_IFLA_IPVLAN_MODE, struct.pack("=H", IPVLAN_MODES[mode]))
         data += _attr(_IFLA_IPVLAN_FLAGS, struct.pack("=H", IPVLAN_FLAGS[flag]))
     info = _attr(_IFLA_INFO_KIND, _name(kind)) + _attr(_IFLA_INFO_DATA, data)
-    body = _ifinfo() + _attr(_IFLA_IFNAME, _name(ifname)) + _attr(_IFLA_LINK, _u32(parent_index))
+    body = _ifinfo() + _attr(_IFLA_IFNAME, _name(want.ifname))
+    body += _attr(_IFLA_LINK, _u32(parent_index))
     if kind == "macvlan":
-        body += _attr(_IFLA_ADDRESS, bytes.fromhex(mac.replace(":", "")))
-    if mtu:
-        body += _attr(_IFLA_MTU, _u32(mtu))
+        body += _attr(_IFLA_ADDRESS, bytes.fromhex(want.mac.replace(":", "")))
+    if want.mtu:
+        body += _attr(_IFLA_MTU, _u32(want.mtu))
     body += _attr(_IFLA_NET_NS_PID, _u32(pid)) + _attr(_IFLA_LINKINFO, info)
     for attempt in range(_BUSY_TRIES):
         with _netlink() as nl:
             _new_link(nl, body, kind)
         try:  # up now: a MAC address still held is found here, not by the container
             with _netlink(pid) as inside:
-                inside.up(inside.index(ifname))
+                inside.up(inside.index(want.ifname))
             break
         except OSError as exc:
             with contextlib.suppress(OSError), _netlink(pid) as inside:
-                inside.delete(name=ifname)
+                inside.delete(name=want.ifname)
             if exc.errno != errno.EADDRINUSE or attempt == _BUSY_TRIES - 1:
                 raise
             time.sleep(_BUSY_WAIT)
     try:
-        _configure(
-            pid, ifname, configure, default_route, address6, gateway6, link_local,
-            address=address, prefix_len=prefix_len, gateway=gateway,
-        )  # fmt: skip
+        _configure(pid, want)
     except BaseException:
         with contextlib.suppress(OSError), _netlink(pid) as inside:
-            inside.delete(name=ifname)
+            inside.delete(name=want.ifname)
         raise
 
 

@@ -1984,33 +1984,33 @@ class Attachment:
         end is a port of its bridge, or a macvlan/ipvlan of its parent (no host end);
         ``route6``: IPv6 goes through it by default (see :meth:`_outward6`)."""
         net = link.net
-        args: dict[str, Any] = {
-            "mac": link.mac,
-            "address": link.address,
-            "prefix_len": net.network.prefixlen if link.address else 0,
-            "gateway": net.gateway,
-            "ifname": link.interface,
-            "mtu": net.mtu,
-            "address6": f"{link.address6}/{net.network6.prefixlen}" if link.address6 else "",
-            "gateway6": net.gateway6 if route6 else "",
-            "link_local": link.join.link_local_ips,
-            "configure": configure,
-            "default_route": default_route,
-        }
+        want = _netlink.Interface(
+            mac=link.mac,
+            address=link.address,
+            prefix_len=net.network.prefixlen if link.address else 0,
+            gateway=net.gateway,
+            ifname=link.interface,
+            default_route=default_route,
+            configure=configure,
+            mtu=net.mtu,
+            address6=f"{link.address6}/{net.network6.prefixlen}" if link.address6 else "",
+            gateway6=net.gateway6 if route6 else "",
+            link_local=link.join.link_local_ips,
+        )
         if net.driver == "bridge":
             host_names = host_link_names(self.container.id, link.interface)
             link.host_index, link.host_link = _netlink.plug(
-                self.pid, host_names=host_names, bridge=net.bridge, isolated=not net.icc, **args
+                self.pid, want, host_names=host_names, bridge=net.bridge, isolated=not net.icc
             )
             return
         mode_key, _, default = _SLAVE_MODES[net.driver]
         _netlink.plug_slave(
             self.pid,
+            want,
             kind=net.driver,
             parent=net.parent,
             mode=net.options.get(mode_key, default),
             flag=net.options.get(IPVLAN_FLAG_OPTION, "bridge"),
-            **args,
         )
         link.host_index, link.host_link = 0, ""
 
