@@ -147,6 +147,38 @@ class _Frames(io.RawIOBase):
         return len(data)
 
 
+def _secrets(values: list[str]) -> dict[str, str]:
+    """``--secret id=ID[,src=FILE][,env=VAR][,type=file|env]``, as buildx reads it: a
+    file's content, or an environment variable's (``env=``, or the id's name when neither
+    is given); base64, as the request carries them."""
+    import base64
+
+    found = {}
+    for value in values:
+        fields = dict(f.partition("=")[::2] for f in value.split(",") if f)
+        ident = fields.pop("id", "")
+        kind = fields.pop("type", "")
+        src = fields.pop("src", "") or fields.pop("source", "")
+        env = fields.pop("env", "")
+        if not ident or fields or kind not in ("", "file", "env"):
+            raise CliError(
+                f"invalid --secret {value!r}: use id=ID,src=FILE or id=ID,env=VAR", USAGE
+            )
+        if kind == "file" or (src and kind != "env"):
+            try:
+                with open(src or ident, "rb") as f:
+                    data = f.read()
+            except OSError as exc:
+                raise CliError(f"--secret {ident}: {src or ident}: {exc.strerror}", USAGE) from None
+        else:
+            name = env or src or ident
+            if name not in os.environ:
+                raise CliError(f"--secret {ident}: no {name} in the environment", USAGE)
+            data = os.fsencode(os.environ[name])
+        found[ident] = base64.b64encode(data).decode()
+    return found
+
+
 def _run_limits(args: Args) -> dict[str, Any]:
     """Each RUN step's limits, /dev/shm size, ulimits and cgroup parent, as ``docker
     build`` takes them.  What Docker's daemon refuses on Linux is refused in its words:
@@ -205,6 +237,7 @@ def cmd_build(args: Args) -> int:
         "network": args.network or "",
         "extra_hosts": args.add_host,
         "cache_from": args.cache_from,
+        "secrets": _secrets(args.secret),
         **_run_limits(args),
     }
     request["dockerfile"], write = _context(args)
@@ -254,6 +287,12 @@ COMMANDS = (
             Opt("-f", "--file", kind=VALUE, help="the Dockerfile (default: CONTEXT/Dockerfile)"),
             Opt("--build-arg", kind=APPEND, help="KEY=VALUE for an ARG (repeatable)"),
             Opt("--target", kind=VALUE, help="the stage to build"),
+            Opt(
+                "--secret",
+                kind=APPEND,
+                metavar="id=ID,src=FILE",
+                help="a secret for RUN --mount=type=secret (or id=ID,env=VAR)",
+            ),
             Opt("--label", kind=APPEND, help="KEY=VALUE for the image (repeatable)"),
             Opt("--no-cache", help="do not use the layer cache"),
             Opt(

@@ -482,6 +482,39 @@ def test_run_mounts_and_network(clean: Daemon, tmp_path: Path) -> None:
     clean.ctl("rmi", "mounts:1", "mounts:2")
 
 
+def test_run_secret_mounts_take_boxctl_build_s_secrets(clean: Daemon, tmp_path: Path) -> None:
+    """boxctl build --secret: a file's (mode 0400, its uid) and a variable's, given to RUN
+    as a file and as a variable; in no layer, the history, nor the cache key."""
+    dockerfile = (
+        f"FROM {BASE}\n"
+        "RUN --mount=type=secret,id=token,uid=1000 stat -c '%u %a %s' /run/secrets/token > /owner\n"
+        "RUN --mount=type=secret,id=api,env=API_KEY sh -c 'printf %s \"$API_KEY\" | wc -c > /env'\n"
+    )  # fmt: skip
+    ctx = _context(tmp_path / "ctx", {"Dockerfile": dockerfile})
+    (tmp_path / "token").write_text("t0ken-value")
+    env = {**os.environ, "MYKEY": "s3cr3t"}
+    args = ["--secret", f"id=token,src={tmp_path}/token", "--secret", "id=api,env=MYKEY"]
+    r = subprocess.run([sys.executable, "-m", "boxctl", "--socket", str(clean.socket), "build",
+                        "-q", "-t", "secrets:1", *args, str(ctx)],
+                       capture_output=True, text=True, env=env)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    got = clean.ctl("run", "--rm", "secrets:1", "cat", "/owner", "/env").stdout
+    assert got.split() == ["1000", "400", "11", "6"]
+    script = "test ! -s /run/secrets/token && ! grep -rqs t0ken /etc /run /root && echo clean"
+    assert clean.ctl("run", "--rm", "secrets:1", "sh", "-c", script).stdout == "clean\n"
+    history = clean.ctl("image", "history", "--no-trunc", "secrets:1").stdout
+    assert "t0ken" not in history and "s3cr3t" not in history
+    # Another secret's content: the cache is used (secrets are not in the key).
+    (tmp_path / "token").write_text("other")
+    r = subprocess.run([sys.executable, "-m", "boxctl", "--socket", str(clean.socket), "build",
+                        "-t", "secrets:1", *args, str(ctx)],
+                       capture_output=True, text=True, env=env)  # fmt: skip
+    assert r.returncode == 0 and r.stdout.count("Using cache") == 2, r.stdout + r.stderr
+    r = clean.ctl("build", "--secret", "id=x,src=/no/such/file", str(ctx), check=False)
+    assert r.returncode != 0 and "--secret x: /no/such/file: No such file or directory" in r.stderr
+    clean.ctl("rmi", "secrets:1")
+
+
 def test_a_non_root_user_lists_the_root_of_a_built_image(clean: Daemon, tmp_path: Path) -> None:
     """The top layer (a COPY's: no "./" member) gives "/" its mode: 0755, as Docker's."""
     ctx = _context(

@@ -35,6 +35,9 @@ class BuildRequest:
     ulimits: tuple[Ulimit, ...] = ()  # RUN's --ulimit
     cgroup_parent: str = ""  # RUN's --cgroup-parent
     cache_from: tuple[str, ...] = ()  # --cache-from: images whose histories are the cache
+    # --secret: RUN --mount=type=secret's contents by id, base64 (never in an image, a
+    # step's cache key nor the daemon's log)
+    secrets: dict[str, str] = attrs.Factory(dict)
 
 
 @attrs.frozen

@@ -11,8 +11,12 @@
   ``locked``), ``mode`` (0755), ``uid``, ``gid`` (0) of a new one.  ``builder prune``
   deletes them.
 - ``type=tmpfs``: ``target``, ``size``.
-- ``type=secret`` and ``type=ssh``: the classic builder's API carries no secrets, so a
-  build here has none: such a mount is left out, and fails the step if ``required``.
+- ``type=secret``: a secret given to ``boxctl build --secret id=ID,src=FILE`` (or
+  ``env=VAR``), as a read-only file at ``target`` (``/run/secrets/ID`` by default; ``mode``
+  0400, ``uid``, ``gid``) and, with ``env=NAME``, as that variable of the step's process;
+  never in a layer, the image, nor the step's cache key.  One not given (the docker CLI's
+  classic builder carries none) is left out, and fails the step if ``required``.
+- ``type=ssh``: boxd forwards no SSH agent: left out, and fails the step if ``required``.
 
 What is mounted is not in the step's layer (a mount point the step made is, as with
 BuildKit).  ``--network=default|none|host`` runs the step on the build's network, none, or
@@ -56,6 +60,8 @@ class RunMount:
     gid: int = 0
     size: int | None = None  # a tmpfs's bytes
     required: bool = False
+    env: str = ""  # a secret's variable (env=)
+    target_given: bool = True  # (a secret's target was written, not its default)
 
 
 def parse(spec: str, line: int) -> RunMount:
@@ -85,6 +91,7 @@ def parse(spec: str, line: int) -> RunMount:
         if key not in _KEYS[kind]:
             raise DockerfileError(f"line {line}: --mount={spec}: unexpected key {key!r} for {kind}")
     target = next((given[k] for k in _TARGET if k in given), "")
+    target_given = bool(target)
     if kind == "secret" and not target:
         target = f"/run/secrets/{given.get('id', '')}"
     if kind == "ssh" and not target:
@@ -140,4 +147,6 @@ def parse(spec: str, line: int) -> RunMount:
         gid=numbers.get("gid", 0),
         size=size,
         required=switches.get("required", False),
+        env=given.get("env", ""),
+        target_given=target_given,
     )

@@ -124,6 +124,7 @@ class Options:
     ulimits: tuple[Ulimit, ...] = ()  # each RUN's
     cgroup_parent: str = ""  # each RUN's
     cache_from: tuple[str, ...] = ()  # images whose histories are the cache (see above)
+    secrets: dict[str, bytes] = attrs.Factory(dict)  # RUN --mount=type=secret's, by id
 
 
 @attrs.frozen
@@ -217,6 +218,7 @@ class _Mounted:
     binds: list[Volume] = attrs.Factory(list)
     tmpfs: list[str] = attrs.Factory(list)
     digests: list[str] = attrs.Factory(list)
+    env: list[str] = attrs.Factory(list)  # secrets given as variables (env=)
 
 
 def prune_cache(store: ImageStore) -> list[str]:
@@ -771,7 +773,7 @@ class Builder:
             layer = await self._run_step(
                 stage,
                 command,
-                [*args, *proxies],
+                [*args, *proxies, *mounted.env],
                 (*binds, *mounted.binds),
                 mounted.tmpfs,
                 {"default": "", "none": "none", "host": "host"}[network],
@@ -820,12 +822,26 @@ class Builder:
                 elif m.kind == "tmpfs":
                     size = f",size={m.size}" if m.size is not None else ""
                     found.tmpfs.append(f"{m.target}:exec{size}")
+                elif m.kind == "secret" and m.ident in self.options.secrets:
+                    secret = self.options.secrets[m.ident]
+                    if m.env:  # as a variable of the step's process (BuildKit's env=)
+                        found.env.append(f"{m.env}={secret.decode(errors='surrogateescape')}")
+                    if m.env and not m.target_given:
+                        continue
+                    kept = Path(tempfile.mkdtemp(dir=self.context.parent, prefix="secret-"))
+                    stack.callback(shutil.rmtree, kept, ignore_errors=True)
+                    (kept / "secret").write_bytes(secret)
+                    os.chown(kept / "secret", m.uid, m.gid)
+                    os.chmod(kept / "secret", m.mode)
+                    found.binds.append(Volume(str(kept / "secret"), m.target, read_only=True))
                 elif m.required:
                     raise BuildError(
                         f"line {ins.line}: RUN --mount=type={m.kind}: {m.kind} "
-                        f"{m.ident or 'default'!r} is required but not provided (the classic "
-                        "builder's API carries none to boxd)"
-                    )
+                        f"{m.ident or 'default'!r} is required but not provided ("
+                        + ("give it with boxctl build --secret id=ID,src=FILE; the docker "
+                           "CLI's classic builder carries none" if m.kind == "secret"
+                           else "boxd's builds forward no SSH agent") + ")"
+                    )  # fmt: skip
             yield found
 
     @contextlib.asynccontextmanager

@@ -7,6 +7,7 @@ temporary directory, which a daemon start empties.
 
 from __future__ import annotations
 
+import base64
 import collections
 import os
 import shutil
@@ -67,6 +68,14 @@ def _options(req: BuildRequest) -> Options:
         parse_host(host)
     for limit in req.ulimits:
         check_ulimit(limit.name, limit.soft, limit.hard)
+    secrets = {}
+    for ident, text in req.secrets.items():
+        if not ident:
+            raise ValueError("a --secret has an empty id")
+        try:
+            secrets[ident] = base64.b64decode(text, validate=True)
+        except ValueError:
+            raise ValueError(f"secret {ident!r}: its content is not base64") from None
     return Options(
         tags=tuple(tags),
         build_args=dict(req.build_args),
@@ -82,6 +91,7 @@ def _options(req: BuildRequest) -> Options:
         ulimits=tuple(req.ulimits),
         cgroup_parent=req.cgroup_parent,
         cache_from=tuple(req.cache_from),
+        secrets=secrets,
     )
 
 
