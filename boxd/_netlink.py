@@ -47,7 +47,7 @@ _IFLA_INFO_KIND, _IFLA_INFO_DATA, _VETH_INFO_PEER = 1, 2, 1
 # the modes' values by Docker's names for them.
 _IFLA_MACVLAN_MODE, _IFLA_IPVLAN_MODE, _IFLA_IPVLAN_FLAGS, _IFLA_VLAN_ID = 1, 1, 2, 1
 MACVLAN_MODES = {"private": 1, "vepa": 2, "bridge": 4, "passthru": 8}
-IPVLAN_MODES = {"l2": 0, "l3": 1, "l3s": 2}
+IPVLAN_MODES = {"l2": 0}  # (l3 and l3s, 1 and 2, route without a gateway: not taken)
 IPVLAN_FLAGS = {"bridge": 0, "private": 1, "vepa": 2}
 _IFA_ADDRESS, _IFA_LOCAL, _IFA_BROADCAST = 1, 2, 4
 _RTA_DST, _RTA_OIF, _RTA_GATEWAY, _RTA_TABLE = 1, 4, 5, 15

@@ -1025,6 +1025,10 @@ class Networks:
                     f"invalid option {key!r} for the {driver} driver: it takes "
                     f"{', '.join(sorted(taken))}"
                 )
+        if driver == "ipvlan" and options.get(mode_key) in ("l3", "l3s"):
+            raise NetworkError(  # their containers route by device, with no gateway
+                f"{mode_key} {options[mode_key]} is not supported by boxd: use l2 (or macvlan)"
+            )
         if options.get(mode_key, modes[0]) not in modes:
             raise NetworkError(f"invalid {mode_key} {options[mode_key]!r}: use {', '.join(modes)}")
         flags = tuple(_netlink.IPVLAN_FLAGS)

@@ -125,7 +125,9 @@ def test_bad_macvlan_and_ipvlan_networks_are_named(daemon: Daemon, lan: str) -> 
         (("-d", "macvlan", "-o", f"parent={lan}", "-o", "com.docker.network.bridge.name=x"),
          "invalid option 'com.docker.network.bridge.name' for the macvlan driver"),
         (("-d", "ipvlan", "-o", f"parent={lan}", "-o", "ipvlan_mode=l4"),
-         "invalid ipvlan_mode 'l4': use l2, l3, l3s"),
+         "invalid ipvlan_mode 'l4': use l2"),
+        (("-d", "ipvlan", "-o", f"parent={lan}", "-o", "ipvlan_mode=l3"),
+         "ipvlan_mode l3 is not supported by boxd: use l2 (or macvlan)"),
         (("-d", "macvlan", "-o", f"parent={lan}.5000"), "a VLAN is LINK.ID, ID 1-4094"),
         (("-d", "overlay",), "network driver 'overlay' is not supported (use bridge, macvlan"),
     ]:  # fmt: skip
