@@ -515,6 +515,34 @@ def test_run_secret_mounts_take_boxctl_build_s_secrets(clean: Daemon, tmp_path: 
     clean.ctl("rmi", "secrets:1")
 
 
+def test_copy_exclude(clean: Daemon, tmp_path: Path) -> None:
+    """COPY --exclude (BuildKit's, Dockerfile 1.19's): a wildcard's matches and the files
+    below each source that the patterns name are left out, and the cache key knows it."""
+    files = {"home.txt": "t", "homework.py": "p", "homedir/a.txt": "a", "homedir/b.py": "b",
+             "docs/readme.md": "r", "docs/guide.rst": "g", "docs/sub/skip": "s",
+             "docs/sub/keep": "k"}  # fmt: skip
+    dockerfile = (
+        f"FROM {BASE}\n"
+        "COPY --exclude=*.txt hom* /mydir/\n"
+        "COPY --exclude=*.md --exclude=sub/skip docs /docs\n"
+    )
+    ctx = _context(tmp_path / "ctx", {"Dockerfile": dockerfile, **files})
+    clean.ctl("build", "-q", "-t", "excl:1", str(ctx))
+    found = clean.ctl("run", "--rm", "excl:1", "find", "/mydir", "/docs", "-type", "f").stdout
+    assert sorted(found.split()) == [
+        "/docs/guide.rst", "/docs/sub/keep", "/mydir/b.py", "/mydir/homework.py"
+    ]  # fmt: skip
+    (ctx / "Dockerfile").write_text(dockerfile.replace("--exclude=*.md ", ""))
+    r = clean.ctl("build", "-t", "excl:2", str(ctx))
+    assert r.stdout.count("Using cache") == 1  # the first COPY only
+    found = clean.ctl("run", "--rm", "excl:2", "ls", "/docs").stdout.split()
+    assert found == ["guide.rst", "readme.md", "sub"]
+    (ctx / "Dockerfile").write_text(f"FROM {BASE}\nCOPY --exclude=* hom* /x/\n")
+    r = clean.ctl("build", str(ctx), check=False)
+    assert r.returncode == 1 and "--exclude left out all of hom*" in r.stderr
+    clean.ctl("rmi", "excl:1", "excl:2")
+
+
 def test_a_non_root_user_lists_the_root_of_a_built_image(clean: Daemon, tmp_path: Path) -> None:
     """The top layer (a COPY's: no "./" member) gives "/" its mode: 0755, as Docker's."""
     ctx = _context(

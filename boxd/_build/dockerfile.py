@@ -67,8 +67,8 @@ EXPANDED = frozenset(
 # The options each instruction takes (``--name=value``); others are refused by name.
 FLAGS: dict[str, frozenset[str]] = {
     "FROM": frozenset({"platform"}),
-    "COPY": frozenset({"from", "chown", "chmod", "link"}),
-    "ADD": frozenset({"chown", "chmod", "link", "checksum", "keep-git-dir"}),
+    "COPY": frozenset({"from", "chown", "chmod", "link", "exclude"}),
+    "ADD": frozenset({"chown", "chmod", "link", "checksum", "keep-git-dir", "exclude"}),
     "HEALTHCHECK": frozenset({"interval", "timeout", "start-period", "start-interval", "retries"}),
     "RUN": frozenset({"mount", "network"}),
 }
@@ -76,8 +76,8 @@ FLAGS: dict[str, frozenset[str]] = {
 # unknown (a Dockerfile written for BuildKit, not a typo).
 BUILDKIT_FLAGS: dict[str, frozenset[str]] = {
     "RUN": frozenset({"security", "device"}),
-    "COPY": frozenset({"exclude", "parents"}),
-    "ADD": frozenset({"exclude", "unpack"}),
+    "COPY": frozenset({"parents"}),
+    "ADD": frozenset({"unpack"}),
 }
 _DIRECTIVE = re.compile(r"#\s*([a-zA-Z][a-zA-Z0-9_-]*)\s*=\s*(.*?)\s*$")
 _FLAG = re.compile(r"--([a-zA-Z][a-zA-Z0-9-]*)(?:=(.*))?\Z")

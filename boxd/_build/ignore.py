@@ -13,7 +13,7 @@ from __future__ import annotations
 import posixpath
 import re
 
-__all__ = ["Ignore"]
+__all__ = ["Excluding", "Ignore"]
 
 
 def _regex(pattern: str) -> re.Pattern[str]:
@@ -84,3 +84,36 @@ class Ignore:
         """Whether a ``!`` line may bring back something below the (excluded) directory."""
         below = directory.strip("/") + "/"
         return any(pattern.startswith(below) for pattern in self._kept)
+
+
+class Excluding(Ignore):
+    """COPY's and ADD's ``--exclude`` patterns over the context's .dockerignore
+    (``base``): a path is left out when ``base`` leaves it out, or when its path below the
+    source it is in (one of ``tops``, paths below the root; "" for the root) matches a
+    pattern, as BuildKit's copy matches them (.dockerignore's syntax)."""
+
+    def __init__(self, base: Ignore | None, patterns: list[str], tops: list[str]) -> None:
+        super().__init__()
+        self.base = base
+        self.extra = Ignore("\n".join(patterns))
+        self.tops = tops
+
+    def _below(self, path: str) -> str:
+        for top in self.tops:
+            if not top:
+                return path
+            if path.startswith(top + "/"):
+                return path[len(top) + 1 :]
+        return ""
+
+    def excluded(self, path: str) -> bool:
+        if self.base is not None and self.base.excluded(path):
+            return True
+        below = self._below(path.strip("/"))
+        return bool(below) and self.extra.excluded(below)
+
+    def reincludes_below(self, directory: str) -> bool:
+        if self.base is not None and self.base.reincludes_below(directory):
+            return True
+        below = self._below(directory.strip("/"))
+        return bool(below) and self.extra.reincludes_below(below)

@@ -76,8 +76,9 @@ from .dockerfile import (
     raw_words,
     words,
 )
-from .ignore import Ignore
+from .ignore import Excluding, Ignore
 from .instructions import SCRIPTS, apply_metadata, nop, run_command
+from .sources import has_glob
 
 if TYPE_CHECKING:
     from .._images.pull import Platform
@@ -981,8 +982,24 @@ class Builder:
                 patterns = [_url_name(u) for u in urls]
             elif docs:
                 patterns = [d.name for d in docs]
+            excludes = [
+                expand(v, env, self.escape, ins.line) for k, v in ins.flags if k == "exclude"
+            ]
             try:
                 found_sources = [s for p in patterns for s in sources.find(root_fd, p, ignore)]
+                if excludes:  # a wildcard's match is left out too (COPY --exclude=*.txt hom*)
+                    dropped = Ignore("\n".join(excludes))
+                    found_sources = [
+                        s
+                        for s in found_sources
+                        if not (has_glob(s.name) and dropped.excluded(s.rel))
+                    ]
+                    if not found_sources:
+                        raise sources.SourceError(
+                            f"no source files were specified: --exclude left out all of "
+                            f"{' '.join(patterns)}"
+                        )
+                    ignore = Excluding(ignore, excludes, [s.rel for s in found_sources])
                 dest_dir = dest_dir or len(found_sources) > 1
                 content = await trio.to_thread.run_sync(
                     sources.digest, root_fd, found_sources, ignore
@@ -1000,6 +1017,8 @@ class Builder:
             # "copy-owners": no entry from before COPY --from kept the owners and --chown
             # owned the directories it makes is taken.
             what = ["copy-owners", ins.keyword, label, content, absolute, dest_dir, chown, chmod]
+            if excludes:  # (the keys of steps without them unchanged)
+                what.append(excludes)
             key = self._key(stage, what)
             if await self._cached(stage, key, created_by, with_layer=True):
                 return
