@@ -191,7 +191,8 @@ class Sender(SocketSender):
     def _retry_wait(self, attempt: int) -> float:
         """fluent-logger's waits between connections: the retry wait times the integer part
         of 1.5 ** (attempt - 2), at most a minute."""
-        return min(self.config.retry_wait * int(1.5 ** (attempt - 2)), MAX_RETRY_WAIT)
+        growth = int(1.5 ** min(attempt - 2, 64))  # (at most a minute long before that)
+        return min(self.config.retry_wait * growth, MAX_RETRY_WAIT)
 
     async def _connect(self) -> None:
         c = self.config
