@@ -350,6 +350,9 @@ class Supervisor:
         # Starts' file system work (_prepare_run) in one worker thread at a time: with one
         # per start, 20 at once ran 20 threads whose Python fought the loop for the GIL.
         self._prepare_limiter = trio.CapacityLimiter(1)
+        # Volumes' mounts are made and undone one at a time: two starts on one volume mount
+        # it once, and an end that undoes it does so before a start looks or after.
+        self._volume_mounts = trio.Lock()
         self.events = Events(self._network_ids)
         self.networks = networks or Networks(store.root)
         self.networks.peer = self._network_peer
@@ -851,27 +854,29 @@ class Supervisor:
         and ``o``): mounted on their ``_data`` unless a running container's mount is
         there already (StartError in Docker's words)."""
         wanted = [v.volume for v in c.config.volumes if v.volume]
-        for name in wanted:
-            if name not in self.volumes.mounted and mounts(self.volumes.get(name)):
-                try:
-                    await trio.to_thread.run_sync(self.volumes.mount, name)
-                except VolumeMountError as exc:
-                    raise StartError(str(exc)) from None
+        async with self._volume_mounts:
+            for name in wanted:
+                if name not in self.volumes.mounted and mounts(self.volumes.get(name)):
+                    try:
+                        await trio.to_thread.run_sync(self.volumes.mount, name)
+                    except VolumeMountError as exc:
+                        raise StartError(str(exc)) from None
 
     async def _unmount_idle_volumes(self) -> None:
         """Undo the mount of each volume that no container starting or with a process
         uses (Docker's local driver unmounts after its last user's end)."""
-        held = {
-            v.volume
-            for e in self._entries.values()
-            if e.phase in _VOLUMES_HELD
-            for v in e.container.config.volumes
-        }
-        for name in sorted(self.volumes.mounted - held):
-            try:
-                await trio.to_thread.run_sync(self.volumes.unmount, name)
-            except OSError as exc:
-                log.warning("volume %s: its mount stays: %s", name, exc)
+        async with self._volume_mounts:
+            held = {
+                v.volume
+                for e in self._entries.values()
+                if e.phase in _VOLUMES_HELD
+                for v in e.container.config.volumes
+            }
+            for name in sorted(self.volumes.mounted - held):
+                try:
+                    await trio.to_thread.run_sync(self.volumes.unmount, name)
+                except OSError as exc:
+                    log.warning("volume %s: its mount stays: %s", name, exc)
 
     def _drop_anonymous(self, c: Container) -> None:
         """``rm -v`` and ``--rm``: the container's anonymous volumes that no other

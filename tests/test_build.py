@@ -535,8 +535,8 @@ def test_copy_exclude(clean: Daemon, tmp_path: Path) -> None:
     (ctx / "Dockerfile").write_text(dockerfile.replace("--exclude=*.md ", ""))
     r = clean.ctl("build", "-t", "excl:2", str(ctx))
     assert r.stdout.count("Using cache") == 1  # the first COPY only
-    found = clean.ctl("run", "--rm", "excl:2", "ls", "/docs").stdout.split()
-    assert found == ["guide.rst", "readme.md", "sub"]
+    listed = clean.ctl("run", "--rm", "excl:2", "ls", "/docs").stdout.split()
+    assert listed == ["guide.rst", "readme.md", "sub"]
     (ctx / "Dockerfile").write_text(f"FROM {BASE}\nCOPY --exclude=* hom* /x/\n")
     r = clean.ctl("build", str(ctx), check=False)
     assert r.returncode == 1 and "--exclude left out all of hom*" in r.stderr

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -139,3 +140,36 @@ def test_a_killed_daemon_s_mount_is_the_next_one_s(daemon: Daemon) -> None:
     daemon.ctl("rm", "-f", "lv")
     assert not _mounted(daemon, "kept")
     daemon.ctl("volume", "rm", "kept")
+
+
+def test_containers_starting_at_once_share_one_mount(daemon: Daemon) -> None:
+    """Starts on one volume at the same time mount it once (the mounts are made one at a
+    time), and the last end undoes it."""
+    daemon.ctl("volume", "create", "-o", "type=tmpfs", "-o", "device=tmpfs", "shared")
+    names = [f"at-once-{n}" for n in range(4)]
+    boxctl = [sys.executable, "-m", "boxctl", "--socket", str(daemon.socket), "run", "-d"]
+    procs = [
+        subprocess.Popen(
+            [
+                *boxctl,
+                "--name",
+                name,
+                "-v",
+                "shared:/d",
+                "default",
+                "sh",
+                "-c",
+                f"touch /d/{name}; sleep 600",
+            ],
+            stdout=subprocess.DEVNULL,
+        )
+        for name in names
+    ]
+    assert [p.wait(timeout=60) for p in procs] == [0, 0, 0, 0]
+    point = str(daemon.root.resolve() / "volumes" / "shared" / "_data")
+    assert _mountinfo.mount_points().count(point) == 1
+    r = daemon.ctl("run", "--rm", "-v", "shared:/d", "default", "ls", "/d")
+    assert sorted(r.stdout.split()) == names  # one file system, every container's file
+    daemon.ctl("rm", "-f", *names)
+    assert point not in _mountinfo.mount_points()
+    daemon.ctl("volume", "rm", "shared")
