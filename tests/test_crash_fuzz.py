@@ -1,6 +1,7 @@
 """A short, seeded crash fuzz: a mixed workload (boxctl, the docker CLI and fast requests
-in-process) on an imported busybox image, with user networks, a published port, volumes,
-pause, exec, cp and image tags; the daemon SIGKILLed 0-300 ms into a random operation,
+in-process) on an imported busybox image, with user networks, a published port, volumes
+(one a tmpfs the daemon mounts), a syslog driver in non-blocking mode, pause, exec, cp
+and image tags; the daemon SIGKILLed 0-300 ms into a random operation,
 sometimes again right after its next start; then every container must tell the truth and
 obey (inspect, logs, exec, start, stop, rm), and once all is removed and the daemon
 stopped nothing of it may be left.  The long version ran for hundreds of rounds; each bug
@@ -11,6 +12,7 @@ from __future__ import annotations
 import os
 import random
 import signal
+import socket
 import subprocess
 import tarfile
 import threading
@@ -64,12 +66,15 @@ class Workload:
         return f"c{self.n}"
 
     def run_d(self) -> None:
-        kind = self.rng.randrange(4)
+        kind = self.rng.randrange(6)
+        log = f"syslog-address=unixgram://{self.work}/log.sock"
         extra = [
             ["--restart", "always"],
             ["-v", "fzvol:/data", "-v", "/anon"],
             ["--network", "fznet", "-p", f"{18000 + self.n}:80"],
             [],
+            ["-v", "fztmp:/scratch"],
+            ["--log-driver", "syslog", "--log-opt", log, "--log-opt", "mode=non-blocking"],
         ][kind]
         self.ctl("run", "-d", "--name", self.name(), *extra, IMAGE, "sh", "-c", LOOP)
 
@@ -209,6 +214,7 @@ def _round(w: Workload) -> None:
     d.start()
     w.killed.clear()
     d.ctl("network", "create", "fznet", check=False)
+    d.ctl("volume", "create", "-o", "type=tmpfs", "-o", "device=tmpfs", "fztmp", check=False)
     for _ in range(rng.randint(1, 3)):
         rng.choice([w.run_d, w.create_start, w.docker_run])()
     ops = [rng.choice(w.ops()) for _ in range(rng.randint(2, 5))]
@@ -257,7 +263,9 @@ def test_kill_9_during_a_mixed_workload(tmp_path: Path, busybox_root: Path, netn
     tarball = tmp_path / "busybox.tar"
     with tarfile.open(tarball, "w") as tar:
         tar.add(busybox_root, arcname=".")
-    with running_daemon(tmp_path, netns=netns) as daemon:
+    log = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)  # the syslog, never read
+    log.bind(str(tmp_path / "log.sock"))
+    with log, running_daemon(tmp_path, netns=netns) as daemon:
         daemon.ctl("import", str(tarball), IMAGE)
         assert daemon.stop() == 0
         w = Workload(daemon, random.Random(SEED), tmp_path)
