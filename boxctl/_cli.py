@@ -988,7 +988,7 @@ RUN_OPTIONS_AFTER_VOLUMES = (
     Opt(
         "--log-driver",
         kind=VALUE,
-        help="json-file (default), local, syslog, journald, gelf, fluentd or none (no log)",
+        help="json-file (default), local, syslog, journald, gelf, fluentd, splunk or none (no log)",
     ),
     Opt(
         "--log-opt",

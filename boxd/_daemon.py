@@ -332,7 +332,7 @@ def _checked(args: SimpleNamespace) -> SimpleNamespace:
     if args.log_driver not in LOG_DRIVERS:  # from the configuration file
         raise DaemonError(
             f"invalid log-driver {args.log_driver!r}: "
-            "use json-file, local, syslog, journald, gelf, fluentd or none"
+            "use json-file, local, syslog, journald, gelf, fluentd, splunk or none"
         )
     if args.log_driver == "none" and (args.log_options or max_size or args.log_max_files):
         raise DaemonError(

@@ -1,6 +1,6 @@
-"""A container's output sent on line by line to a log server: the syslog, journald, gelf
-and fluentd log drivers (boxd/_syslog.py, boxd/_journald.py, boxd/_gelf.py,
-boxd/_fluentd.py).
+"""A container's output sent on line by line to a log server: the syslog, journald, gelf,
+fluentd and splunk log drivers (boxd/_syslog.py, boxd/_journald.py, boxd/_gelf.py,
+boxd/_fluentd.py, boxd/_splunk.py).
 
 As Docker's log copier hands lines to its drivers: a chunk's whole lines go at once and its
 rest waits for the next chunk of the stream, an empty line is not sent, a line longer than

@@ -47,6 +47,7 @@ from ._units import (
     GELF_OPTIONS,
     GO_BOOLS,
     LOG_MODES,
+    SPLUNK_OPTIONS,
     SYSLOG_OPTIONS,
     SYSLOG_TLS_OPTIONS,
     log_option,
@@ -464,8 +465,10 @@ def invalid(field: str, value: object, reason: str = "") -> ValueError:
 # `logs` unless cache-disabled=true, as Docker's dual logging keeps one), journald (each
 # line an entry of the host's journal, boxd/_journald.py; a log kept as local's), gelf
 # (each line a GELF message, boxd/_gelf.py; a log kept as syslog's) or fluentd (each line
-# an event of Fluentd's forward protocol, boxd/_fluentd.py; a log kept as syslog's).
-LOG_DRIVERS = ("json-file", "local", "none", "syslog", "journald", "gelf", "fluentd")
+# an event of Fluentd's forward protocol, boxd/_fluentd.py; a log kept as syslog's) or
+# splunk (lines posted in batches to a Splunk HTTP Event Collector, boxd/_splunk.py; a log
+# kept as syslog's).
+LOG_DRIVERS = ("json-file", "local", "none", "syslog", "journald", "gelf", "fluentd", "splunk")
 # The drivers that send each line on (boxd/_linesend.py), and the options each takes
 # beyond the log attributes, mode, max-buffer-size and the cache ones (Docker's dual
 # logging's, which dockerd takes with any driver and uses with those it cannot read
@@ -475,6 +478,7 @@ _SENDING_OPTIONS = {
     "journald": (),
     "gelf": GELF_OPTIONS,
     "fluentd": FLUENTD_OPTIONS,
+    "splunk": SPLUNK_OPTIONS,
 }
 SENDING_DRIVERS = tuple(_SENDING_OPTIONS)
 
@@ -533,6 +537,10 @@ def check_driver_log_options(
         from . import _fluentd
 
         _fluentd.settings(options)
+    elif driver == "splunk":
+        from . import _splunk
+
+        _splunk.settings(options)
 
 
 def check_log_cache(options: dict[str, str]) -> None:
@@ -797,7 +805,7 @@ def validate_config(config: ContainerConfig) -> None:
         raise invalid(
             "log_driver",
             config.log_driver,
-            "use json-file, local, syslog, journald, gelf, fluentd or none",
+            "use json-file, local, syslog, journald, gelf, fluentd, splunk or none",
         )
     check_log_options(config)
     if config.oom_score_adj is not None and not -1000 <= config.oom_score_adj <= 1000:

@@ -1443,6 +1443,11 @@ class Supervisor:
 
             fields = _fluentd.container_fields(c.id, c.name, attributes)
             sender = _fluentd.Sender(_fluentd.settings(options), tag, fields, c.short_id)
+        elif c.config.log_driver == "splunk":
+            from . import _splunk
+
+            given = None if options.get("tag") == "" else tag  # an empty tag: none, as Docker's
+            sender = _splunk.Sender(_splunk.settings(options), given, attributes, c.short_id)
         else:
             from . import _syslog
 

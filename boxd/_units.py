@@ -196,9 +196,9 @@ LOG_ATTRIBUTES = ("env", "env-regex", "labels", "labels-regex", "tag")
 LOG_MODES = ("blocking", "non-blocking")
 # The log options kept with a container as given (ContainerConfig.log_options).
 KEPT_LOG_OPTIONS = (*LOG_ATTRIBUTES, "mode", "max-buffer-size", "compress")
-# The syslog, gelf and fluentd drivers' (boxd/_syslog.py, boxd/_gelf.py,
-# boxd/_fluentd.py), kept too: where and how they send, and Docker's dual logging's local
-# copy ("cache-"), which `logs` reads.
+# The syslog, gelf, fluentd and splunk drivers' (boxd/_syslog.py, boxd/_gelf.py,
+# boxd/_fluentd.py, boxd/_splunk.py), kept too: where and how they send, and Docker's dual
+# logging's local copy ("cache-"), which `logs` reads.
 SYSLOG_OPTIONS = ("syslog-address", "syslog-facility", "syslog-format")
 SYSLOG_TLS_OPTIONS = (
     "syslog-tls-ca-cert",
@@ -225,12 +225,28 @@ FLUENTD_OPTIONS = (
     "fluentd-write-timeout",
     "fluentd-read-timeout",
 )
+SPLUNK_OPTIONS = (
+    "splunk-url",
+    "splunk-token",
+    "splunk-source",
+    "splunk-sourcetype",
+    "splunk-index",
+    "splunk-capath",
+    "splunk-caname",
+    "splunk-insecureskipverify",
+    "splunk-format",
+    "splunk-verify-connection",
+    "splunk-gzip",
+    "splunk-gzip-level",
+    "splunk-index-acknowledgment",
+)
 CACHE_OPTIONS = ("cache-disabled", "cache-max-size", "cache-max-file", "cache-compress")
 DRIVER_LOG_OPTIONS = (
     *SYSLOG_OPTIONS,
     *SYSLOG_TLS_OPTIONS,
     *GELF_OPTIONS,
     *FLUENTD_OPTIONS,
+    *SPLUNK_OPTIONS,
     *CACHE_OPTIONS,
 )
 # Go's strconv.ParseBool, which Docker reads its switches with (compress=, a network's

@@ -618,9 +618,12 @@ def test_log_driver_and_log_opt(daemon: Daemon) -> None:
         "container.log.1",
     ]
     for args, words in [
-        (("--log-driver", "splunk"), "invalid --log-driver 'splunk': use json-file, local, syslog"),
+        (
+            ("--log-driver", "awslogs"),
+            "invalid --log-driver 'awslogs': use json-file, local, syslog",
+        ),
         (("--log-opt", "syslog-address=udp://x"), "unknown log opt 'syslog-address' for json-file"),
-        (("--log-opt", "splunk-url=udp://x"), "invalid --log-opt 'splunk-url=udp://x'"),
+        (("--log-opt", "awslogs-region=x"), "invalid --log-opt 'awslogs-region=x'"),
         (("--log-driver", "none", "--log-opt", "max-file=2"), "--log-driver none keeps none"),
         (("--log-opt", "compress=maybe"), "invalid log option compress 'maybe': expected true"),
         (

@@ -126,8 +126,8 @@ def test_dockers_keys_and_boxds_own_become_options() -> None:
          'flag: 2m, from file: "1m")'),
         ({"log-opts": {"labels": "a"}}, ["--log-opt", "env=B"], "log-opts (from flag: env=B, "
          'from file: {"labels": "a"})'),
-        ({"log-opts": {"splunk-url": "x"}}, [], "log-opts: log option splunk-url='x' is not "
-         "supported by boxd"),
+        ({"log-opts": {"awslogs-region": "x"}}, [], "log-opts: log option awslogs-region='x' is "
+         "not supported by boxd"),
         ({"log-opts": {"mode": "x"}}, [], "log-opts: logger: logging mode not supported: x"),
         ({"log-opts": {"labels-regex": "("}}, [], "log-opts: invalid log option labels-regex"),
         ({"log-opts": {"max-file": "many"}}, [], "log-opts: invalid log option max-file 'many'"),
@@ -176,7 +176,7 @@ def test_dockerds_log_opt_flags_set_what_log_opts_sets() -> None:
         (["max-size"], [], "invalid --log-opt 'max-size': expected KEY=VALUE"),
         (["=1k"], [], "invalid --log-opt '=1k': expected KEY=VALUE"),
         (["max-file=none"], [], "--log-opt: invalid log option max-file 'none'"),
-        (["splunk-url=x"], [], "--log-opt: log option splunk-url='x' is not supported"),
+        (["awslogs-region=x"], [], "--log-opt: log option awslogs-region='x' is not supported"),
         (["max-size=1k"], ["--log-max-size", "2k"], "--log-opt max-size=1k and --log-max-size "
          "2k both set it: give one"),
     ]:  # fmt: skip
@@ -264,13 +264,13 @@ def test_the_daemons_rotation_is_recorded_on_every_new_container(tmp_path: Path)
 @pytest.mark.root
 def test_a_bad_file_stops_the_daemon_with_its_reason(tmp_path: Path) -> None:
     path = tmp_path / "daemon.json"
-    path.write_text(json.dumps({"log-driver": "splunk"}))
+    path.write_text(json.dumps({"log-driver": "awslogs"}))
     argv = [sys.executable, "-m", "boxd", "--root", str(tmp_path / "root"),
             "--socket", str(tmp_path / "s.sock"), "--docker-socket", "",
             "--config-file", str(path)]  # fmt: skip
     done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
     assert done.returncode == 1
-    assert "invalid log-driver 'splunk': use json-file, local, syslog, journald" in done.stderr
+    assert "invalid log-driver 'awslogs': use json-file, local, syslog, journald" in done.stderr
     path.write_text(json.dumps({"socket": "/x.sock"}))
     done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
     assert done.returncode == 1
@@ -414,12 +414,12 @@ def test_validate_checks_the_options_and_the_file_then_exits(tmp_path: Path) -> 
     assert (done.returncode, done.stdout, done.stderr) == (0, "", "configuration OK\n")
     for level in ("warn", "fatal", "warning"):  # dockerd's words, as the file takes them
         assert _boxd(*common, "-l", level).returncode == 0
-    path.write_text(json.dumps({"log-driver": "splunk"}))  # read at the daemon's start
+    path.write_text(json.dumps({"log-driver": "awslogs"}))  # read at the daemon's start
     done = _boxd(*common)
     assert done.returncode == 1
     assert done.stderr == (
-        "boxd: invalid log-driver 'splunk': use json-file, local, syslog, journald, gelf, "
-        "fluentd or none\n"
+        "boxd: invalid log-driver 'awslogs': use json-file, local, syslog, journald, gelf, "
+        "fluentd, splunk or none\n"
     )
     path.write_text(json.dumps({"debug": True}))
     done = _boxd(*common, "--debug")

@@ -477,7 +477,7 @@ def test_log_opt_rotation_and_refusals(clean: Daemon) -> None:
         ("max-size=lots", "invalid log option max-size 'lots'"),
         ("max-file=0", "invalid log option max-file '0'"),
         ("syslog-address=udp://x", "unknown log opt 'syslog-address' for json-file log driver"),
-        ("splunk-url=udp://x", "log option splunk-url='udp://x' is not supported"),
+        ("awslogs-region=x", "log option awslogs-region='x' is not supported"),
         ("compress=maybe", "invalid log option compress 'maybe': expected true or false"),
     ]:
         r = _docker(clean, "run", "--rm", "--log-opt", opt, "default", "true")
@@ -643,7 +643,7 @@ def test_log_drivers_none_and_local(clean: Daemon) -> None:
     config = _docker(clean, "inspect", "-f", "{{json .HostConfig.LogConfig}}", "loc").stdout
     assert json.loads(config) == {"Type": "local", "Config": {}}
     for args, words in [
-        (["--log-driver", "splunk"], "logging driver 'splunk' is not supported by boxd"),
+        (["--log-driver", "awslogs"], "logging driver 'awslogs' is not supported by boxd"),
         (["--log-driver", "asdf"], "logger: no log driver named 'asdf' is registered"),
         (
             ["--log-driver", "none", "--log-opt", "max-size=1m"],

@@ -361,7 +361,7 @@ def _log_config(log: Fields) -> tuple[str, int | None, int | None, tuple[str, ..
         raise ApiError(
             400,
             f"logging driver {driver!r} is not supported by boxd"
-            " (use json-file, local, syslog, journald, gelf, fluentd or none)",
+            " (use json-file, local, syslog, journald, gelf, fluentd, splunk or none)",
         )
     options = log.mapping("Config")
     if driver == "none" and options:

@@ -141,7 +141,7 @@ async def info(api: Api, conn: HttpConnection, req: Request) -> None:
             "Plugins": {
                 "Volume": ["local"],
                 "Network": ["bridge", "host", "ipvlan", "macvlan", "null"],
-                "Log": ["json-file", "local", "syslog", "journald", "gelf", "fluentd"],
+                "Log": ["json-file", "local", "syslog", "journald", "gelf", "fluentd", "splunk"],
             },
             "RegistryConfig": _registry_config(api.sup.insecure_registries),
             # The daemon's --default-address-pool ones, as dockerd lists them (none: its own).
