@@ -459,7 +459,7 @@ def test_lines_written_while_no_daemon_ran_are_sent(daemon: Daemon, tmp_path: Pa
 def test_the_senders_are_loaded_by_their_first_container_only() -> None:
     """The sending drivers' modules (and msgpack) are not in an idle daemon's memory."""
     modules = ("boxd._linesend", "boxd._syslog", "boxd._journald", "boxd._gelf",
-               "boxd._fluentd", "msgpack")  # fmt: skip
+               "boxd._fluentd", "msgpack", "boxd._splunk", "httpx")  # fmt: skip
     done = subprocess.run(
         [sys.executable, "-c", "import sys, boxd._daemon, boxd._supervisor, boxd._dockerapi; "
          f"print([m for m in {modules!r} if m in sys.modules])"],
