@@ -353,6 +353,8 @@ class Supervisor:
         # Volumes' mounts are made and undone one at a time: two starts on one volume mount
         # it once, and an end that undoes it does so before a start looks or after.
         self._volume_mounts = trio.Lock()
+        # Volumes a copy into or out of a container at rest holds mounted meanwhile.
+        self._copy_volumes: collections.Counter[str] = collections.Counter()
         self.events = Events(self._network_ids)
         self.networks = networks or Networks(store.root)
         self.networks.peer = self._network_peer
@@ -872,6 +874,7 @@ class Supervisor:
                 if e.phase in _VOLUMES_HELD
                 for v in e.container.config.volumes
             }
+            held |= {name for name, count in self._copy_volumes.items() if count}
             for name in sorted(self.volumes.mounted - held):
                 try:
                     await trio.to_thread.run_sync(self.volumes.unmount, name)
@@ -1951,8 +1954,19 @@ class Supervisor:
                 await entry.dismantled.wait()
             image = self._image(c.config.image, c.config.image_id)
             where = self.store.container_dir(c.id)
-            async with _copyroot.open_stopped_root(self.native, c, image, where) as fd:
-                yield c, fd
+            # Its volumes' mounts (an NFS share's, a disk's) are there meanwhile, as
+            # Docker's copy mounts them: what is copied goes to them, not below them.
+            names = [v.volume for v in c.config.volumes if v.volume]
+            self._copy_volumes.update(names)
+            try:
+                await self._mount_volumes(c)
+                async with _copyroot.open_stopped_root(self.native, c, image, where) as fd:
+                    yield c, fd
+            finally:
+                self._copy_volumes.subtract(names)
+                if self.volumes.mounted:
+                    with trio.CancelScope(shield=True):
+                        await self._unmount_idle_volumes()
 
     async def prune(self, only: PruneFilter | None = None) -> tuple[builtins.list[str], int]:
         """Remove every container at rest (created, stopped or exited) that ``only``

@@ -106,6 +106,24 @@ def test_a_block_device_s_file_system_keeps_its_files_across_runs(
     daemon.ctl("volume", "rm", "disk")
 
 
+def test_a_copy_into_a_stopped_container_reaches_its_volume_s_file_system(
+    daemon: Daemon, loop_ext4: str, tmp_path: Path
+) -> None:
+    """cp into (and out of) a container at rest: its volume's file system is mounted
+    meanwhile, as Docker's copy mounts it, so the file lands on the disk, not below it."""
+    daemon.ctl("volume", "create", "-o", "type=ext4", "-o", f"device={loop_ext4}", "disk")
+    daemon.ctl("create", "--name", "rest", "-v", "disk:/d", "default", "true")
+    (tmp_path / "in.txt").write_text("copied in\n")
+    daemon.ctl("cp", str(tmp_path / "in.txt"), "rest:/d/in.txt")
+    assert not _mounted(daemon, "disk")  # undone after the copy
+    daemon.ctl("cp", "rest:/d/in.txt", str(tmp_path / "out.txt"))
+    assert (tmp_path / "out.txt").read_text() == "copied in\n"
+    r = daemon.ctl("run", "--rm", "-v", "disk:/d", "default", "cat", "/d/in.txt")
+    assert r.stdout == "copied in\n"
+    daemon.ctl("rm", "rest")
+    daemon.ctl("volume", "rm", "disk")
+
+
 def test_a_mount_that_fails_fails_the_start_in_docker_s_words(daemon: Daemon) -> None:
     daemon.ctl("volume", "create", "-o", "type=nosuchfs", "-o", "device=x", "bad")
     r = daemon.ctl("run", "--name", "b", "-v", "bad:/d", "default", "true", check=False)
