@@ -11,7 +11,8 @@ all strings: ``container_id`` (the full id), ``container_name`` (``/NAME``), ``s
 the labels and variables the ``labels``/``env`` options select; a piece of a line over 16
 KiB adds ``partial_message``, ``partial_id``, ``partial_ordinal`` and ``partial_last``.
 
-``fluentd-address`` is ``HOST:PORT``, ``tcp://HOST:PORT`` or ``unix:///PATH``
+``fluentd-address`` is ``HOST:PORT``, ``tcp://HOST:PORT``, ``tls://HOST:PORT`` (the
+certificate checked against the host's authorities, as Docker's) or ``unix:///PATH``
 (127.0.0.1:24224 by default). As Docker's, the driver is synchronous by default: the start
 fails when nobody listens, and a send that fails is tried again on a new connection up to
 ``fluentd-max-retries`` times (practically for ever by default, holding the container's
@@ -28,13 +29,14 @@ anew that often (for a load balancer's sake).
 
 The container's log is kept as well, as Docker's dual logging keeps it (the ``cache-``
 options, as syslog's: see boxd/_syslog.py).  MessagePack comes from the ``msgpack``
-package; ``tls://`` addresses are refused (as syslog's ``tcp+tls``).
+package.
 """
 
 from __future__ import annotations
 
 import base64
 import secrets
+import ssl
 import struct
 import time
 import urllib.parse
@@ -65,7 +67,7 @@ _CHUNK_ID = 24
 class Settings:
     """Where and how a container's events are sent (see :func:`settings`)."""
 
-    scheme: str  # "tcp" or "unix"
+    scheme: str  # "tcp", "tls" or "unix"
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
     path: str = ""
@@ -90,9 +92,7 @@ def _address(text: str) -> tuple[str, str, int, str]:
         if not parts.path.strip("/"):
             raise ValueError(f"{what}: path is empty")
         return "unix", "", 0, parts.path
-    if parts.scheme == "tls":
-        raise ValueError(f"{what}: tls is not supported by boxd (use tcp or unix)")
-    if parts.scheme != "tcp":
+    if parts.scheme not in ("tcp", "tls"):
         raise ValueError(f"{what}: unsupported scheme: {parts.scheme!r}")
     if parts.path:
         raise ValueError(f"{what}: should not contain a path element")
@@ -100,7 +100,7 @@ def _address(text: str) -> tuple[str, str, int, str]:
         host, port = parts.hostname, parts.port
     except ValueError as exc:  # a port that is no number, or out of range
         raise ValueError(f"{what}: invalid port: {exc}") from None
-    return "tcp", host or DEFAULT_HOST, DEFAULT_PORT if port is None else port, ""
+    return parts.scheme, host or DEFAULT_HOST, DEFAULT_PORT if port is None else port, ""
 
 
 def _bool(options: Mapping[str, str], key: str) -> bool:
@@ -186,7 +186,7 @@ class Sender(SocketSender):
 
     def where(self) -> str:
         c = self.config
-        return f"unix://{c.path}" if c.scheme == "unix" else f"tcp://{c.host}:{c.port}"
+        return f"unix://{c.path}" if c.scheme == "unix" else f"{c.scheme}://{c.host}:{c.port}"
 
     def _retry_wait(self, attempt: int) -> float:
         """fluent-logger's waits between connections: the retry wait times the integer part
@@ -198,6 +198,8 @@ class Sender(SocketSender):
         c = self.config
         if c.scheme == "unix":
             self._sock = await stream(await trio.open_unix_socket(c.path))
+        elif c.scheme == "tls":  # the host's authorities, as Docker's (it skips no check)
+            await self._connect_tls(c.host, c.port, ssl.create_default_context())
         else:
             self._sock = await stream(await trio.open_tcp_stream(c.host, c.port))
         self._unpacker = msgpack.Unpacker()  # nothing of an old connection's acks
@@ -248,16 +250,10 @@ class Sender(SocketSender):
 
     async def _ack(self) -> object:
         """The ``ack`` of the next answer Fluentd sends on the connection."""
-        sock = self._sock
-        assert sock is not None
         while True:
             for answer in self._unpacker:
                 return answer.get("ack") if isinstance(answer, dict) else None
-            try:
-                data = sock.recv(4096)
-            except BlockingIOError:
-                await trio.lowlevel.wait_readable(sock)
-                continue
+            data = await self._receive(4096)
             if not data:
                 raise OSError("the connection was closed before its ack")
             self._unpacker.feed(data)

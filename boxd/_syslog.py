@@ -212,7 +212,6 @@ class Sender(SocketSender):
         super().__init__(what)
         self.config = config
         self.tag = tag
-        self._tls: trio.SSLStream[trio.SocketStream] | None = None  # tcp+tls's
 
     def where(self) -> str:
         c = self.config
@@ -234,37 +233,7 @@ class Sender(SocketSender):
         elif c.scheme == "tcp":
             self._sock = await stream(await trio.open_tcp_stream(c.host, c.port))
         else:
-            connected = await trio.open_tcp_stream(c.host, c.port)
-            tls = trio.SSLStream(connected, tls_context(c), server_hostname=c.host)
-            try:
-                await tls.do_handshake()
-            except trio.BrokenResourceError as exc:  # the TLS handshake's failure, named
-                await trio.aclose_forcefully(tls)
-                raise OSError(f"TLS with {c.host}:{c.port}: {exc.__cause__ or exc}") from None
-            except BaseException:
-                await trio.aclose_forcefully(tls)
-                raise
-            self._tls = tls
-
-    def connected(self) -> bool:
-        return self._tls is not None or super().connected()
-
-    def close(self) -> None:
-        if self._tls is not None:
-            sock = self._tls.transport_stream.socket  # (a SocketStream's)
-            trio.lowlevel.notify_closing(sock)
-            sock.close()
-            self._tls = None
-        super().close()
-
-    async def _deliver(self, data: bytes) -> None:
-        if self._tls is None:
-            await super()._deliver(data)
-        else:
-            try:
-                await self._tls.send_all(data)
-            except trio.BrokenResourceError as exc:
-                raise OSError(f"the TLS connection broke: {exc.__cause__ or exc}") from None
+            await self._connect_tls(c.host, c.port, tls_context(c))
 
     async def _connect_local(self) -> None:
         """The host's own syslog socket, as srslog finds it."""

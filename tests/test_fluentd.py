@@ -15,9 +15,10 @@ from typing import Any
 
 import msgpack
 import pytest
-from daemon_harness import Daemon
+from daemon_harness import Daemon, logged_daemon
 from docker_clients import docker, needs_cli
 from netns_servers import servers
+from test_syslog import _certificates
 
 from boxd import _fluentd, protocol
 
@@ -93,7 +94,6 @@ def test_options_are_checked_in_docker_s_words() -> None:
         ({"fluentd-address": "unix://"}, "invalid fluentd-address (unix://): path is empty"),
         ({"fluentd-address": "tcp://h:1/x"}, "should not contain a path element"),
         ({"fluentd-address": "h:99999"}, "invalid fluentd-address (h:99999): invalid port"),
-        ({"fluentd-address": "tls://h:1"}, "tls is not supported by boxd"),
         ({"fluentd-async": "maybe"},
          "invalid log option fluentd-async 'maybe': expected true or false"),
         ({"fluentd-max-retries": "4294967296"}, "invalid fluentd-max-retries: value out of range"),
@@ -242,3 +242,34 @@ def test_acknowledged_events_survive_fluentd_s_restart(daemon: Daemon, tmp_path:
     assert lines == {f"n{i}" for i in range(30)}
     assert second  # the rest went to the second
     daemon.ctl("rm", "ack")
+
+
+# The forward input over TLS (its certificate and key in its output file's directory).
+_TLS_INPUT = _INPUT.replace(
+    "    c, _ = s.accept()\n",
+    "    c, _ = s.accept()\n"
+    "    import os, ssl\n"
+    "    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)\n"
+    "    where = os.path.dirname(out)\n"
+    "    tls.load_cert_chain(f'{where}/server.pem', f'{where}/server.key')\n"
+    "    c = tls.wrap_socket(c, server_side=True)\n",
+)
+
+
+@pytest.mark.root
+def test_fluentd_over_tls(tmp_path: Path) -> None:
+    """tls://: the input's certificate checked against the host's authorities (here the
+    daemon's SSL_CERT_FILE names the test's CA), acknowledged events through TLS."""
+    _certificates(tmp_path)
+    env = {"SSL_CERT_FILE": str(tmp_path / "ca.pem")}
+    with logged_daemon(tmp_path, env=env) as (daemon, _):
+        with servers(daemon.netns, _TLS_INPUT, ("tls",), tmp_path) as found:
+            port, out = found["tls"]
+            r = daemon.ctl("run", "--rm", "--network", "none", "--log-driver", "fluentd",
+                           "--log-opt", f"fluentd-address=tls://localhost:{port}",
+                           "--log-opt", "fluentd-request-ack=true",
+                           "default", "sh", "-c", "echo secure")  # fmt: skip
+            assert r.stdout == "secure\n"
+            [event] = _events(out, 1)
+            assert event[2]["log"] == "secure" and len(event[3]["chunk"]) == 24
+        assert daemon.stop() == 0
