@@ -4,10 +4,13 @@ inputs): each a Python script that prints its port, then writes what it gets to 
 from __future__ import annotations
 
 import contextlib
+import json
 import subprocess
 import sys
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 
 @contextlib.contextmanager
@@ -38,3 +41,14 @@ def servers(
             proc.wait()
             if proc.stdout is not None:
                 proc.stdout.close()
+
+
+def json_lines(path: Path, count: int, timeout: float = 10) -> list[Any]:
+    """What a server wrote to ``path``, a JSON value a line, once there are ``count`` of
+    them (or ``timeout`` seconds have passed)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = [json.loads(line) for line in path.read_text().splitlines()]
+        if len(found) >= count or time.monotonic() > deadline:
+            return found
+        time.sleep(0.02)

@@ -11,13 +11,12 @@ import struct
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import msgpack
 import pytest
 from daemon_harness import Daemon, logged_daemon
 from docker_clients import docker, needs_cli
-from netns_servers import servers
+from netns_servers import json_lines, servers
 from test_syslog import _certificates
 
 from boxd import _fluentd, protocol
@@ -54,15 +53,6 @@ def forward(daemon: Daemon, tmp_path: Path) -> Iterator[tuple[int, Path]]:
     """A forward input on the daemon's loopback: its port and its output file."""
     with servers(daemon.netns, _INPUT, ("tcp",), tmp_path) as found:
         yield found["tcp"]
-
-
-def _events(path: Path, count: int, timeout: float = 10) -> list[list[Any]]:
-    deadline = time.monotonic() + timeout
-    while True:
-        events = [json.loads(line) for line in path.read_text().splitlines()]
-        if len(events) >= count or time.monotonic() > deadline:
-            return events
-        time.sleep(0.02)
 
 
 def test_options_are_checked_in_docker_s_words() -> None:
@@ -150,7 +140,7 @@ def test_a_container_s_lines_are_fluentd_events(daemon: Daemon, forward: tuple[i
                "default", "sh", "-c", r"echo out; printf '\377bin\n' >&2")  # fmt: skip
     assert daemon.ctl("wait", "fl").stdout == "0\n"
     cid = daemon.inspect("fl")["id"]
-    events = _events(out, 2)
+    events = json_lines(out, 2)
     assert sorted((e[0], e[2]["source"], e[2]["log"]) for e in events) == [
         (cid[:12], "stderr", "\udcffbin"),
         (cid[:12], "stdout", "out"),
@@ -164,7 +154,7 @@ def test_a_container_s_lines_are_fluentd_events(daemon: Daemon, forward: tuple[i
                "--log-opt", "fluentd-request-ack=true",
                "default", "sh", "-c", "for i in 1 2 3; do echo n$i; done")  # fmt: skip
     assert r.returncode == 0, r.stderr
-    events = _events(out, 5)[2:]
+    events = json_lines(out, 5)[2:]
     assert [(e[0], e[2]["log"], e[2]["team"]) for e in events] == [
         ("fl2", f"n{i}", "core") for i in (1, 2, 3)
     ]
@@ -199,7 +189,7 @@ def test_without_fluentd_a_start_fails_unless_asynchronous(daemon: Daemon, tmp_p
     time.sleep(0.5)  # "early" waits in the queue
     with servers(daemon.netns, _INPUT, (f"tcp@{port}",), tmp_path) as found:
         (_, out) = found[f"tcp@{port}"]
-        events = _events(out, 2)
+        events = json_lines(out, 2)
         assert [e[2]["log"] for e in events] == ["early", "late"]
     assert docker(daemon, "logs", "async").stdout == "early\nlate\n"
     daemon.ctl("rm", "-f", "sync", "async")
@@ -231,13 +221,13 @@ def test_acknowledged_events_survive_fluentd_s_restart(daemon: Daemon, tmp_path:
                    "--log-opt", "fluentd-request-ack=true",
                    "--log-opt", "fluentd-retry-wait=100ms",
                    "default", "sh", "-c", script)  # fmt: skip
-        _events(found[kind][1], 5)
-    first = _events(found[kind][1], 0)  # all it wrote before it was killed
+        json_lines(found[kind][1], 5)
+    first = json_lines(found[kind][1], 0)  # all it wrote before it was killed
     time.sleep(0.5)  # nobody listens: the sender waits and tries again
     with servers(daemon.netns, _INPUT, (kind,), tmp_path / "b") as found:
         assert daemon.ctl("wait", "ack").stdout == "0\n"
         seen = {e[2]["log"] for e in first}
-        second = _events(found[kind][1], 30 - len(seen))
+        second = json_lines(found[kind][1], 30 - len(seen))
     lines = seen | {e[2]["log"] for e in second}
     assert lines == {f"n{i}" for i in range(30)}
     assert second  # the rest went to the second
@@ -270,6 +260,6 @@ def test_fluentd_over_tls(tmp_path: Path) -> None:
                            "--log-opt", "fluentd-request-ack=true",
                            "default", "sh", "-c", "echo secure")  # fmt: skip
             assert r.stdout == "secure\n"
-            [event] = _events(out, 1)
+            [event] = json_lines(out, 1)
             assert event[2]["log"] == "secure" and len(event[3]["chunk"]) == 24
         assert daemon.stop() == 0

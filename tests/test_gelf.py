@@ -4,18 +4,15 @@ daemon's network namespace (a small reader of GELF, as a Graylog input reads it)
 
 from __future__ import annotations
 
-import json
 import re
-import time
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from daemon_harness import Daemon
 from docker_clients import docker, needs_cli
-from netns_servers import servers
+from netns_servers import json_lines, servers
 
 from boxd import _gelf
 
@@ -108,15 +105,6 @@ def inputs(daemon: Daemon, tmp_path: Path) -> Iterator[dict[str, tuple[int, Path
         yield found
 
 
-def _messages(path: Path, count: int, timeout: float = 10) -> list[dict[str, Any]]:
-    deadline = time.monotonic() + timeout
-    while True:
-        found = [json.loads(line) for line in path.read_text().splitlines()]
-        if len(found) >= count or time.monotonic() > deadline:
-            return found
-        time.sleep(0.02)
-
-
 @pytest.mark.root
 @needs_cli
 def test_a_container_s_lines_are_gelf_messages(
@@ -131,7 +119,7 @@ def test_a_container_s_lines_are_gelf_messages(
                "default", "sh", "-c", script)  # fmt: skip
     assert r.returncode == 0, r.stderr
     record = daemon.inspect("gu")
-    found = sorted(_messages(out, 3), key=lambda m: len(m["short_message"]))
+    found = sorted(json_lines(out, 3), key=lambda m: len(m["short_message"]))
     assert [(m["short_message"], m["level"], m["chunks"] > 1) for m in found] == [
         ("oops", 3, False),
         ("hi gelf", 6, False),
@@ -150,7 +138,7 @@ def test_a_container_s_lines_are_gelf_messages(
                "--log-opt", f"gelf-address=tcp://127.0.0.1:{port}", "--log-opt", "tag={{.Name}}",
                "default", "sh", "-c", "echo one; echo two")  # fmt: skip
     assert r.returncode == 0, r.stderr
-    assert [(m["short_message"], m["_tag"]) for m in _messages(out, 2)] == [
+    assert [(m["short_message"], m["_tag"]) for m in json_lines(out, 2)] == [
         ("one", "gt"),
         ("two", "gt"),
     ]

@@ -9,13 +9,12 @@ import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import attrs
 import pytest
 from daemon_harness import Daemon
 from docker_clients import docker, needs_cli
-from netns_servers import servers
+from netns_servers import json_lines, servers
 
 from boxd import _splunk, protocol
 
@@ -58,15 +57,6 @@ server.serve_forever()
 def collector(daemon: Daemon, tmp_path: Path) -> Iterator[tuple[int, Path]]:
     with servers(daemon.netns, _COLLECTOR, ("hec",), tmp_path) as found:
         yield found["hec"]
-
-
-def _events(path: Path, count: int, timeout: float = 15) -> list[dict[str, Any]]:
-    deadline = time.monotonic() + timeout
-    while True:
-        events = [json.loads(line) for line in path.read_text().splitlines()]
-        if len(events) >= count or time.monotonic() > deadline:
-            return events
-        time.sleep(0.05)
 
 
 def test_options_are_checked_in_docker_s_words() -> None:
@@ -124,7 +114,7 @@ def test_a_container_s_lines_reach_the_collector(
                "--log-opt", "tag={{.Name}}", "--label", "team=core", "--log-opt", "labels=team",
                "default", "sh", "-c", "echo one; echo two >&2")  # fmt: skip
     assert r.returncode == 0, r.stderr
-    events = _events(out, 2)  # posted at the container's end, not 5 s later
+    events = json_lines(out, 2)  # posted at the container's end, not 5 s later
     assert {e["path"] for e in events} == {"/services/collector/event/1.0"}
     assert all(e["gzip"] for e in events)
     assert sorted((e["event"]["source"], e["event"]["line"]) for e in events) == [
