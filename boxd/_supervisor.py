@@ -126,7 +126,15 @@ from ._run import Run, start_time_of
 from ._shim import ExitStatus
 from ._store import RecordWrites, RootInUse, Store, hold_root
 from ._tmpfs import parse_tmpfs
-from ._volumes import FILLING, NoSuchVolume, VolumeMountError, Volumes, copy_up, mounts
+from ._volumes import (
+    FILLING,
+    NoSuchVolume,
+    VolumeMountError,
+    Volumes,
+    copy_up,
+    mounts,
+    stacked_dirs,
+)
 
 if TYPE_CHECKING:
     from ._images.pull import Puller
@@ -834,9 +842,32 @@ class Supervisor:
         (what a ``cp`` puts in it before the start is added to that; a volume emptied
         later stays empty); for a user-namespaced container, with owners as its
         namespace maps them.  ``cut_short``: at a start, only a fill a killed daemon cut
-        short is done again."""
+        short is done again.  A volume with a mount (a share's, a disk's) is mounted for
+        its fill, filled only if empty and never emptied (a fill cut short is left as it
+        is: what is on a share may be another's)."""
         id_map = _plan.id_range() if c.config.userns else None
         cdir = self.store.container_dir(c.id)
+        if not cut_short and any(
+            v.volume
+            and not v.nocopy
+            and mounts(self.volumes.get(v.volume))
+            and stacked_dirs(*container_dirs_at(image, cdir, v.container))
+            for v in c.config.volumes
+        ):  # (mounted only if the image has something to fill it with)
+            async with self._volumes_mounted(c):
+                await self._fill_each(c, image, id_map, cdir, cut_short=False)
+            return
+        await self._fill_each(c, image, id_map, cdir, cut_short=cut_short)
+
+    async def _fill_each(
+        self,
+        c: Container,
+        image: Image,
+        id_map: tuple[int, int] | None,
+        cdir: Path,
+        *,
+        cut_short: bool,
+    ) -> None:
         for v in c.config.volumes:
             record = self.volumes.get(v.volume) if v.volume else None
             anonymous = not cut_short and record is not None and record.anonymous
@@ -844,12 +875,17 @@ class Supervisor:
                 raise ValueError(
                     f"cannot mount volume over existing file, file exists {v.container}"
                 )
-            if record is not None and not record.device and not mounts(record):
-                where = self.volumes.path(v.volume)
-                if cut_short and not (where.parent / FILLING).exists():
-                    continue
-                dirs, rel = ([], "") if v.nocopy else container_dirs_at(image, cdir, v.container)
-                await trio.to_thread.run_sync(copy_up, dirs, rel, where, id_map)
+            if record is None or record.device:
+                continue
+            where, shared = self.volumes.path(v.volume), mounts(record)
+            if cut_short and (shared or not (where.parent / FILLING).exists()):
+                continue
+            if shared and v.nocopy:
+                continue
+            dirs, rel = ([], "") if v.nocopy else container_dirs_at(image, cdir, v.container)
+            await trio.to_thread.run_sync(
+                functools.partial(copy_up, dirs, rel, where, id_map, marked=not shared)
+            )
 
     async def _mount_volumes(self, c: Container) -> None:
         """A start's volumes with a mount (Docker's local driver's ``type``, ``device``
@@ -1956,17 +1992,27 @@ class Supervisor:
             where = self.store.container_dir(c.id)
             # Its volumes' mounts (an NFS share's, a disk's) are there meanwhile, as
             # Docker's copy mounts them: what is copied goes to them, not below them.
-            names = [v.volume for v in c.config.volumes if v.volume]
-            self._copy_volumes.update(names)
-            try:
-                await self._mount_volumes(c)
-                async with _copyroot.open_stopped_root(self.native, c, image, where) as fd:
-                    yield c, fd
-            finally:
-                self._copy_volumes.subtract(names)
-                if self.volumes.mounted:
-                    with trio.CancelScope(shield=True):
-                        await self._unmount_idle_volumes()
+            async with (
+                self._volumes_mounted(c),
+                _copyroot.open_stopped_root(self.native, c, image, where) as fd,
+            ):
+                yield c, fd
+
+    @contextlib.asynccontextmanager
+    async def _volumes_mounted(self, c: Container) -> AsyncIterator[None]:
+        """``c``'s volumes with a mount mounted meanwhile, though it is at rest (a copy
+        into it, its volumes' fill at its create), held against another container's end;
+        undone after if no container uses them then."""
+        names = [v.volume for v in c.config.volumes if v.volume]
+        self._copy_volumes.update(names)
+        try:
+            await self._mount_volumes(c)
+            yield
+        finally:
+            self._copy_volumes.subtract(names)
+            if self.volumes.mounted:
+                with trio.CancelScope(shield=True):
+                    await self._unmount_idle_volumes()
 
     async def prune(self, only: PruneFilter | None = None) -> tuple[builtins.list[str], int]:
         """Remove every container at rest (created, stopped or exited) that ``only``

@@ -24,10 +24,11 @@ start and unmounts it after the last one's end.  The mount's options are read as
 moby/sys/mount reads them: mount flags (``ro``, ``nosuid``, ``bind``, ``rshared``, ...) and
 the rest handed to the file system; ``addr=`` of an nfs or cifs mount is resolved to an
 address first.  The bind of a host directory (``type=none``, ``o=bind``, ``device=DIR``)
-is not mounted on ``_data``: containers mount the directory itself.  A volume with a
-mount (or a bind) is never filled from an image (boxd fills only its own ``_data``: a fill
-cut short is emptied, which a host directory or a network share must never be), and what
-``device`` names stays when the volume is removed, as Docker's does.  ``size`` (Docker's
+is not mounted on ``_data``: containers mount the directory itself, and it is never filled
+from an image (a fill cut short is emptied, which a host directory must never be).  A
+volume with a mount is filled when empty, mounted for it, and a fill of it cut short is
+left as it is (see :func:`copy_up`'s ``marked``); what ``device`` names stays when the
+volume is removed, as Docker's does.  ``size`` (Docker's
 quota of a volume on XFS) is refused: boxd sets no quota.
 """
 
@@ -477,7 +478,12 @@ def stacked_dirs(dirs: Iterable[str], rel: str) -> list[str]:
 
 
 def copy_up(
-    layer_dirs: list[str], rel: str, dest: Path, id_map: tuple[int, int] | None = None
+    layer_dirs: list[str],
+    rel: str,
+    dest: Path,
+    id_map: tuple[int, int] | None = None,
+    *,
+    marked: bool = True,
 ) -> bool:
     """Fill the empty volume directory ``dest`` with what the container's layers
     (``layer_dirs``, top-most first) hold at ``rel``, owners and modes kept, as Docker
@@ -485,9 +491,10 @@ def copy_up(
     leaves ``dest``).  ``id_map`` (host start, count): a user-namespaced container's, to
     which the owners are shifted (its root owns an empty volume).  False when there was
     nothing to copy.  A fill under way is marked (:data:`FILLING`, beside ``dest``): one
-    that a killed daemon cut short is emptied and done again."""
+    that a killed daemon cut short is emptied and done again; not ``marked`` (a volume with
+    a mount: a share's files are never emptied here), it is left as it is."""
     marker = dest.parent / FILLING
-    if marker.exists():
+    if marked and marker.exists():
         log.warning("volume %s: its filling was cut short; filling it again", dest.parent.name)
         _empty(dest)
     else:
@@ -503,7 +510,8 @@ def copy_up(
     top = os.stat(dirs[0])
     from ._images.archive import export_merged  # tarfile and zstandard: on first use
 
-    os.close(os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
+    if marked:
+        os.close(os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
     with tempfile.TemporaryFile(dir=dest.parent) as tar:
         export_merged(dirs, tar, all_xattrs=True)
         tar.seek(0)
@@ -514,7 +522,7 @@ def copy_up(
     os.utime(dest, ns=(top.st_atime_ns, top.st_mtime_ns))
     if id_map is not None:
         _shift_owners(dest, *id_map)
-    marker.unlink()
+    marker.unlink(missing_ok=True)
     return True
 
 

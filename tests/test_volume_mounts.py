@@ -124,6 +124,26 @@ def test_a_copy_into_a_stopped_container_reaches_its_volume_s_file_system(
     daemon.ctl("volume", "rm", "disk")
 
 
+def test_a_disk_volume_is_filled_from_the_image_when_empty(daemon: Daemon, loop_ext4: str) -> None:
+    """As Docker fills an empty volume from the image at a container's create: the disk is
+    mounted for it and filled, once; its files are never emptied by boxd."""
+    daemon.ctl("volume", "create", "-o", "type=ext4", "-o", f"device={loop_ext4}", "disk")
+    # Nothing at /d in the image: no fill; the file system's lost+found goes.
+    daemon.ctl("run", "--rm", "-v", "disk:/d", "default", "rmdir", "/d/lost+found")
+    daemon.ctl("create", "--name", "skel", "-v", "disk:/usr/share/base-files", "default", "true")
+    assert not _mounted(daemon, "disk")  # mounted for the fill only
+    r = daemon.ctl("run", "--rm", "-v", "disk:/d", "default", "ls", "-A", "/d")
+    assert sorted(r.stdout.split()) == sorted(
+        p.name for p in Path("/usr/share/base-files").iterdir()
+    )
+    daemon.ctl("run", "--rm", "-v", "disk:/d", "default", "sh", "-c", "rm /d/motd")
+    daemon.ctl("create", "--name", "again", "-v", "disk:/usr/share/base-files", "default", "true")
+    r = daemon.ctl("run", "--rm", "-v", "disk:/d", "default", "ls", "-A", "/d")
+    assert "motd" not in r.stdout.split()  # not empty: not filled again
+    daemon.ctl("rm", "skel", "again")
+    daemon.ctl("volume", "rm", "disk")
+
+
 def test_a_mount_that_fails_fails_the_start_in_docker_s_words(daemon: Daemon) -> None:
     daemon.ctl("volume", "create", "-o", "type=nosuchfs", "-o", "device=x", "bad")
     r = daemon.ctl("run", "--name", "b", "-v", "bad:/d", "default", "true", check=False)
