@@ -175,8 +175,8 @@ class Network:
     attachable: bool = False  # Docker's --attachable: kept and shown, as for a bridge there
     # Docker's driver: "bridge" (a Linux bridge of its own, NAT, rules, a name server) or
     # "macvlan"/"ipvlan": each container's interface hangs from the host link
-    # :attr:`parent`, on that link's own network (no NAT, no rules, no published ports,
-    # and no name server: Docker's serves one inside each container, boxd does not).
+    # :attr:`parent`, on that link's own network (no NAT, no rules, no published ports; the
+    # name server is each container's own, see Attachment._serve_local_dns).
     driver: str = "bridge"
     parent_made: bool = False  # its parent is a VLAN link boxd made (removed with it)
 
@@ -602,7 +602,7 @@ class Networks:
         # neither of which a new network here takes.
         self._foreign: dict[str, str] = {}
         self._up: set[str] = set()  # bridges this daemon brought up
-        self._parents_up: set[str] = set()  # the macvlan/ipvlan networks whose parent is
+        self._parents_up: set[str] = set()  # macvlan/ipvlan networks whose parent is there
         self._forwards: dict[str, list[_nft.Forward]] = {}  # container id -> its ports
         self._rebuild_wanted = False  # see apply_soon()
         # network -> container id -> its names there, its addresses there (IPv4, IPv6)
@@ -1012,8 +1012,8 @@ class Networks:
         """A macvlan or ipvlan network's options, as Docker's drivers take them: ``parent``
         (a host link, or ``LINK.VLAN``, a VLAN of it that is made when missing; none: a
         dummy link of its own, and the network internal, as Docker's), its mode
-        (``macvlan_mode`` bridge, private, vepa or passthru; ``ipvlan_mode`` l2, l3 or l3s
-        and ``ipvlan_flag`` bridge, private or vepa), the MTU; one network a parent, as
+        (``macvlan_mode`` bridge, private, vepa or passthru; ``ipvlan_mode`` l2, l3 and l3s
+        refused; ``ipvlan_flag`` bridge, private or vepa), the MTU; one network a parent, as
         Docker has it.  Returns whether the network is internal."""
         mode_key, modes, _ = _SLAVE_MODES[driver]
         taken = {PARENT_OPTION, mode_key, MTU_OPTION, IPV6_OPTION, IPV4_OPTION}

@@ -847,45 +847,32 @@ class Supervisor:
         is: what is on a share may be another's)."""
         id_map = _plan.id_range() if c.config.userns else None
         cdir = self.store.container_dir(c.id)
-        if not cut_short and any(
-            v.volume
-            and not v.nocopy
-            and mounts(self.volumes.get(v.volume))
-            and stacked_dirs(*container_dirs_at(image, cdir, v.container))
-            for v in c.config.volumes
-        ):  # (mounted only if the image has something to fill it with)
-            async with self._volumes_mounted(c):
-                await self._fill_each(c, image, id_map, cdir, cut_short=False)
-            return
-        await self._fill_each(c, image, id_map, cdir, cut_short=cut_short)
-
-    async def _fill_each(
-        self,
-        c: Container,
-        image: Image,
-        id_map: tuple[int, int] | None,
-        cdir: Path,
-        *,
-        cut_short: bool,
-    ) -> None:
-        for v in c.config.volumes:
-            record = self.volumes.get(v.volume) if v.volume else None
-            anonymous = not cut_short and record is not None and record.anonymous
-            if anonymous and is_file_at(image, cdir, v.container):  # as Docker's create
-                raise ValueError(
-                    f"cannot mount volume over existing file, file exists {v.container}"
+        async with contextlib.AsyncExitStack() as stack:
+            held = False  # the volumes' mounts, made for the first fill of one that has one
+            for v in c.config.volumes:
+                record = self.volumes.get(v.volume) if v.volume else None
+                anonymous = not cut_short and record is not None and record.anonymous
+                if anonymous and is_file_at(image, cdir, v.container):  # as Docker's create
+                    raise ValueError(
+                        f"cannot mount volume over existing file, file exists {v.container}"
+                    )
+                if record is None or record.device:
+                    continue
+                where, shared = self.volumes.path(v.volume), mounts(record)
+                if cut_short and (shared or not (where.parent / FILLING).exists()):
+                    continue
+                if shared and v.nocopy:
+                    continue
+                dirs, rel = ([], "") if v.nocopy else container_dirs_at(image, cdir, v.container)
+                if shared:  # mounted only if the image has something to fill it with
+                    if not stacked_dirs(dirs, rel):
+                        continue
+                    if not held:
+                        await stack.enter_async_context(self._volumes_mounted(c))
+                        held = True
+                await trio.to_thread.run_sync(
+                    functools.partial(copy_up, dirs, rel, where, id_map, marked=not shared)
                 )
-            if record is None or record.device:
-                continue
-            where, shared = self.volumes.path(v.volume), mounts(record)
-            if cut_short and (shared or not (where.parent / FILLING).exists()):
-                continue
-            if shared and v.nocopy:
-                continue
-            dirs, rel = ([], "") if v.nocopy else container_dirs_at(image, cdir, v.container)
-            await trio.to_thread.run_sync(
-                functools.partial(copy_up, dirs, rel, where, id_map, marked=not shared)
-            )
 
     async def _mount_volumes(self, c: Container) -> None:
         """A start's volumes with a mount (Docker's local driver's ``type``, ``device``
@@ -903,6 +890,8 @@ class Supervisor:
     async def _unmount_idle_volumes(self) -> None:
         """Undo the mount of each volume that no container starting or with a process
         uses (Docker's local driver unmounts after its last user's end)."""
+        if not self.volumes.mounted:
+            return  # (every container's end asks)
         async with self._volume_mounts:
             held = {
                 v.volume
@@ -1289,9 +1278,8 @@ class Supervisor:
             if entry.sender is not None:
                 entry.sender.close()
                 entry.sender = None
-            if self.volumes.mounted:
-                with trio.CancelScope(shield=True):
-                    await self._unmount_idle_volumes()
+            with trio.CancelScope(shield=True):
+                await self._unmount_idle_volumes()
 
     async def _one_run(
         self,
@@ -2010,9 +1998,8 @@ class Supervisor:
             yield
         finally:
             self._copy_volumes.subtract(names)
-            if self.volumes.mounted:
-                with trio.CancelScope(shield=True):
-                    await self._unmount_idle_volumes()
+            with trio.CancelScope(shield=True):
+                await self._unmount_idle_volumes()
 
     async def prune(self, only: PruneFilter | None = None) -> tuple[builtins.list[str], int]:
         """Remove every container at rest (created, stopped or exited) that ``only``
