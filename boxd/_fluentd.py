@@ -47,7 +47,7 @@ import msgpack
 import trio
 
 from ._linesend import Ring, SocketSender, stream
-from ._units import GO_BOOLS, go_duration_ns, parse_size
+from ._units import go_duration_ns, log_switch, parse_size
 from .protocol import STDERR
 
 DEFAULT_HOST = "127.0.0.1"
@@ -103,13 +103,6 @@ def _address(text: str) -> tuple[str, str, int, str]:
     return parts.scheme, host or DEFAULT_HOST, DEFAULT_PORT if port is None else port, ""
 
 
-def _bool(options: Mapping[str, str], key: str) -> bool:
-    value = options.get(key, "false")
-    if value not in GO_BOOLS:
-        raise ValueError(f"invalid log option {key} {value!r}: expected true or false")
-    return GO_BOOLS[value]
-
-
 def _seconds(options: Mapping[str, str], key: str) -> float:
     """A duration option in seconds, 0 when not given; a negative one refused."""
     text = options.get(key, "0")
@@ -157,10 +150,10 @@ def settings(options: Mapping[str, str]) -> Settings:
         buffer_limit=limit or 8 * 1024,  # 0: fluent-logger's own default
         retry_wait=retry_wait,
         max_retries=retries,
-        asynchronous=_bool(options, "fluentd-async"),
+        asynchronous=log_switch(options, "fluentd-async"),
         reconnect_interval=interval,
-        sub_second=_bool(options, "fluentd-sub-second-precision"),
-        request_ack=_bool(options, "fluentd-request-ack"),
+        sub_second=log_switch(options, "fluentd-sub-second-precision"),
+        request_ack=log_switch(options, "fluentd-request-ack"),
         write_timeout=_seconds(options, "fluentd-write-timeout"),
         read_timeout=_seconds(options, "fluentd-read-timeout"),
     )

@@ -41,7 +41,7 @@ import httpx
 import trio
 
 from ._linesend import LineSender, Ring
-from ._units import GO_BOOLS, go_duration_ns
+from ._units import go_duration_ns, log_switch
 from .protocol import STDERR
 
 FORMATS = ("inline", "json", "raw")
@@ -75,15 +75,6 @@ class Settings:
     gzip: bool = False
     gzip_level: int = -1
     index_ack: bool = False
-
-
-def _bool(options: Mapping[str, str], key: str, default: bool) -> bool:
-    value = options.get(key)
-    if value is None:
-        return default
-    if value not in GO_BOOLS:
-        raise ValueError(f"invalid log option {key} {value!r}: expected true or false")
-    return GO_BOOLS[value]
 
 
 def settings(options: Mapping[str, str]) -> Settings:
@@ -127,12 +118,12 @@ def settings(options: Mapping[str, str]) -> Settings:
         index=options.get("splunk-index", ""),
         capath=options.get("splunk-capath", ""),
         caname=options.get("splunk-caname", ""),
-        insecure=_bool(options, "splunk-insecureskipverify", False),
+        insecure=log_switch(options, "splunk-insecureskipverify", False),
         format=form,
-        verify=_bool(options, "splunk-verify-connection", True),
-        gzip=_bool(options, "splunk-gzip", False),
+        verify=log_switch(options, "splunk-verify-connection", True),
+        gzip=log_switch(options, "splunk-gzip", False),
         gzip_level=int(level_text),
-        index_ack=_bool(options, "splunk-index-acknowledgment", False),
+        index_ack=log_switch(options, "splunk-index-acknowledgment", False),
     )
 
 

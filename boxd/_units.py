@@ -5,6 +5,11 @@ The CLI validates with these before it sends anything; the daemon validates agai
 
 from __future__ import annotations
 
+TYPE_CHECKING = False  # not typing's: boxctl imports this module, and typing costs ~3 ms
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
 _INF = float("inf")  # not math.isfinite: math costs every boxctl run ~0.2 ms to import
 _SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 # Docker's log drivers read max-size's units as powers of 1000 (go-units' FromHumanSize).
@@ -254,6 +259,19 @@ DRIVER_LOG_OPTIONS = (
 GO_BOOLS = dict.fromkeys(("1", "t", "T", "TRUE", "true", "True"), True) | dict.fromkeys(
     ("0", "f", "F", "FALSE", "false", "False"), False
 )
+
+
+def log_switch(options: Mapping[str, str], key: str, default: bool = False) -> bool:
+    """A log driver's switch option as Go's strconv.ParseBool reads it (``default`` when
+    not given; ValueError naming a value it is not)."""
+    value = options.get(key)
+    if value is None:
+        return default
+    if value not in GO_BOOLS:
+        raise ValueError(f"invalid log option {key} {value!r}: expected true or false")
+    return GO_BOOLS[value]
+
+
 # What a container's --log-opt takes, as an error says it.
 CONTAINER_LOG_OPTIONS = (
     "max-size, max-file, " + ", ".join(KEPT_LOG_OPTIONS[:-1]) + " and " + KEPT_LOG_OPTIONS[-1]
