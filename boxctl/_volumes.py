@@ -87,6 +87,12 @@ def run_mounts(args: Args) -> dict[str, Any]:
                 continue
             if mount.labels or mount.options:
                 labelled.append(mount)
+            if mount.create_source and not os.path.lexists(mount.source):
+                try:  # bind-create-src: a directory, as Docker's daemon makes it
+                    os.makedirs(mount.source, mode=0o755)
+                except OSError as exc:
+                    why = f"bind-create-src: cannot make {mount.source}: {exc.strerror}"
+                    raise CliError(why) from None
             volumes.append(mount.volume_fields())
     except ValueError as exc:
         raise CliError(str(exc), USAGE) from None

@@ -25,7 +25,7 @@ import trio
 from . import _native, _plan, _shim
 from ._native import Namespace, Native, Spawned, SpawnPlan
 from ._records import Container
-from ._rootfs import Image, container_mounts, id_mapped_layers
+from ._rootfs import Image, bind_subpaths, container_mounts, id_mapped_layers
 
 __all__ = ["open_running_root", "open_stopped_root"]
 
@@ -93,8 +93,16 @@ async def open_stopped_root(
         listener.bind("")  # an autobound abstract address: nobody is told it
         listener.listen(1)
         plan = _holder_plan(container, image, container_dir, listener.fileno())
+        if any(v.subpath for v in container.config.volumes):  # as a start binds them
+            plan = await trio.to_thread.run_sync(
+                bind_subpaths, native, plan, container.config.volumes
+            )
         id_map = _plan.id_range() if container.config.userns else None
-        spawned = await _native.start(native, plan, prepare=_write_maps(id_map))
+        try:
+            spawned = await _native.start(native, plan, prepare=_write_maps(id_map))
+        finally:
+            for fd in plan.mount_fds:
+                os.close(fd)
         try:
             fd = _open_root(spawned.pid)
             try:

@@ -6,6 +6,7 @@ first use); no SOURCE makes an anonymous volume (``-v /data``, ``-v /data:ro``).
 
 ``--mount type=bind|volume|tmpfs,src=..,dst=..,...`` is one CSV record (quotes as in
 Docker's csv reader): its keys and their values are checked here, and a bad one is named.
+A bind's ``bind-recursive`` and a volume's ``volume-subpath`` are Docker 25's and 26's.
 
 Imported by boxctl: only the standard library, nothing slow.
 """
@@ -23,6 +24,8 @@ _NAME_CHARS = _ALNUM | frozenset("_.-")
 PROPAGATIONS = ("rprivate", "private", "rshared", "shared", "rslave", "slave")
 _TRUE = ("1", "t", "T", "true", "TRUE", "True")  # Go's strconv.ParseBool
 _FALSE = ("0", "f", "F", "false", "FALSE", "False")
+# bind-recursive's values (docker/cli's opts/mount.go), as the volume record keeps them.
+RECURSIVE = {"enabled": "", "disabled": "disabled", "writable": "writable", "readonly": "readonly"}
 
 
 def clean_path(path: str) -> str:
@@ -107,6 +110,9 @@ class Mount:
         self.read_only = False
         self.nocopy = False
         self.propagation = ""
+        self.recursive = ""  # bind-recursive, as Volume.recursive
+        self.subpath = ""  # volume-subpath
+        self.create_source = False  # bind-create-src: a missing source directory is made
         self.labels: dict[str, str] = {}
         self.options: dict[str, str] = {}  # volume-opt: the local driver's, for a new volume
         self.tmpfs_options: list[str] = []
@@ -125,6 +131,24 @@ class Mount:
                 " (use rslave to see the host's later mounts)"
             )
         self.propagation = "" if value == "rprivate" else value  # "": the default
+
+    def set_recursive(self, value: str) -> None:
+        if value not in RECURSIVE:
+            raise self.error(
+                f"invalid value for bind-recursive: {value!r} (use enabled, disabled, writable"
+                " or readonly)"
+            )
+        self.recursive = RECURSIVE[value]
+
+    def set_subpath(self, value: str) -> None:
+        """``volume-subpath``: a path inside the volume (Go's ``filepath.IsLocal``, as
+        Docker's daemon checks it: relative, not climbing out, not empty)."""
+        clean = posixpath.normpath(value) if value else ""
+        if not value or value.startswith("/") or clean == ".." or clean.startswith("../"):
+            raise self.error(
+                f"volume-subpath {value!r}: subpath must be a relative path within the volume"
+            )
+        self.subpath = clean
 
     def set_driver(self, value: str) -> None:
         if value and value != "local":
@@ -165,6 +189,15 @@ class Mount:
             raise self.error("volume-label and volume-opt need a named volume (src=NAME)")
         if self.type == "tmpfs" and self.source:
             raise self.error("type=tmpfs takes no source")
+        if self.subpath and not self.source:
+            raise self.error("volume-subpath needs a named volume (src=NAME), not an anonymous one")
+        if self.recursive in ("writable", "readonly") and not self.read_only:
+            raise self.error(f"bind-recursive={self.recursive} needs readonly too")
+        if self.recursive == "readonly" and self.propagation in ("rslave", "slave"):
+            raise self.error(
+                f"bind-recursive=readonly and bind-propagation={self.propagation}: what the host"
+                " mounts later would not be read-only (use rprivate)"
+            )
 
     def volume_fields(self) -> dict[str, object]:
         """A bind or volume as a volume record's fields."""
@@ -179,6 +212,10 @@ class Mount:
             fields["nocopy"] = True
         if self.propagation:
             fields["propagation"] = self.propagation
+        if self.recursive:
+            fields["recursive"] = self.recursive
+        if self.subpath:
+            fields["subpath"] = self.subpath
         return fields
 
     def tmpfs_spec(self) -> str:
@@ -193,6 +230,11 @@ def _bool(mount: Mount, key: str, value: str) -> bool:
     if value in _FALSE:
         return False
     raise mount.error(f"invalid value for {key}: {value!r} (use true or false)")
+
+
+_VOLUME_KEYS = ("volume-nocopy", "volume-label", "volume-driver", "volume-opt", "volume-subpath")
+# The docker CLI's words: the option's old spelling is refused, pointing to the new one.
+_NONRECURSIVE = "bind-nonrecursive is deprecated, use bind-recursive=disabled instead"
 
 
 def parse_mount(text: str) -> Mount:
@@ -216,7 +258,10 @@ def parse_mount(text: str) -> Mount:
                 mount.nocopy = True
                 mount.given.add("volume")
             elif key == "bind-nonrecursive":
-                raise mount.error("bind-nonrecursive is not supported: binds are recursive")
+                raise mount.error(_NONRECURSIVE)
+            elif key == "bind-create-src":
+                mount.create_source = True
+                mount.given.add("bind")
             else:
                 raise mount.error(f"invalid field {field!r}: must be a key=value pair")
             continue
@@ -230,15 +275,21 @@ def parse_mount(text: str) -> Mount:
             mount.read_only = _bool(mount, key, value)
         elif key == "consistency":
             pass  # macOS only: ignored on Linux, as by Docker
-        elif key.startswith("bind-") and key in ("bind-propagation", "bind-nonrecursive"):
+        elif key in ("bind-propagation", "bind-nonrecursive", "bind-recursive", "bind-create-src"):
             mount.given.add("bind")
             if key == "bind-propagation":
                 mount.set_propagation(value)
-            elif _bool(mount, key, value):
-                raise mount.error("bind-nonrecursive is not supported: binds are recursive")
-        elif key in ("volume-nocopy", "volume-label", "volume-driver", "volume-opt"):
+            elif key == "bind-recursive":
+                mount.set_recursive(value)
+            elif key == "bind-create-src":
+                mount.create_source = _bool(mount, key, value)
+            else:
+                raise mount.error(_NONRECURSIVE)
+        elif key in _VOLUME_KEYS:
             mount.given.add("volume")
-            if key == "volume-nocopy":
+            if key == "volume-subpath":
+                mount.set_subpath(value)
+            elif key == "volume-nocopy":
                 mount.nocopy = _bool(mount, key, value)
             elif key == "volume-label":
                 name, _, label_value = value.partition("=")

@@ -136,6 +136,14 @@ class Volume:
     # Its mount propagation, Docker's word: "" is rprivate (Docker's default), or
     # "private", "rslave", "slave" (see boxd._rootfs.container_mounts).
     propagation: str = ""
+    # How a bind takes the mounts below its source (``--mount bind-recursive``, Docker's
+    # words): "" (enabled: bound too, and read-only with it), "disabled" (the source's
+    # own mount alone), "writable" (bound, but read-only at the top only) or "readonly"
+    # (read-only below too, or the start fails).
+    recursive: str = ""
+    # A named volume's directory or file that is bound alone (``volume-subpath``): a
+    # relative path inside it, resolved there at each start without following symlinks.
+    subpath: str = ""
 
     @property
     def is_volume(self) -> bool:

@@ -27,8 +27,9 @@ import sys
 from collections import deque
 from collections.abc import Container, Iterator, Mapping, Sequence
 
+from . import _syscalls
 from ._atomic import atomic_write
-from ._inroot import read_regular
+from ._inroot import openat2, read_regular
 from ._mountinfo import receiving_mount
 from ._native import MAX_MOUNT_FDS, MountKind, MountOp, Native, SpawnError, SpawnPlan, Stage
 from ._record import evolve, frozen
@@ -745,6 +746,75 @@ class _Table:
         self.ops.append(MountOp(kind, path, source, fstype, flags, data, mode, dev))
 
 
+# A subpath's lookup in its volume: below it, no symlink followed (moby's safepath).
+_SUBPATH_RESOLVE = 0x08 | 0x04 | 0x02  # RESOLVE_BENEATH, _NO_SYMLINKS, _NO_MAGICLINKS
+
+
+def subpath_source(volume: Volume) -> str:
+    """What ``volume`` binds by path: its source, or the file or directory of its subpath
+    there (only a name: :func:`bind_subpaths` finds it safely at the start)."""
+    return f"{volume.host}/{volume.subpath}" if volume.subpath else volume.host
+
+
+def check_recursive_read_only(target: str) -> None:
+    """``bind-recursive=readonly``: the kernel must be able to make the mounts below a
+    bind read-only (mount_setattr, Linux 5.12), else the start fails, as Docker's."""
+    import ctypes  # see _syscalls.libc
+
+    number = _syscalls.BY_MACHINE.get(os.uname().machine, _syscalls.X86_64)["mount_setattr"]
+    # An fd that is none: EBADF where the call exists.
+    rc = _syscalls.libc().syscall(ctypes.c_long(number), -1, b"", 0, None, 0)
+    if rc < 0 and ctypes.get_errno() == errno.ENOSYS:
+        raise ValueError(
+            f"volume {target}: bind-recursive=readonly: this kernel cannot make the mounts"
+            " below a bind read-only (mount_setattr needs Linux 5.12)"
+        )
+
+
+def bind_subpaths(native: Native, plan: SpawnPlan, volumes: Sequence[Volume]) -> SpawnPlan:
+    """``plan`` with the binds of its volumes' subpaths made here as detached trees that
+    its ATTACH steps move onto their targets (the caller closes ``mount_fds`` once it has
+    spawned it).  Each is looked up in its volume as Docker's daemon does (safepath):
+    below the volume's directory, no symlink followed on the way, and bound from what the
+    lookup found, so that a container writing the volume meanwhile cannot point the bind
+    elsewhere (and a container in a user namespace is given the bind as a tree, as
+    :func:`bind_trees` gives it its binds).  Not on the event loop's thread."""
+    wanted = {subpath_source(v): v for v in volumes if v.subpath}
+    fds: list[int] = []
+    ops: list[MountOp] = []
+    try:
+        for op in plan.mounts:
+            volume = wanted.get(op.source) if op.kind is MountKind.MOUNT else None
+            if volume is not None and op.flags & MS_BIND and not op.flags & MS_REMOUNT:
+                if len(fds) + len(plan.mount_fds) == MAX_MOUNT_FDS:
+                    raise ValueError(f"more than {MAX_MOUNT_FDS} volume subpaths")
+                fds.append(_subpath_tree(native, volume, bool(op.flags & MS_REC)))
+                op = MountOp(MountKind.ATTACH, op.target, source=op.source, dev=fds[-1])
+            ops.append(op)
+    except BaseException:
+        for fd in fds:
+            os.close(fd)
+        raise
+    return evolve(plan, mounts=tuple(ops), mount_fds=(*plan.mount_fds, *fds))
+
+
+def _subpath_tree(native: Native, volume: Volume, recursive: bool) -> int:
+    base = os.open(volume.host, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        found = openat2(base, volume.subpath, os.O_PATH | os.O_CLOEXEC, _SUBPATH_RESOLVE)
+    except OSError as exc:  # Docker's words, and which part of it is a symlink
+        why = "a symlink on the way, which is not followed" if exc.errno == errno.ELOOP else ""
+        raise OSError(
+            exc.errno, f"cannot access path {subpath_source(volume)}: {why or exc.strerror}"
+        ) from None
+    finally:
+        os.close(base)
+    try:
+        return native.clone_tree(f"/proc/self/fd/{found}", recursive=recursive)
+    finally:
+        os.close(found)
+
+
 def bind_trees(native: Native, plan: SpawnPlan, sources: Container[str] | None = None) -> SpawnPlan:
     """``plan`` with its binds (of ``sources``, default every host path but the root
     filesystem's) made here, as detached trees its ATTACH steps move onto their targets;
@@ -764,7 +834,7 @@ def bind_trees(native: Native, plan: SpawnPlan, sources: Container[str] | None =
                 and op.target != "/"  # the root itself: its path is walked anyway
                 and (sources is None or op.source in sources)
             ):
-                if len(fds) == MAX_MOUNT_FDS:
+                if len(fds) + len(plan.mount_fds) == MAX_MOUNT_FDS:
                     raise ValueError(f"more than {MAX_MOUNT_FDS} binds in a user namespace")
                 try:
                     fds.append(native.clone_tree(op.source, recursive=bool(op.flags & MS_REC)))
@@ -776,7 +846,7 @@ def bind_trees(native: Native, plan: SpawnPlan, sources: Container[str] | None =
         for fd in fds:
             os.close(fd)
         raise
-    return evolve(plan, mounts=tuple(ops), mount_fds=tuple(fds))
+    return evolve(plan, mounts=tuple(ops), mount_fds=(*plan.mount_fds, *fds))
 
 
 def _check_traversable(dirs: Sequence[Path], uid: int, what: str) -> None:
@@ -951,12 +1021,15 @@ def container_mounts(
     def add_volume(volume: Volume) -> None:
         path = table.resolve(_container_path(volume.container, "volume"))
         _container_path(path, f"volume {volume.container} (in the image)")
-        if os.path.isdir(volume.host):
+        # A subpath's: the start binds it from a safe lookup (bind_subpaths).
+        source = subpath_source(volume)
+        if os.path.isdir(source):
             table.mkdirs(path)
         else:  # a single file: its mount point is an empty file
             table.mkdirs(posixpath.dirname(path))
             table.add(MountKind.MKFILE, path, mode=0o644)
-        table.add(MountKind.MOUNT, path, source=volume.host, flags=MS_BIND | MS_REC)
+        below = 0 if volume.recursive == "disabled" else MS_REC
+        table.add(MountKind.MOUNT, path, source=source, flags=MS_BIND | below)
         # rprivate, Docker's default: a bind of the host's shared mounts (systemd makes
         # them so) in the container's namespace, which the child made a slave of the
         # host's, would be a slave too and show what the host mounts below the source
@@ -973,8 +1046,12 @@ def container_mounts(
         mount_paths.add(path)
         flags = MS_NOSUID | MS_NODEV | (MS_NOEXEC if volume.noexec else 0)
         if volume.read_only:
-            # MS_REC: the mounts below it read-only too, as Docker 25 makes them.
-            table.add(MountKind.REMOUNT_RO, path, flags=flags | MS_REC)
+            # MS_REC: the mounts below it read-only too, as Docker 25 makes them, unless
+            # bind-recursive says otherwise (see Volume.recursive).
+            if volume.recursive == "readonly":
+                check_recursive_read_only(volume.container)
+            below = 0 if volume.recursive in ("disabled", "writable") else MS_REC
+            table.add(MountKind.REMOUNT_RO, path, flags=flags | below)
         else:
             table.add(MountKind.MOUNT, path, flags=MS_REMOUNT | MS_BIND | flags)
 

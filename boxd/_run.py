@@ -361,6 +361,13 @@ class Run:
                     plan = await trio.to_thread.run_sync(_nsmodes.peer_shm, native, plan, ipc)
                 for fd in plan.mount_fds:
                     child.callback(os.close, fd)
+                if any(v.subpath for v in config.volumes):  # found safely, bound as trees
+                    given = len(plan.mount_fds)
+                    plan = await trio.to_thread.run_sync(
+                        _rootfs.bind_subpaths, native, plan, config.volumes
+                    )
+                    for fd in plan.mount_fds[given:]:
+                        child.callback(os.close, fd)
                 if network is not None and network.links:  # it configures them itself
                     links, gateway = network.plan_links(), network.plan_gateway()
                     plan = evolve(plan, links=links, gateway=gateway)

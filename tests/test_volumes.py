@@ -918,7 +918,7 @@ BAD = [
         "/containers/create",
         _create([{"Type": "volume", "Target": "/x", "VolumeOptions": {"Subpath": "a/b"}}]),
         400,
-        "VolumeOptions.Subpath 'a/b' is not supported",
+        "volume-subpath needs a named volume",
     ),
     (
         "POST",

@@ -118,7 +118,9 @@ async def create(api: Api, conn: HttpConnection, req: Request) -> None:
     _check_one_endpoint(req, body)
     made = _make_mountpoints(req, body)
     try:
-        config = _shapes.container_config(body, with_console_size=req.at_least("1.42"))
+        config = _shapes.container_config(
+            body, with_console_size=req.at_least("1.42"), recursive_ro=req.at_least("1.44")
+        )
         if req.arg("platform"):
             _check_platform(api, config.image, str(body.get("Image")), req.arg("platform") or "")
         _make_labelled(api, body)

@@ -198,11 +198,15 @@ def console_size(fields: Fields, key: str) -> tuple[int, int] | None:
     return (rows, cols) if rows and cols else None
 
 
-def container_config(body: dict[str, Any], *, with_console_size: bool = True) -> ContainerConfig:
+def container_config(
+    body: dict[str, Any], *, with_console_size: bool = True, recursive_ro: bool = True
+) -> ContainerConfig:
     """A ContainerConfig from the body of ``POST /containers/create``.  A stored image's
     Entrypoint, Cmd, Env, WorkingDir and User are filled in by the supervisor.
     ``with_console_size``: HostConfig.ConsoleSize is read (API 1.42 on; before, Docker
-    ignores it)."""
+    ignores it).  Without ``recursive_ro`` (a client of API 1.43 or older, as dockerd
+    keeps it for them) a read-only bind is read-only at its top only, as before
+    ``ReadOnlyNonRecursive`` and ``ReadOnlyForceRecursive`` came."""
     cfg = Fields(body, "Config")
     host = cfg.object("HostConfig")
     size = console_size(host, "ConsoleSize") if with_console_size else None
@@ -275,7 +279,7 @@ def container_config(body: dict[str, Any], *, with_console_size: bool = True) ->
             ports=() if network == "host" else ports,
             publish_all=host.flag("PublishAllPorts") and network != "host",
             expose=tuple(cfg.mapping_keys("ExposedPorts")),
-            volumes=tuple(_volumes(host, cfg.mapping_keys("Volumes"))),
+            volumes=tuple(_volumes(host, cfg.mapping_keys("Volumes"), recursive_ro)),
             volumes_from=tuple(host.strings("VolumesFrom")),
             read_only=host.flag("ReadonlyRootfs"),
             tmpfs=tuple(_tmpfs(host)),
@@ -746,7 +750,7 @@ def _port_rows(c: Container) -> list[dict[str, Any]]:
     return rows
 
 
-def _volumes(host: Fields, volumes: list[str]) -> Iterable[Volume]:
+def _volumes(host: Fields, volumes: list[str], recursive_ro: bool) -> Iterable[Volume]:
     """``Binds`` (as ``-v`` takes them: a host path, a volume's name or none), the bind
     and volume ``Mounts``, and the paths of ``Config.Volumes`` that none of them, and no
     ``Tmpfs``, covers (anonymous volumes: ``docker run -v /data``; clients also list there
@@ -757,10 +761,20 @@ def _volumes(host: Fields, volumes: list[str]) -> Iterable[Volume]:
             fields = mount_specs.parse_bind(spec)
         except ValueError as exc:
             raise ApiError(400, str(exc)) from None
+        if fields["host"] and fields.get("read_only") and not recursive_ro:
+            fields["recursive"] = "writable"
         found.append(_volume(fields, spec))
     for mount in _api_mounts(host):
         if mount.type != "tmpfs":
-            found.append(_volume(mount.volume_fields(), mount.what))
+            fields = mount.volume_fields()
+            if mount.type == "bind" and mount.read_only and not recursive_ro:
+                if mount.recursive == "readonly":
+                    raise ApiError(
+                        400,
+                        f"{mount.what}: BindOptions.ReadOnlyForceRecursive needs API 1.44 or newer",
+                    )
+                fields["recursive"] = mount.recursive or "writable"
+            found.append(_volume(fields, mount.what))
     taken = {os.path.normpath(v.container) for v in found}
     taken |= {os.path.normpath(m.target) for m in _api_mounts(host)}
     taken |= {os.path.normpath(path) for path in host.mapping_keys("Tmpfs")}
@@ -795,14 +809,10 @@ def _api_mounts(host: Fields) -> Iterable[mount_specs.Mount]:
                     mount.given.add(family)
             if binds.text("Propagation"):
                 mount.set_propagation(binds.text("Propagation"))
-            if binds.flag("NonRecursive"):
-                raise mount.error("NonRecursive binds are not supported: binds are recursive")
+            _recursion(mount, binds)
             mount.nocopy = volumes.flag("NoCopy")
-            if volumes.text("Subpath"):  # API 1.45: older daemons ignore it, mounting it all
-                raise mount.error(
-                    f"VolumeOptions.Subpath {volumes.text('Subpath')!r} is not supported by"
-                    " boxd: it would mount the whole volume"
-                )
+            if volumes.text("Subpath"):  # API 1.45
+                mount.set_subpath(volumes.text("Subpath"))
             driver = volumes.object("DriverConfig")
             mount.set_driver(driver.text("Name"))
             for key, value in driver.mapping("Options").items():
@@ -815,6 +825,23 @@ def _api_mounts(host: Fields) -> Iterable[mount_specs.Mount]:
         except ValueError as exc:
             raise ApiError(400, str(exc)) from None
         yield mount
+
+
+def _recursion(mount: mount_specs.Mount, binds: Fields) -> None:
+    """``BindOptions``' NonRecursive, ReadOnlyNonRecursive and ReadOnlyForceRecursive as
+    ``bind-recursive`` (disabled, writable, readonly), in dockerd's words when they
+    conflict."""
+    force = binds.flag("ReadOnlyForceRecursive")
+    top_only = binds.flag("ReadOnlyNonRecursive")
+    if top_only and force:
+        raise mount.error("mount options conflict: ReadOnlyNonRecursive && ReadOnlyForceRecursive")
+    for flag, name in ((top_only, "ReadOnlyNonRecursive"), (force, "ReadOnlyForceRecursive")):
+        if flag and not mount.read_only:
+            raise mount.error(f"options conflict: Writable && {name}")
+    if binds.flag("NonRecursive"):
+        mount.recursive = "disabled"
+    elif top_only or force:
+        mount.recursive = "writable" if top_only else "readonly"
 
 
 def _tmpfs(host: Fields) -> Iterable[str]:
@@ -1126,6 +1153,14 @@ def _tmpfs_mounts(cfg: ContainerConfig) -> list[tuple[str, str]]:
     return [(path, options) for path, options in found if _given_as_mount(cfg, path)]
 
 
+# Volume.recursive -> the BindOptions flag that asks for it.
+_BIND_RECURSION = {
+    "disabled": "NonRecursive",
+    "writable": "ReadOnlyNonRecursive",
+    "readonly": "ReadOnlyForceRecursive",
+}
+
+
 def _host_mounts(cfg: ContainerConfig) -> dict[str, list[dict[str, Any]]]:
     """``HostConfig.Mounts`` in the shape a client sends them, left out when there are none,
     as Docker leaves it."""
@@ -1139,8 +1174,12 @@ def _host_mounts(cfg: ContainerConfig) -> dict[str, list[dict[str, Any]]]:
             mount["ReadOnly"] = True
         if v.nocopy:
             mount["VolumeOptions"] = {"NoCopy": True}
-        if v.propagation:
-            mount["BindOptions"] = {"Propagation": v.propagation}
+        bind: dict[str, str | bool] = {"Propagation": v.propagation} if v.propagation else {}
+        bind |= {_BIND_RECURSION[v.recursive]: True} if v.recursive else {}
+        if bind:
+            mount["BindOptions"] = bind
+        if v.subpath:
+            mount["VolumeOptions"] = {**mount.get("VolumeOptions", {}), "Subpath": v.subpath}
         mounts.append(mount)
     for path, options in _tmpfs_mounts(cfg):
         mount = {"Type": "tmpfs", "Target": path}

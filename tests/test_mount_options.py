@@ -1,0 +1,225 @@
+"""Docker 25-26's mount options: ``bind-recursive`` (and the Engine API's BindOptions
+NonRecursive, ReadOnlyNonRecursive, ReadOnlyForceRecursive), ``bind-create-src`` and
+``volume-subpath`` (VolumeOptions.Subpath), through boxctl, the docker CLI and the API."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from daemon_harness import Daemon, running_daemon
+from docker_clients import api_call, needs_cli
+from docker_clients import docker as _docker
+
+from boxd._mounts import parse_mount
+
+
+def test_mount_option_forms() -> None:
+    m = parse_mount("type=bind,src=/s,dst=/d,ro,bind-recursive=writable")
+    assert m.volume_fields() == {
+        "host": "/s", "container": "/d", "read_only": True, "recursive": "writable",
+    }  # fmt: skip
+    assert parse_mount("type=bind,src=/s,dst=/d,bind-recursive=enabled").volume_fields() == {
+        "host": "/s", "container": "/d",
+    }  # fmt: skip
+    assert parse_mount("type=bind,src=/s,dst=/d,bind-recursive=disabled").recursive == "disabled"
+    m = parse_mount("type=bind,src=/s,dst=/d,ro,bind-recursive=readonly,bind-propagation=rprivate")
+    assert m.recursive == "readonly"
+    assert parse_mount("type=bind,src=/s,dst=/d,bind-create-src").create_source
+    assert not parse_mount("type=bind,src=/s,dst=/d,bind-create-src=false").create_source
+    m = parse_mount("type=volume,src=data,dst=/d,volume-subpath=./a//b/")
+    assert m.volume_fields() == {"host": "", "container": "/d", "volume": "data", "subpath": "a/b"}
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("type=bind,src=/s,dst=/x,bind-recursive=yes", "invalid value for bind-recursive: 'yes'"),
+        ("type=bind,src=/s,dst=/x,bind-recursive=writable", "writable needs readonly too"),
+        ("type=bind,src=/s,dst=/x,bind-recursive=readonly", "readonly needs readonly too"),
+        (
+            "type=bind,src=/s,dst=/x,ro,bind-recursive=readonly,bind-propagation=rslave",
+            "would not be read-only (use rprivate)",
+        ),
+        ("type=bind,src=/s,dst=/x,bind-nonrecursive", "use bind-recursive=disabled instead"),
+        ("type=bind,src=/s,dst=/x,bind-nonrecursive=1", "use bind-recursive=disabled instead"),
+        ("type=volume,src=v1,dst=/x,bind-recursive=disabled", "cannot mix 'bind-*' options"),
+        ("type=bind,src=/s,dst=/x,volume-subpath=a", "cannot mix 'volume-*' options"),
+        ("type=volume,src=v1,dst=/x,volume-subpath=/etc", "a relative path within the volume"),
+        ("type=volume,src=v1,dst=/x,volume-subpath=a/../..", "a relative path within the volume"),
+        ("type=volume,src=v1,dst=/x,volume-subpath=", "a relative path within the volume"),
+        ("type=volume,dst=/x,volume-subpath=a", "needs a named volume (src=NAME)"),
+        ("type=bind,src=/s,dst=/x,bind-create-src=perhaps", "invalid value for bind-create-src"),
+    ],
+)
+def test_bad_mount_options_are_named(text: str, words: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(words)):
+        parse_mount(text)
+
+
+@pytest.fixture(scope="module")
+def daemon() -> Iterator[Daemon]:
+    top = Path(tempfile.mkdtemp(prefix="boxd-mountopts-"))
+    try:
+        with running_daemon(top) as d:
+            yield d
+            ids = d.ctl("ps", "-a", "-q").stdout.split()
+            if ids:
+                d.ctl("rm", "-f", *ids, check=False)
+            d.ctl("volume", "prune", "-f", "-a", check=False)
+    finally:
+        shutil.rmtree(top)
+
+
+@pytest.fixture
+def nested(tmp_path: Path) -> Iterator[Path]:
+    """A host directory with a tmpfs mounted below it (``sub``)."""
+    top = tmp_path / "top"
+    (top / "sub").mkdir(parents=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(top / "sub")], check=True)
+    try:
+        (top / "sub" / "below").write_text("below\n")
+        yield top
+    finally:
+        subprocess.run(["umount", "-l", str(top / "sub")], check=True)
+
+
+# What a container sees of /x: whether the top and the tmpfs below are writable, and
+# whether the tmpfs is there at all.
+_PROBE = (
+    "touch /x/t 2>/dev/null && echo top-rw || echo top-ro; "
+    "test -e /x/sub/below || echo sub-absent; "
+    "touch /x/sub/s 2>/dev/null && echo sub-rw || echo sub-ro"
+)
+
+
+@pytest.mark.root
+@pytest.mark.parametrize(
+    ("options", "seen"),
+    [
+        ("ro", "top-ro sub-ro"),  # Docker 25: read-only below too
+        ("ro,bind-recursive=enabled", "top-ro sub-ro"),
+        ("ro,bind-recursive=writable", "top-ro sub-rw"),  # Docker 24's ro
+        ("ro,bind-recursive=readonly", "top-ro sub-ro"),
+        ("ro,bind-recursive=disabled", "top-ro sub-absent sub-ro"),  # an empty directory
+        ("bind-recursive=disabled", "top-rw sub-absent sub-rw"),
+        ("bind-recursive=enabled", "top-rw sub-rw"),
+    ],
+)
+def test_bind_recursive(daemon: Daemon, nested: Path, options: str, seen: str) -> None:
+    mount = f"type=bind,src={nested},dst=/x,{options}"
+    r = daemon.ctl("run", "--rm", "--mount", mount, "default", "sh", "-c", _PROBE)
+    assert r.stdout.split() == seen.split(), r.stderr
+
+
+@pytest.mark.root
+def test_bind_create_src(daemon: Daemon, tmp_path: Path) -> None:
+    source = tmp_path / "made" / "here"
+    mount = f"type=bind,src={source},dst=/x"
+    r = daemon.ctl("run", "--rm", "--mount", mount, "default", "true", check=False)
+    assert r.returncode == 125 and "bind source path does not exist" in r.stderr, r.stderr
+    assert not source.parent.exists()
+    daemon.ctl("run", "--rm", "--mount", f"{mount},bind-create-src", "default", "touch", "/x/f")
+    assert (source / "f").exists() and source.stat().st_mode & 0o777 == 0o755
+    (tmp_path / "file").write_text("a file\n")  # what exists is bound as it is
+    mount = f"type=bind,src={tmp_path}/file,dst=/f,bind-create-src"
+    assert daemon.ctl("run", "--rm", "--mount", mount, "default", "cat", "/f").stdout == "a file\n"
+
+
+@pytest.mark.root
+def test_volume_subpath(daemon: Daemon, tmp_path: Path) -> None:
+    fill = "mkdir -p /v/sub/deep; echo in-sub > /v/sub/f; echo top > /v/top; ln -s /etc /v/link"
+    daemon.ctl("run", "--rm", "-v", "shared:/v", "default", "sh", "-c", fill)
+    base = "type=volume,src=shared,dst=/m,volume-subpath="
+    r = daemon.ctl("run", "--rm", "--mount", base + "sub", "default", "sh", "-c",
+                   "ls /m; cat /m/f; echo new > /m/g")  # fmt: skip
+    assert r.stdout == "deep\nf\nin-sub\n"
+    out = daemon.ctl("run", "--rm", "-v", "shared:/v", "default", "cat", "/v/sub/g").stdout
+    assert out == "new\n"  # written into the volume's subdirectory
+    file = "type=volume,src=shared,dst=/etc/motd,volume-subpath=sub/f"  # a file alone
+    assert daemon.ctl("run", "--rm", "--mount", file, "default", "cat", "/etc/motd").stdout == (
+        "in-sub\n"
+    )
+    ro = daemon.ctl("run", "--rm", "--mount", base + "sub,ro", "default", "touch", "/m/x",
+                    check=False)  # fmt: skip
+    assert "Read-only file system" in ro.stderr
+    data = daemon.root / "volumes" / "shared" / "_data"
+    # A symlink is not followed on the way (it could lead out of the volume), and a
+    # missing subpath fails the start, in Docker's words, with exit 125.
+    for subpath, why in (("link", "a symlink on the way"), ("nope", "No such file")):
+        r = daemon.ctl("run", "--rm", "--mount", base + subpath, "default", "true", check=False)
+        assert r.returncode == 125, r.stderr
+        assert f"cannot access path {data}/{subpath}: {why}" in r.stderr
+    # What a start finds is looked up at that start: a directory swapped for a symlink to
+    # the host's /etc after the create is refused, not followed.
+    daemon.ctl("create", "--name", "later", "--mount", base + "sub/deep", "default", "ls", "/m")
+    shutil.rmtree(data / "sub" / "deep")
+    (data / "sub" / "deep").symlink_to("/etc")
+    r = daemon.ctl("start", "-a", "later", check=False)
+    assert r.returncode != 0 and "a symlink on the way" in r.stderr, r.stderr
+    # cp into a stopped container writes into the subpath, as its mount would.
+    (data / "sub" / "deep").unlink()
+    (data / "sub" / "deep").mkdir()
+    (tmp_path / "copied").write_text("copied\n")
+    daemon.ctl("cp", str(tmp_path / "copied"), "later:/m/copied")
+    assert (data / "sub" / "deep" / "copied").read_text() == "copied\n"
+    assert daemon.ctl("start", "-a", "later").stdout == "copied\n"
+    config = daemon.inspect("later")["config"]["volumes"]
+    assert [(v["volume"], v["subpath"]) for v in config] == [("shared", "sub/deep")]
+    daemon.ctl("rm", "later")
+    daemon.ctl("volume", "rm", "shared")
+
+
+@pytest.mark.root
+@needs_cli
+def test_docker_cli_mount_options(daemon: Daemon, nested: Path) -> None:
+    daemon.ctl("run", "--rm", "-v", "dvol:/v", "default", "sh", "-c", "mkdir /v/a; echo a > /v/a/f")
+    r = _docker(daemon, "run", "--rm", "--mount", "type=volume,src=dvol,dst=/m,volume-subpath=a",
+                "default", "cat", "/m/f")  # fmt: skip
+    assert (r.returncode, r.stdout) == (0, "a\n"), r.stderr
+    mount = f"type=bind,src={nested},dst=/x,ro,bind-recursive=writable"
+    r = _docker(daemon, "run", "--rm", "--mount", mount, "default", "sh", "-c", _PROBE)
+    assert r.stdout.split() == ["top-ro", "sub-rw"], r.stderr
+    mount = f"type=bind,src={nested},dst=/x,bind-recursive=disabled"
+    r = _docker(daemon, "create", "--name", "shown", "--mount", mount, "--mount",
+                "type=volume,src=dvol,dst=/m,volume-subpath=a", "default", "true")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    r = _docker(daemon, "inspect", "-f", "{{json .HostConfig.Mounts}}", "shown")
+    assert json.loads(r.stdout) == [
+        {"Type": "bind", "Source": str(nested), "Target": "/x",
+         "BindOptions": {"NonRecursive": True}},
+        {"Type": "volume", "Source": "dvol", "Target": "/m", "VolumeOptions": {"Subpath": "a"}},
+    ]  # fmt: skip
+    _docker(daemon, "rm", "shown")
+    # A client of API 1.43 had read-only binds read-only at the top only: dockerd keeps
+    # that for it, and refuses what it could not have asked for.
+    old = "/v1.43/containers/create"
+    body = {"Image": "default", "Cmd": ["sh", "-c", _PROBE],
+            "HostConfig": {"Binds": [f"{nested}:/x:ro"]}}  # fmt: skip
+    status, _, data = api_call(daemon, "POST", old, json.dumps(body).encode())
+    assert status == 201, data
+    cid = json.loads(data)["Id"]
+    assert daemon.ctl("start", "-a", cid).stdout.split() == ["top-ro", "sub-rw"]
+    daemon.ctl("rm", cid)
+    forced = {"Type": "bind", "Source": str(nested), "Target": "/x", "ReadOnly": True,
+              "BindOptions": {"ReadOnlyForceRecursive": True}}  # fmt: skip
+    body = {"Image": "default", "HostConfig": {"Mounts": [forced]}}
+    status, _, data = api_call(daemon, "POST", old, json.dumps(body).encode())
+    assert status == 400 and b"ReadOnlyForceRecursive needs API 1.44" in data, data
+    for options, words in (
+        ({"ReadOnlyNonRecursive": True, "ReadOnlyForceRecursive": True},
+         "mount options conflict: ReadOnlyNonRecursive && ReadOnlyForceRecursive"),
+        ({"ReadOnlyNonRecursive": True}, "options conflict: Writable && ReadOnlyNonRecursive"),
+    ):  # fmt: skip
+        spec = {"Type": "bind", "Source": str(nested), "Target": "/x", "BindOptions": options,
+                "ReadOnly": "ReadOnlyForceRecursive" in options}  # fmt: skip
+        body = {"Image": "default", "HostConfig": {"Mounts": [spec]}}
+        status, _, data = api_call(daemon, "POST", "/containers/create", json.dumps(body).encode())
+        assert status == 400 and words.encode() in data, data
+    _docker(daemon, "volume", "rm", "dvol")
