@@ -38,18 +38,20 @@ API_SOCKET = "/var/run/docker.sock"  # where --use-api-socket binds it, as the d
 
 def run_mounts(args: Args) -> dict[str, Any]:
     """``-v``, ``--mount`` and ``--volumes-from`` as ContainerConfig fields (``volumes``,
-    extra ``tmpfs`` specs, ``mount_points``, ``binds`` and ``declared_volumes`` (the -v
-    with a source and the paths of those without, as the docker CLI sends them),
-    ``volumes_from``).  A ``--mount`` with ``volume-label``s creates its named volume
-    first (with those labels), as Docker's create does."""
+    extra ``tmpfs`` specs, ``image_mounts``, ``mount_points``, ``binds`` and
+    ``declared_volumes`` (the -v with a source and the paths of those without, as the
+    docker CLI sends them), ``volumes_from``).  A ``--mount`` with ``volume-label``s
+    creates its named volume first (with those labels), as Docker's create does."""
     volumes: list[dict[str, Any]] = []
     tmpfs: list[str] = []
     labelled: list[Mount] = []  # a new volume's labels and options
     points: list[str] = []
     binds: list[str] = []
     declared: list[str] = []
+    images: list[dict[str, str]] = []
     found = {"volumes": volumes, "tmpfs": tmpfs, "mount_points": points, "binds": binds,
-             "declared_volumes": declared, "volumes_from": args.volumes_from}  # fmt: skip
+             "declared_volumes": declared, "volumes_from": args.volumes_from,
+             "image_mounts": images}  # fmt: skip
     if args.volume_driver not in (None, "local"):  # dockerd's NotFound of a plugin
         raise CliError(f"volume driver {args.volume_driver!r} not found: the one driver is local")
     specs = list(args.volume)
@@ -81,6 +83,9 @@ def run_mounts(args: Args) -> dict[str, Any]:
             volumes.append(fields)
         for text in args.mount:
             mount = _mounts.parse_mount(text)
+            if mount.type == "image":  # always given as a mount: not one of mount_points
+                images.append(mount.image_fields())
+                continue
             points.append(mount.target)
             if mount.type == "tmpfs":
                 tmpfs.append(mount.tmpfs_spec())

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from ._records import ContainerConfig as ContainerConfig
     from ._records import ContainerState as ContainerState
     from ._records import DeviceRate as DeviceRate
+    from ._records import ImageMount as ImageMount
     from ._records import Resources as Resources
     from ._records import RestartPolicy as RestartPolicy
     from ._records import RunSummary as RunSummary
@@ -47,6 +48,7 @@ _EXPORTS = {
     "ContainerConfig": "_records",
     "ContainerState": "_records",
     "DeviceRate": "_records",
+    "ImageMount": "_records",
     "Resources": "_records",
     "RestartPolicy": "_records",
     "RunSummary": "_records",

@@ -6,7 +6,8 @@ first use); no SOURCE makes an anonymous volume (``-v /data``, ``-v /data:ro``).
 
 ``--mount type=bind|volume|tmpfs,src=..,dst=..,...`` is one CSV record (quotes as in
 Docker's csv reader): its keys and their values are checked here, and a bad one is named.
-A bind's ``bind-recursive`` and a volume's ``volume-subpath`` are Docker 25's and 26's.
+A bind's ``bind-recursive`` and a volume's ``volume-subpath`` are Docker 25's and 26's,
+``type=image`` (with ``image-subpath``) Docker 28's and Podman's.
 
 Imported by boxctl: only the standard library, nothing slow.
 """
@@ -140,13 +141,14 @@ class Mount:
             )
         self.recursive = RECURSIVE[value]
 
-    def set_subpath(self, value: str) -> None:
-        """``volume-subpath``: a path inside the volume (Go's ``filepath.IsLocal``, as
-        Docker's daemon checks it: relative, not climbing out, not empty)."""
+    def set_subpath(self, value: str, kind: str = "volume") -> None:
+        """``volume-subpath`` (``image-subpath``): a path inside the volume (image), as
+        Go's ``filepath.IsLocal`` and Docker's daemon check it: relative, not climbing
+        out, not empty."""
         clean = posixpath.normpath(value) if value else ""
         if not value or value.startswith("/") or clean == ".." or clean.startswith("../"):
             raise self.error(
-                f"volume-subpath {value!r}: subpath must be a relative path within the volume"
+                f"{kind}-subpath {value!r}: subpath must be a relative path within the {kind}"
             )
         self.subpath = clean
 
@@ -170,8 +172,10 @@ class Mount:
 
     def check(self) -> None:
         """The whole mount, once every key is read (Docker's daemon-side rules)."""
-        if self.type not in ("bind", "volume", "tmpfs"):
-            raise self.error(f"type {self.type!r} is not supported (use bind, volume or tmpfs)")
+        if self.type not in ("bind", "volume", "tmpfs", "image"):
+            raise self.error(
+                f"type {self.type!r} is not supported (use bind, volume, tmpfs or image)"
+            )
         for family in self.given:
             if family != self.type:
                 raise self.error(f"cannot mix '{family}-*' options with mount type '{self.type}'")
@@ -189,6 +193,8 @@ class Mount:
             raise self.error("volume-label and volume-opt need a named volume (src=NAME)")
         if self.type == "tmpfs" and self.source:
             raise self.error("type=tmpfs takes no source")
+        if self.type == "image" and not self.source:
+            raise self.error("type=image needs an image (src= or source=)")
         if self.subpath and not self.source:
             raise self.error("volume-subpath needs a named volume (src=NAME), not an anonymous one")
         if self.recursive in ("writable", "readonly") and not self.read_only:
@@ -217,6 +223,11 @@ class Mount:
         if self.subpath:
             fields["subpath"] = self.subpath
         return fields
+
+    def image_fields(self) -> dict[str, str]:
+        """An image mount as an :class:`boxd.ImageMount`'s fields (always read-only)."""
+        fields = {"image": self.source, "target": self.target}
+        return {**fields, "subpath": self.subpath} if self.subpath else fields
 
     def tmpfs_spec(self) -> str:
         """A tmpfs as ``--tmpfs`` takes it."""
@@ -299,6 +310,9 @@ def parse_mount(text: str) -> Mount:
                 mount.set_driver(value)
             else:
                 mount.set_volume_opt(value)
+        elif key == "image-subpath":
+            mount.given.add("image")
+            mount.set_subpath(value, "image")
         elif key in ("tmpfs-size", "tmpfs-mode"):
             mount.given.add("tmpfs")
             if key == "tmpfs-size":

@@ -25,7 +25,7 @@ from ._devices import DeviceRule
 from ._hosts import hosts_lines
 from ._native import MountKind, MountOp, Namespace, Rlimit, SpawnPlan
 from ._netconfig import EtcNetwork
-from ._records import Container, ContainerConfig
+from ._records import Container, ContainerConfig, ImageMount
 from ._rootfs import (
     MS_BIND,
     MS_NODEV,
@@ -34,6 +34,7 @@ from ._rootfs import (
     container_dirs,
     container_mounts,
     id_mapped_layers,
+    image_sources,
     look_up,
     read_container_file,
 )
@@ -296,7 +297,8 @@ class Prepared:
     there (/etc/passwd and /etc/group read already); ``known``: what the lookups of the
     mount table's usual targets found (the table looks up any other itself); ``devices``
     and ``device_rules``: :func:`boxd._devicemap.for_start`'s (``--privileged`` walks the
-    host's /dev: ~0.5 ms)."""
+    host's /dev: ~0.5 ms); ``image_mounts``: each image mount's target and what
+    :func:`boxd._rootfs.image_sources` found for it."""
 
     def __init__(
         self,
@@ -304,17 +306,24 @@ class Prepared:
         known: dict[str, os.stat_result | None],
         devices: Sequence[_devicemap.HostDevice] = (),
         device_rules: tuple[DeviceRule, ...] = (),
+        image_mounts: Sequence[tuple[str, tuple[str, ...]]] = (),
     ) -> None:
         self._read = read
         self.known = known
         self.devices = devices
         self.device_rules = device_rules
+        self.image_mounts = image_mounts
 
     def __call__(self, path: str) -> bytes | None:
         return self._read(path)
 
 
-def prepare(container: Container, image: Image, container_dir: Path) -> Prepared:
+def prepare(
+    container: Container,
+    image: Image,
+    container_dir: Path,
+    mounted: Sequence[tuple[ImageMount, tuple[str, ...]]] = (),
+) -> Prepared:
     """The file system work of a start, for a worker thread before :func:`build`: system
     calls with the GIL released (a new inode takes a quarter to a third of a millisecond
     on an ext4 without a journal, which skips recently freed ones).  Makes the
@@ -322,7 +331,8 @@ def prepare(container: Container, image: Image, container_dir: Path) -> Prepared
     /etc/group (for its user and groups) and looks up where
     its mounts go (its layers, /proc, /sys, /dev, /etc/hostname, /etc/hosts, /.dockerenv,
     the working directory and the volumes: what the mount table resolves, so the event
-    loop's step that builds it makes no system calls for them)."""
+    loop's step that builds it makes no system calls for them), and finds what its image
+    mounts (``mounted``: each with its image's layers) show."""
     config = container.config
     known: dict[str, os.stat_result | None] = {}
     read = functools.cache(
@@ -334,11 +344,13 @@ def prepare(container: Container, image: Image, container_dir: Path) -> Prepared
     targets = [layer.target for layer in image.layers]
     targets += ("/proc", "/sys", "/dev", "/etc/hostname", "/etc/hosts", DOCKERENV, config.workdir)
     targets += (v.container for v in config.volumes)
+    targets += (m.target for m, _ in mounted)
     look_up(image, container_dir, targets, known)
+    images = [(m.target, image_sources(lowers, m.subpath)) for m, lowers in mounted]
     devices, rules = _devicemap.for_start(
         config.devices, config.device_cgroup_rules, privileged=config.security.privileged
     )
-    return Prepared(read, known, devices, rules)
+    return Prepared(read, known, devices, rules, images)
 
 
 async def build(
@@ -376,6 +388,7 @@ async def build(
         shm_size=config.shm_size,
         shm=_nsmodes.own_shm(config.ipc_mode),
         volumes=config.volumes,
+        image_mounts=read.image_mounts,
         files={**etc_files(container, net), DOCKERENV: ""},
         workdir=config.workdir,
         id_map=id_range() if config.userns else None,

@@ -151,6 +151,19 @@ class Volume:
 
 
 @attrs.frozen
+class ImageMount:
+    """Another image's files, read-only, at ``target`` (``--mount type=image``, Docker 28's
+    and Podman's): ``image`` as given, ``image_id`` the stored image it named at create
+    (the one mounted, whatever the name means later), ``subpath`` one of its directories
+    or files alone (relative, no symlink on the way)."""
+
+    image: str
+    target: str
+    image_id: str = ""
+    subpath: str = ""
+
+
+@attrs.frozen
 class Ulimit:
     """A resource limit (``--ulimit nofile=1024:2048``); -1 is unlimited."""
 
@@ -255,6 +268,7 @@ class ContainerConfig:
     ipc_mode: str = ""
     uts_mode: str = ""
     volumes: tuple[Volume, ...] = ()
+    image_mounts: tuple[ImageMount, ...] = ()
     # The container paths of the volumes and tmpfs given as mounts (--mount, the Engine
     # API's HostConfig.Mounts) rather than as -v and --tmpfs (Binds, Tmpfs): inspect shows
     # each as it was given.
@@ -323,6 +337,13 @@ class ContainerConfig:
 
     def __attrs_post_init__(self) -> None:
         validate_config(self)
+
+    @property
+    def image_ids(self) -> frozenset[str]:
+        """The stored images it uses (keeps from removal and pruning): its own and those
+        of its image mounts."""
+        mounted = [m.image_id for m in self.image_mounts]
+        return frozenset([i for i in (self.image_id, *mounted) if i])
 
 
 @attrs.frozen
@@ -410,6 +431,19 @@ def check_volume(v: Volume) -> None:
         raise invalid("volumes", what, "nocopy is for named volumes, not host paths")
 
 
+def check_image_mount(m: ImageMount) -> None:
+    what = f"type=image,source={m.image},target={m.target}"
+    if not m.image or "\0" in what:
+        raise invalid("image_mounts", what, "needs an image (source=IMAGE), without NUL bytes")
+    if not m.target.startswith("/"):
+        raise invalid("image_mounts", what, f"{m.target!r} is not an absolute path")
+    if not m.target.strip("/"):
+        raise invalid("image_mounts", what, _ON_ROOT)
+    clean = posixpath.normpath(m.subpath) if m.subpath else ""
+    if m.subpath and (m.subpath.startswith("/") or clean == ".." or clean.startswith("../")):
+        raise invalid("image_mounts", what, f"image-subpath {m.subpath!r} leaves the image")
+
+
 # The option of `boxctl run` (and of `docker run`) that sets each field of a configuration:
 # a refused value is named as its user typed it, not by its place in a record.
 OPTIONS = {
@@ -424,6 +458,7 @@ OPTIONS = {
     "volumes": "--volume",
     "volumes_from": "--volumes-from",
     "mount_points": "--mount",
+    "image_mounts": "--mount",
     "declared_volumes": "--volume",
     "tmpfs": "--tmpfs",
     "shm_size": "--shm-size",
@@ -790,9 +825,14 @@ def validate_config(config: ContainerConfig) -> None:
         if not parse_tmpfs(spec)[0].strip("/"):
             raise invalid("tmpfs", spec, _ON_ROOT)
     points += [posixpath.normpath(parse_tmpfs(spec)[0]) for spec in config.tmpfs]
+    for m in config.image_mounts:
+        check_image_mount(m)
+    points += [posixpath.normpath(m.target) for m in config.image_mounts]
     for point in points:
         if points.count(point) > 1:
-            raise ValueError(f"duplicate mount point {point}: a volume or --tmpfs is there twice")
+            raise ValueError(
+                f"duplicate mount point {point}: a volume, image or --tmpfs is there twice"
+            )
     for path in config.declared_volumes:
         if not path.startswith("/"):
             raise invalid("declared_volumes", path, "is not an absolute path")

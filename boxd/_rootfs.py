@@ -746,6 +746,49 @@ class _Table:
         self.ops.append(MountOp(kind, path, source, fstype, flags, data, mode, dev))
 
 
+def image_sources(lowers: Sequence[str], subpath: str) -> tuple[str, ...]:
+    """What overlayfs shows at ``subpath`` of the image layers ``lowers`` (top-most first):
+    the directories it merges there, top-most first, or the one file (``lowers`` for no
+    subpath).  A layer's whiteout or opaque directory hides what is below it, as in the
+    container's own root.  ValueError naming the path where nothing is, or where a symlink
+    is on the way: none is followed, as Docker's daemon follows none in a subpath."""
+    if not subpath:
+        return tuple(lowers)
+    from ._images.archive import lower_dirs
+
+    dirs = list(lowers)
+    parts = subpath.split("/")
+    for depth, name in enumerate(parts, 1):
+        found: list[str] = []
+        if lower_dirs(dirs, name, found) is None:
+            path, st = _top_entry(dirs, name)
+            if st is not None and stat.S_ISREG(st.st_mode) and depth == len(parts):
+                return (path,)
+            why = "no such file or directory"
+            if st is not None and stat.S_ISLNK(st.st_mode):
+                why = "a symlink on the way, which is not followed"
+            elif st is not None and depth < len(parts):
+                why = "not a directory"
+            raise ValueError(
+                f"image-subpath {subpath!r}: cannot access path /{'/'.join(parts[:depth])}"
+                f" of the image: {why}"
+            )
+        dirs = found
+    return tuple(dirs)
+
+
+def _top_entry(dirs: Sequence[str], name: str) -> tuple[str, os.stat_result | None]:
+    """The top-most layer's ``name`` among ``dirs`` and its lstat (None: none, or a
+    whiteout)."""
+    for directory in dirs:
+        path = f"{directory}/{name}"
+        with contextlib.suppress(FileNotFoundError):
+            st = os.lstat(path)
+            whiteout = stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
+            return path, None if whiteout else st
+    return "", None
+
+
 # A subpath's lookup in its volume: below it, no symlink followed (moby's safepath).
 _SUBPATH_RESOLVE = 0x08 | 0x04 | 0x02  # RESOLVE_BENEATH, _NO_SYMLINKS, _NO_MAGICLINKS
 
@@ -923,6 +966,7 @@ def container_mounts(
     shm_size: int | None = None,
     shm: bool = True,
     volumes: Sequence[Volume] = (),
+    image_mounts: Sequence[tuple[str, tuple[str, ...]]] = (),
     files: Mapping[str, str] | None = None,
     workdir: str = "/",
     extra: Sequence[MountOp] = (),
@@ -946,7 +990,9 @@ def container_mounts(
     64 MiB; without ``shm`` an empty directory: Docker's ``--ipc none``, or where ``--ipc
     host`` or ``container:NAME`` mounts theirs; none either under a volume or tmpfs of the
     user's there), /dev/mqueue;
-    the volumes; the tmpfs mounts (``--tmpfs`` specs); ``files``
+    the volumes; the image mounts (``image_mounts``: target, and what
+    :func:`image_sources` found: read-only, an overlay of several directories or a bind of
+    one directory or file); the tmpfs mounts (``--tmpfs`` specs); ``files``
     (container path -> contents, written into the container's upper layer: its own
     /etc/hostname and /etc/hosts); the directories of ``workdir``; read-only remounts of
     the overlays when ``read_only_root``; then ``extra``.  Without ``standard``: no /proc,
@@ -1070,10 +1116,42 @@ def container_mounts(
             data=tmpfs_data,
         )
 
-    # Volumes and tmpfs mounts together, the shallower first (a stable sort on the depth
-    # of the path given, Docker's sortMounts): one below another lands in it, not under it.
+    def add_image(target: str, sources: tuple[str, ...]) -> None:
+        path = table.resolve(_container_path(target, "image"))
+        _container_path(path, f"image mount {target} (in the image)")
+        mount_paths.add(path)
+        flags = MS_NOSUID | MS_NODEV
+        if len(sources) == 1:  # one layer (overlay takes two at least), or a file
+            if os.path.isdir(sources[0]):
+                table.mkdirs(path)
+            else:
+                table.mkdirs(posixpath.dirname(path))
+                table.add(MountKind.MKFILE, path, mode=0o644)
+            table.add(MountKind.MOUNT, path, source=sources[0], flags=MS_BIND)
+            table.add(MountKind.REMOUNT_RO, path, flags=flags)
+            return
+        table.mkdirs(path)
+        # Lower directories only: a read-only overlay (named relative to their common
+        # parent when the full paths would not fit overlay's page, as the root's are).
+        data = f"lowerdir={':'.join(sources)}{_OVERLAY_OPTIONS}"
+        if len(data) >= _PAGE:
+            parent = os.path.commonpath(sources)
+            names = [os.path.relpath(d, parent) for d in sources]
+            data = f"lowerdir={':'.join(names)}{_OVERLAY_OPTIONS}"
+            if len(data) >= _PAGE:
+                raise ImageError(f"image mount {target}: too many layers for one overlay mount")
+            table.add(MountKind.CHDIR, "/", source=parent)
+        table.add(
+            MountKind.MOUNT, path, source="overlay", fstype="overlay", flags=MS_RDONLY | flags,
+            data=data,
+        )  # fmt: skip
+
+    # Volumes, image mounts and tmpfs mounts together, the shallower first (a stable sort
+    # on the depth of the path given, Docker's sortMounts): one below another lands in
+    # it, not under it.
     user_mounts = [
         *[(volume.container, functools.partial(add_volume, volume)) for volume in volumes],
+        *[(target, functools.partial(add_image, target, found)) for target, found in image_mounts],
         *[(spec.partition(":")[0], functools.partial(add_tmpfs, spec)) for spec in tmpfs],
     ]
     for _, add in sorted(user_mounts, key=lambda m: posixpath.normpath(m[0]).count("/")):

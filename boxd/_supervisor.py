@@ -56,7 +56,7 @@ from ._cgroup import (
 from ._diff import Change
 from ._events import Events
 from ._healthcheck import active as active_healthcheck
-from ._images.config import apply_image_config, rootfs_of
+from ._images.config import apply_image_config, is_default, rootfs_of
 from ._images.registry import Credentials
 from ._images.store import ImageStore
 from ._images.unpack import LayerError
@@ -96,6 +96,7 @@ from ._records import (
     STOP_TIMEOUT,
     Container,
     ContainerConfig,
+    ImageMount,
     Resources,
     RestartName,
     RestartPolicy,
@@ -116,6 +117,7 @@ from ._rootfs import (
     ImageError,
     container_dirs_at,
     container_uppers,
+    image_sources,
     is_file_at,
     layer_dirs,
     own_file_at,
@@ -285,6 +287,13 @@ def _check_volume_sources(config: ContainerConfig) -> None:
                 f'invalid mount config for type "bind": bind source path does not exist: {v.host}'
             )
         raise invalid("volumes", f"{v.host}:{v.container}", f"{v.host} does not exist")
+
+
+# An image mount of the image default (or of one built on it, or of a root directory).
+_HOST_FILES = (
+    "type=image mount at {}: {} shows the host's own directories, not an image's layers:"
+    " bind the host's path with type=bind,readonly instead"
+)
 
 
 class Supervisor:
@@ -644,6 +653,38 @@ class Supervisor:
         if image != "default" and not image.startswith("/"):
             await self.unpacks.ready(self.images.lookup(image), image)
 
+    async def _resolve_image_mounts(self, config: ContainerConfig) -> ContainerConfig:
+        """``--mount type=image``: each image named is a stored one (not pulled for it, as
+        by Docker), its layers unpacked, its id kept, and its subpath there (looked up
+        again at each start, as the file system work of a start is)."""
+        if not config.image_mounts:
+            return config
+        if config.userns:
+            raise ValueError(
+                "type=image mounts are not supported with --isolate-user: the image's files"
+                " would show no owner the container's users map to"
+            )
+        mounts = []
+        for given in config.image_mounts:
+            if is_default(given.image) or given.image.startswith("/"):
+                raise ValueError(_HOST_FILES.format(given.target, given.image))
+            try:
+                record = self.images.lookup(given.image)
+            except LookupError as exc:
+                raise ValueError(f"type=image mount at {given.target}: {exc}") from None
+            await self.unpacks.ready(record, given.image)
+            m = attrs.evolve(given, image_id=record.id)
+            await trio.to_thread.run_sync(image_sources, self._mounted_image(m), m.subpath)
+            mounts.append(m)
+        return attrs.evolve(config, image_mounts=tuple(mounts))
+
+    def _mounted_image(self, m: ImageMount) -> tuple[str, ...]:
+        """The layer directories, top-most first, of the image an image mount names."""
+        image = self._image(m.image, m.image_id)
+        if len(image.layers) != 1:  # over default: host directories at several places
+            raise ValueError(_HOST_FILES.format(m.target, f"{m.image} is built on default, which"))
+        return image.layers[0].lowers
+
     def _check_workdir(self, container: Container, image: Image) -> None:
         """Refuse a working directory that is, or is below, a file of the image, at the
         create, as Docker's create fails making it (the start's chdir would)."""
@@ -666,6 +707,7 @@ class Supervisor:
         self._check_open()
         await self.give_space_back()
         await self._layers_ready(config.image)
+        config = await self._resolve_image_mounts(config)
         container, image = self._new(config, name, starts=starts)
         try:
             self._check_workdir(container, image)
@@ -1297,6 +1339,7 @@ class Supervisor:
         entry.recorded = trio.Event()
         try:
             image = image or self._image(c.config.image, c.config.image_id)
+            mounted = [(m, self._mounted_image(m)) for m in c.config.image_mounts]
             if c.config.log_driver in SENDING_DRIVERS:
                 entry.sender = await self._line_sender(c, fail=adoption is None)
             if adoption is None:
@@ -1307,7 +1350,12 @@ class Supervisor:
             # The start's file system work in one worker thread (not a cancel point).
             with trio.CancelScope(shield=True):
                 read = await trio.to_thread.run_sync(
-                    self._prepare_run, entry, image, adoption, limiter=self._prepare_limiter
+                    self._prepare_run,
+                    entry,
+                    image,
+                    adoption,
+                    mounted,
+                    limiter=self._prepare_limiter,
                 )
             if self._spare_demand:
                 self._trash.set()  # spares for the next start, at the next pause
@@ -1497,12 +1545,16 @@ class Supervisor:
         return sender
 
     def _prepare_run(
-        self, entry: _Entry, image: Image, adoption: Adoption | None
+        self,
+        entry: _Entry,
+        image: Image,
+        adoption: Adoption | None,
+        mounted: Sequence[tuple[ImageMount, tuple[str, ...]]],
     ) -> _plan.Prepared | None:
         """A run's new inodes and reads, for a worker thread (see _plan.prepare): at its
         first start the container's directory (made here for `run`), the log's and the log
         file; for a new process the record's spares and what _plan.prepare makes and reads
-        (None: adopted)."""
+        (None: adopted); ``mounted``: its image mounts and their images' layers."""
         c = entry.container
         cdir = self.store.container_dir(c.id)
         cfg = c.config
@@ -1528,7 +1580,7 @@ class Supervisor:
             return None
         (cdir / COMMIT_PAUSE).unlink(missing_ok=True)  # a commit's of a run before, ended
         self.store.make_spares(c.id)
-        return _plan.prepare(c, image, cdir)
+        return _plan.prepare(c, image, cdir, mounted)
 
     def _dismantle_later(self, entry: _Entry, cgroup: Cgroup, mount_ns: int) -> None:
         """Remove a run's cgroup after its end is recorded, so that ``wait`` returns
@@ -2102,7 +2154,7 @@ class Supervisor:
             # Images retired by `rmi -f` while stopped containers used them go with the
             # last of those containers.
             async with self.images_lock:
-                used = {e.container.config.image_id for e in self._entries.values()}
+                used = {i for e in self._entries.values() for i in e.container.config.image_ids}
                 keep = frozenset(self._puller.active if self._puller else ())
                 await trio.to_thread.run_sync(self.images.collect, used, keep)
 

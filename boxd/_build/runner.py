@@ -353,7 +353,7 @@ class Builder:
         container kept after a failed step keeps its image as ``rmi -f`` does).  One that
         cannot be (a full disk refuses the retired record) stays, an untagged image
         ``image prune`` removes; the build's own outcome is what its client is told."""
-        used = {c.config.image_id for c in self.sup.list(all=True)}
+        used = {i for c in self.sup.list(all=True) for i in c.config.image_ids}
         for image_id in self.made:
             try:
                 record = self.store.get(image_id)

@@ -52,7 +52,7 @@ from .._units import (
     format_log_size,
     log_option,
 )
-from ._http import ApiError
+from ._http import API_VERSION, ApiError
 
 if TYPE_CHECKING:  # the network verbs' module is loaded by their first use
     from .._netserver import NetworkInfo
@@ -799,6 +799,12 @@ def _api_mounts(host: Fields) -> Iterable[mount_specs.Mount]:
         mount = mount_specs.Mount(m.path, option="mount")
         try:
             mount.type = (m.text("Type") or "volume").lower()
+            if mount.type == "image":  # moby's words; boxd's API is older
+                raise ApiError(
+                    400,
+                    'Mount type "Image" needs API v1.48 or newer (this daemon serves up to'
+                    f" {API_VERSION}: boxctl run --mount type=image takes it)",
+                )
             mount.source = m.text("Source")
             mount.target = m.text("Target")
             mount.read_only = m.flag("ReadOnly")
@@ -1181,6 +1187,11 @@ def _host_mounts(cfg: ContainerConfig) -> dict[str, list[dict[str, Any]]]:
         if v.subpath:
             mount["VolumeOptions"] = {**mount.get("VolumeOptions", {}), "Subpath": v.subpath}
         mounts.append(mount)
+    for m in cfg.image_mounts:
+        image: dict[str, Any] = {"Type": "image", "Source": m.image, "Target": m.target}
+        if m.subpath:
+            image["ImageOptions"] = {"Subpath": m.subpath}
+        mounts.append(image)
     for path, options in _tmpfs_mounts(cfg):
         mount = {"Type": "tmpfs", "Target": path}
         tmpfs: dict[str, int] = {}
@@ -1243,6 +1254,11 @@ def _mounts(c: Container) -> list[dict[str, Any]]:
             Propagation="" if v.volume else v.propagation or "rprivate",
         )
         rows.append(row)
+    for m in c.config.image_mounts:  # as dockerd lists them, but for the layer's path
+        rows.append(
+            {"Type": "image", "Name": m.image, "Source": "", "Destination": m.target,
+             "Mode": "", "RW": False, "Propagation": "rprivate"}
+        )  # fmt: skip
     for path, options in _tmpfs_mounts(c.config):  # a --tmpfs is not listed, as by Docker
         read_only = "ro" in options.split(",")
         path = mount_specs.clean_path(path)

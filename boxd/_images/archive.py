@@ -745,7 +745,7 @@ class _Walk:
             if _opaque(sub, self.upper.opaque):
                 self.write(tarfile.TarInfo(f"{path}/{OPAQUE}"))
             else:
-                lower = _lower_dirs(below, name, subs)
+                lower = lower_dirs(below, name, subs)
             self.directory(sub, subs, f"{path}/")
         finally:
             os.close(sub)
@@ -759,7 +759,7 @@ class _Walk:
                 self.write(info)
 
 
-def _lower_dirs(below: list[str], name: str, found: list[str]) -> os.stat_result | None:
+def lower_dirs(below: list[str], name: str, found: list[str]) -> os.stat_result | None:
     """The directories ``name`` of the lower directories ``below`` that overlay merges,
     into ``found`` (down to a lower where it is no directory or is opaque); what the
     top-most of them is (None: no lower has it, or not as a directory).  Each is checked

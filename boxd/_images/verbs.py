@@ -195,7 +195,7 @@ class ImageVerbs:
     def _users(self, record: ImageRecord) -> list[str]:
         if record.id == DEFAULT_ID:
             return [c.name for c in self.sup.list(all=True) if c.config.image == DEFAULT]
-        return [c.name for c in self.sup.list(all=True) if c.config.image_id == record.id]
+        return [c.name for c in self.sup.list(all=True) if record.id in c.config.image_ids]
 
     def _config_of(self, record: ImageRecord) -> dict[str, Any]:
         with contextlib.suppress(OSError, ValueError):
@@ -335,7 +335,7 @@ class ImageVerbs:
             name = str(ref) if ref.digest is None else f"{ref.name}@{ref.digest}"
             if name in (*record.repo_tags, *record.repo_digests):
                 by_ref = name
-        users = [c for c in self.sup.list(all=True) if c.config.image_id == record.id]
+        users = [c for c in self.sup.list(all=True) if record.id in c.config.image_ids]
         running = [c for c in users if c.state.status in LIVE]
         single = _single_reference(record)
         untagged: tuple[str, ...] = ()
@@ -671,7 +671,7 @@ class ImageVerbs:
         one that others were committed from; as Docker's, the untagged images that a
         deleted one was committed from go too (see :meth:`_prune_parents`), and with
         ``all`` a tagged one once its children went (passes until one deletes nothing)."""
-        used = {c.config.image_id for c in self.sup.list(all=True)}
+        used = {i for c in self.sup.list(all=True) for i in c.config.image_ids}
         only = _prune.parse(req.filters, time.time())
         untagged: list[str] = []
         deleted: list[str] = []
@@ -705,7 +705,7 @@ class ImageVerbs:
     async def df(self, conn: Sender, _: SystemDfRequest) -> None:
         """Disk use, the built-in image counted among the images (as the lists show it)."""
         containers = self.sup.list(all=True)
-        used = {c.config.image_id for c in containers}
+        used = {i for c in containers for i in c.config.image_ids}
         used |= {DEFAULT_ID for c in containers if c.config.image == DEFAULT}
         records = [*self.store.images(), default_record()]
         await self.sup.unpacks.settled(records)
