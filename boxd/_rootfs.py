@@ -25,7 +25,7 @@ import posixpath
 import stat
 import sys
 from collections import deque
-from collections.abc import Container, Iterator, Mapping, Sequence
+from collections.abc import Callable, Container, Iterator, Mapping, Sequence
 
 from . import _syscalls
 from ._atomic import atomic_write
@@ -823,15 +823,28 @@ def bind_subpaths(native: Native, plan: SpawnPlan, volumes: Sequence[Volume]) ->
     elsewhere (and a container in a user namespace is given the bind as a tree, as
     :func:`bind_trees` gives it its binds).  Not on the event loop's thread."""
     wanted = {subpath_source(v): v for v in volumes if v.subpath}
+    return _binds_as_trees(
+        plan,
+        lambda op: op.source in wanted,
+        lambda op: _subpath_tree(native, wanted[op.source], bool(op.flags & MS_REC)),
+        "volume subpaths",
+    )
+
+
+def _binds_as_trees(
+    plan: SpawnPlan, take: Callable[[MountOp], bool], tree: Callable[[MountOp], int], what: str
+) -> SpawnPlan:
+    """``plan`` with each bind step that ``take`` takes made an ATTACH step of the
+    detached tree ``tree`` makes for it (closed again if a later one fails)."""
     fds: list[int] = []
     ops: list[MountOp] = []
     try:
         for op in plan.mounts:
-            volume = wanted.get(op.source) if op.kind is MountKind.MOUNT else None
-            if volume is not None and op.flags & MS_BIND and not op.flags & MS_REMOUNT:
+            bind = op.kind is MountKind.MOUNT and op.flags & MS_BIND and not op.flags & MS_REMOUNT
+            if bind and take(op):
                 if len(fds) + len(plan.mount_fds) == MAX_MOUNT_FDS:
-                    raise ValueError(f"more than {MAX_MOUNT_FDS} volume subpaths")
-                fds.append(_subpath_tree(native, volume, bool(op.flags & MS_REC)))
+                    raise ValueError(f"more than {MAX_MOUNT_FDS} {what}")
+                fds.append(tree(op))
                 op = MountOp(MountKind.ATTACH, op.target, source=op.source, dev=fds[-1])
             ops.append(op)
     except BaseException:
@@ -865,31 +878,22 @@ def bind_trees(native: Native, plan: SpawnPlan, sources: Container[str] | None =
     namespace, as runc makes them: its root may not reach a source by path (a volume
     below /root, which is 0700), the caller can.  Not on the event loop's thread: a
     source on a FUSE mount waits for its server (OSError naming the source on failure)."""
-    fds: list[int] = []
-    ops: list[MountOp] = []
-    try:
-        for op in plan.mounts:
-            if (
-                op.kind is MountKind.MOUNT
-                and op.flags & MS_BIND
-                and not op.flags & MS_REMOUNT
-                and op.source.startswith("/")
-                and op.target != "/"  # the root itself: its path is walked anyway
-                and (sources is None or op.source in sources)
-            ):
-                if len(fds) + len(plan.mount_fds) == MAX_MOUNT_FDS:
-                    raise ValueError(f"more than {MAX_MOUNT_FDS} binds in a user namespace")
-                try:
-                    fds.append(native.clone_tree(op.source, recursive=bool(op.flags & MS_REC)))
-                except OSError as exc:
-                    raise OSError(exc.errno, f"bind source {op.source}: {exc.strerror}") from None
-                op = MountOp(MountKind.ATTACH, op.target, source=op.source, dev=fds[-1])
-            ops.append(op)
-    except BaseException:
-        for fd in fds:
-            os.close(fd)
-        raise
-    return evolve(plan, mounts=tuple(ops), mount_fds=(*plan.mount_fds, *fds))
+
+    def take(op: MountOp) -> bool:
+        # The root itself is not one: its path is walked anyway.
+        return (
+            op.source.startswith("/")
+            and op.target != "/"
+            and (sources is None or op.source in sources)
+        )
+
+    def tree(op: MountOp) -> int:
+        try:
+            return native.clone_tree(op.source, recursive=bool(op.flags & MS_REC))
+        except OSError as exc:
+            raise OSError(exc.errno, f"bind source {op.source}: {exc.strerror}") from None
+
+    return _binds_as_trees(plan, take, tree, "binds in a user namespace")
 
 
 def _check_traversable(dirs: Sequence[Path], uid: int, what: str) -> None:
