@@ -1,6 +1,7 @@
 """A short, seeded crash fuzz: a mixed workload (boxctl, the docker CLI and fast requests
 in-process) on an imported busybox image, with user networks, a published port, volumes
-(one a tmpfs the daemon mounts), a syslog driver in non-blocking mode, pause, exec, cp
+(one a tmpfs the daemon mounts, one bound by a subpath), an image mount, a syslog driver
+in non-blocking mode, pause, exec, cp
 and image tags; the daemon SIGKILLed 0-300 ms into a random operation,
 sometimes again right after its next start; then every container must tell the truth and
 obey (inspect, logs, exec, start, stop, rm), and once all is removed and the daemon
@@ -66,7 +67,7 @@ class Workload:
         return f"c{self.n}"
 
     def run_d(self) -> None:
-        kind = self.rng.randrange(6)
+        kind = self.rng.randrange(7)
         log = f"syslog-address=unixgram://{self.work}/log.sock"
         extra = [
             ["--restart", "always"],
@@ -75,7 +76,9 @@ class Workload:
             [],
             ["-v", "fztmp:/scratch"],
             ["--log-driver", "syslog", "--log-opt", log, "--log-opt", "mode=non-blocking"],
-        ][kind]
+            ["--mount", "type=volume,src=fzvol,dst=/sub,volume-subpath=sub",
+             "--mount", f"type=image,src={IMAGE},dst=/img,image-subpath=bin"],
+        ][kind]  # fmt: skip
         self.ctl("run", "-d", "--name", self.name(), *extra, IMAGE, "sh", "-c", LOOP)
 
     def run_rm(self) -> None:
@@ -215,6 +218,8 @@ def _round(w: Workload) -> None:
     w.killed.clear()
     d.ctl("network", "create", "fznet", check=False)
     d.ctl("volume", "create", "-o", "type=tmpfs", "-o", "device=tmpfs", "fztmp", check=False)
+    d.ctl("volume", "create", "fzvol", check=False)
+    (d.root / "volumes" / "fzvol" / "_data" / "sub").mkdir(exist_ok=True)
     for _ in range(rng.randint(1, 3)):
         rng.choice([w.run_d, w.create_start, w.docker_run])()
     ops = [rng.choice(w.ops()) for _ in range(rng.randint(2, 5))]
