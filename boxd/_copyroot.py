@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -47,7 +47,11 @@ async def open_running_root(pid: int, pidfd: int) -> AsyncIterator[int]:
 
 
 def _holder_plan(
-    container: Container, image: Image, container_dir: Path, start_fd: int
+    container: Container,
+    image: Image,
+    container_dir: Path,
+    start_fd: int,
+    image_mounts: Sequence[tuple[str, tuple[str, ...]]],
 ) -> SpawnPlan:
     config = container.config
     id_map = _plan.id_range() if config.userns else None
@@ -57,6 +61,7 @@ def _holder_plan(
         id_map=id_map,
         read_only_root=config.read_only,
         volumes=config.volumes,
+        image_mounts=image_mounts,
         standard=False,
     )
     return SpawnPlan(
@@ -85,14 +90,19 @@ def _write_maps(id_map: tuple[int, int] | None) -> Callable[[Spawned], None] | N
 
 @asynccontextmanager
 async def open_stopped_root(
-    native: Native, container: Container, image: Image, container_dir: Path
+    native: Native,
+    container: Container,
+    image: Image,
+    container_dir: Path,
+    image_mounts: Sequence[tuple[str, tuple[str, ...]]] = (),
 ) -> AsyncIterator[int]:
-    """An O_PATH fd of the root of a container at rest, its layers and volumes mounted by a
+    """An O_PATH fd of the root of a container at rest, its layers, volumes and image
+    mounts (``image_mounts``: as :class:`boxd._plan.Prepared` has them) mounted by a
     holder process for as long as the context lasts."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC) as listener:
         listener.bind("")  # an autobound abstract address: nobody is told it
         listener.listen(1)
-        plan = _holder_plan(container, image, container_dir, listener.fileno())
+        plan = _holder_plan(container, image, container_dir, listener.fileno(), image_mounts)
         if any(v.subpath for v in container.config.volumes):  # as a start binds them
             plan = await trio.to_thread.run_sync(
                 bind_subpaths, native, plan, container.config.volumes

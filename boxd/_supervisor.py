@@ -2030,11 +2030,16 @@ class Supervisor:
                 await entry.dismantled.wait()
             image = self._image(c.config.image, c.config.image_id)
             where = self.store.container_dir(c.id)
+            mounted = [(m, self._mounted_image(m)) for m in c.config.image_mounts]
+            images = await trio.to_thread.run_sync(
+                lambda: [(m.target, image_sources(lowers, m.subpath)) for m, lowers in mounted]
+            )
             # Its volumes' mounts (an NFS share's, a disk's) are there meanwhile, as
-            # Docker's copy mounts them: what is copied goes to them, not below them.
+            # Docker's copy mounts them: what is copied goes to them, not below them (nor
+            # below its image mounts, which are read-only).
             async with (
                 self._volumes_mounted(c),
-                _copyroot.open_stopped_root(self.native, c, image, where) as fd,
+                _copyroot.open_stopped_root(self.native, c, image, where, images) as fd,
             ):
                 yield c, fd
 

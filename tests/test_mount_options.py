@@ -257,7 +257,7 @@ def _mount_image(daemon: Daemon, options: str, script: str) -> subprocess.Comple
 
 
 @pytest.mark.root
-def test_image_mount(daemon: Daemon, layered: str) -> None:
+def test_image_mount(daemon: Daemon, layered: str, tmp_path: Path) -> None:
     r = _mount_image(daemon, "", "ls /img/data; ls /img/data/sub; touch /img/x")
     # Merged as the image's own root would be: the whiteout hides gone, sub has both.
     assert r.stdout.split() == ["link", "one", "sub", "two", "s1", "s2"], r.stderr
@@ -286,6 +286,11 @@ def test_image_mount(daemon: Daemon, layered: str) -> None:
         {"Type": "image", "Source": "layered", "Target": "/img",
          "ImageOptions": {"Subpath": "data"}},
     ]  # fmt: skip
+    # cp reads the image's files there, and cannot write them, as for a read-only mount.
+    daemon.ctl("cp", "keeper:/img/one", str(tmp_path / "one"))
+    assert (tmp_path / "one").read_text() == "one\n"
+    r = daemon.ctl("cp", str(tmp_path / "one"), "keeper:/img/new", check=False)
+    assert r.returncode == 1 and "into /img: read-only file system" in r.stderr, r.stderr
     # Removed by force meanwhile, the image stays for its user, as a container's own does.
     daemon.ctl("rmi", "-f", "layered")
     assert daemon.ctl("start", "-a", "keeper").stdout.split() == ["link", "one", "sub", "two"]
