@@ -111,7 +111,7 @@ def _config(args: Args) -> tuple[dict[str, Any], str]:
     # --userns private (Podman's word, and what the Engine API's inspect shows of it):
     # boxd's own user namespace, --isolate-user.
     private_userns = args.userns == "private"
-    for mode in ("userns", "cgroupns", "isolation"):  # before any pull
+    for mode in ("userns", "isolation"):  # before any pull
         try:
             value = getattr(args, mode) or ""
             _fixedmodes.check(mode, "" if mode == "userns" and private_userns else value)
@@ -162,6 +162,7 @@ def _config(args: Args) -> tuple[dict[str, Any], str]:
         "pid_mode": args.pid or "",
         "ipc_mode": args.ipc or "",
         "uts_mode": args.uts or "",
+        "cgroupns_mode": args.cgroupns or "",
         "read_only": args.read_only,
         "binds": [],  # as the docker CLI sends none: the image's volumes are not binds
         "resources": _resources(args),
@@ -948,7 +949,7 @@ RUN_OPTIONS = (
         kind=VALUE,
         help="host (Docker's): no user namespace, as by default; private: --isolate-user",
     ),
-    Opt("--cgroupns", kind=VALUE, help="private (Docker's): its own cgroup namespace, as always"),
+    Opt("--cgroupns", kind=VALUE, help="private (its own cgroup namespace, the default) or host"),
     Opt("--isolation", kind=VALUE, help="default (Docker's, the one on Linux)"),
     Opt("--runtime", kind=VALUE, help="runc (default) or boxd: boxd's own runtime by either name"),
     Opt("--annotation", kind=APPEND, metavar="KEY=VALUE", help="an annotation (inspect shows it)"),

@@ -1,4 +1,4 @@
-"""Docker's namespace sharing modes: ``--pid``, ``--ipc`` and ``--uts``.
+"""Docker's namespace sharing modes: ``--pid``, ``--ipc``, ``--uts`` and ``--cgroupns``.
 
 A container makes its own pid, ipc and uts namespaces unless told otherwise:
 
@@ -16,9 +16,15 @@ A container makes its own pid, ipc and uts namespaces unless told otherwise:
   POSIX message queues (:func:`peer_shm`).
 - ``--ipc none``: an ipc namespace of its own (not shareable), and no /dev/shm mounted (an
   empty directory), as Docker's.
+- ``--cgroupns host`` (Docker's default on cgroup v1 hosts, ``private`` boxd's everywhere):
+  no cgroup namespace of its own.  Its /sys/fs/cgroup is the same view of its own
+  cgroups (binds of them, as runc binds them without a cgroup namespace), but
+  /proc/self/cgroup and mountinfo give their paths in the host's hierarchy, which is what
+  a container that binds the host's /sys/fs/cgroup (systemd's older recipe) must match.
 
 Modes are kept as given ("" for the default) in :class:`boxd._records.ContainerConfig`;
-``inspect`` shows Docker's words (``PidMode`` "", ``IpcMode`` "shareable", ``UTSMode`` "").
+``inspect`` shows Docker's words (``PidMode`` "", ``IpcMode`` "shareable", ``UTSMode`` "",
+``CgroupnsMode`` "private").
 """
 
 from __future__ import annotations
@@ -39,9 +45,15 @@ _PLAIN = {
     "pid": ("", "host"),
     "ipc": ("", "none", "private", "shareable", "host"),
     "uts": ("", "host"),
+    "cgroupns": ("", "private", "host"),
 }
 _CONTAINER = frozenset({"pid", "ipc"})  # --uts container:NAME is not Docker's
-KINDS = {"pid": Namespace.PID, "ipc": Namespace.IPC, "uts": Namespace.UTS}
+KINDS = {
+    "pid": Namespace.PID,
+    "ipc": Namespace.IPC,
+    "uts": Namespace.UTS,
+    "cgroupns": Namespace.CGROUP,
+}
 
 _MS_BIND = 0x1000
 _MS_REC = 0x4000
@@ -66,7 +78,12 @@ def peer(mode: str) -> str | None:
 
 def modes(config: ContainerConfig) -> dict[str, str]:
     """option -> mode of a container."""
-    return {"pid": config.pid_mode, "ipc": config.ipc_mode, "uts": config.uts_mode}
+    return {
+        "pid": config.pid_mode,
+        "ipc": config.ipc_mode,
+        "uts": config.uts_mode,
+        "cgroupns": config.cgroupns_mode,
+    }
 
 
 def shared(config: ContainerConfig) -> frozenset[Namespace]:

@@ -263,10 +263,11 @@ class ContainerConfig:
     dns_options: tuple[str, ...] = ()
     userns: bool = False
     # --pid, --ipc, --uts: "" (its own), "host", "container:NAME", for --ipc "none",
-    # "private", "shareable" too (see boxd._nsmodes).
+    # "private", "shareable" too; --cgroupns (see boxd._nsmodes).
     pid_mode: str = ""
     ipc_mode: str = ""
     uts_mode: str = ""
+    cgroupns_mode: str = ""  # "" or "private" (its own), "host"
     volumes: tuple[Volume, ...] = ()
     image_mounts: tuple[ImageMount, ...] = ()
     # The container paths of the volumes and tmpfs given as mounts (--mount, the Engine

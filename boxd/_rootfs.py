@@ -657,9 +657,11 @@ def _container_path(path: str, what: str) -> str:
         norm = norm[1:]
     if norm == "/":
         raise ValueError(f"{what} {path!r} would cover the container's root")
-    for forbidden in ("/proc", "/sys"):
-        if norm == forbidden or norm.startswith(forbidden + "/"):
-            raise ValueError(f"{what} {path!r} is inside {forbidden}")
+    # /proc: its masked paths and the /proc view's files must stay.  /sys takes a bind
+    # over the container's read-only sysfs, as Docker's does (a monitor's -v /sys:/sys:ro,
+    # systemd's -v /sys/fs/cgroup:/sys/fs/cgroup with --cgroupns host).
+    if norm == "/proc" or norm.startswith("/proc/"):
+        raise ValueError(f"{what} {path!r} is inside /proc")
     return norm
 
 

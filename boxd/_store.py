@@ -64,8 +64,8 @@ SPARE_NEW = ".new-"  # in spares/: a spare being made (a leftover is deleted)
 # link_local_ips.  10: the log drivers syslog, journald and gelf, whose records a reader of
 # 9 refuses (an unknown driver: set aside, its container killed) and now leaves alone.
 # 11: the log drivers fluentd and splunk, as 10.  12: a bind's recursion mode, a
-# volume's subpath and image mounts (a reader of 11 would mount the whole volume, the
-# mounts below a bind that was to hide them, or no image).  A change of the record's
+# volume's subpath, image mounts and --cgroupns host (a reader of 11 would mount the whole
+# volume, the mounts below a bind that was to hide them, or no image).  A change of the record's
 # fields raises it (tests/test_records.py pins them), as does a value an older reader
 # refuses.
 FORMAT = 12

@@ -2401,9 +2401,9 @@ BAD: list[tuple[str, str, bytes | None, int, str]] = [
     (
         "POST",
         "/containers/create",
-        b'{"Image":"default","Cmd":["x"],"HostConfig":{"CgroupnsMode":"host"}}',
+        b'{"Image":"default","Cmd":["x"],"HostConfig":{"CgroupnsMode":"shared"}}',
         400,
-        "invalid --cgroupns 'host': use private",
+        "invalid --cgroupns 'shared': use private, host",
     ),
     (
         "POST",

@@ -310,9 +310,9 @@ def test_a_network_of_its_own_gets_dockers_sysctls(daemon: Daemon) -> None:
 @pytest.mark.root
 def test_domainname_and_the_options_of_one_setting(daemon: Daemon) -> None:
     """``--domainname`` (refused before): the container's UTS domain name and its full
-    name in /etc/hosts, as Docker's; a sysctl of it wins.  ``--cgroupns``, ``--userns``,
-    ``--isolation`` and ``--runtime`` take boxd's one setting and refuse any other by
-    name; ``--annotation`` is kept (all were unknown options to boxctl)."""
+    name in /etc/hosts, as Docker's; a sysctl of it wins.  ``--userns``, ``--isolation``
+    and ``--runtime`` take boxd's one setting and refuse any other by name (``--cgroupns``
+    its two, private and host); ``--annotation`` is kept (all were unknown options to boxctl)."""
     script = 'domainname; grep -w "$(hostname)" /etc/hosts | cut -f2'
     out = daemon.ctl("run", "--rm", "-h", "web", "--domainname", "example.org", "default",
                      "sh", "-c", script).stdout  # fmt: skip
@@ -332,7 +332,7 @@ def test_domainname_and_the_options_of_one_setting(daemon: Daemon) -> None:
     assert shown == 'example.org boxd host {"org.example/k":"v"}\n'
     daemon.ctl("rm", "one")
     for args, words in (
-        (("--cgroupns", "host"), "invalid --cgroupns 'host': use private"),
+        (("--cgroupns", "shared"), "invalid --cgroupns 'shared': use private, host"),
         (("--userns", "keep-id"), "invalid --userns 'keep-id': use host, or private"),
         (("--userns", "host", "--isolate-user"), "--userns host conflicts with --isolate-user"),
         (("--isolation", "hyperv"), "Invalid isolation: 'hyperv' - linux only supports 'default'"),

@@ -1,8 +1,9 @@
 """Docker's namespace sharing modes (boxd/_nsmodes.py): ``--pid``, ``--ipc``, ``--uts`` host
-or container:NAME.  Refusals without the kernel; then real containers of a real daemon (in
-the session's own network namespace), through boxctl, the docker CLI and docker-py: the
-container's namespaces are the host's or the other container's, its /proc shows their
-processes, ``--init`` still reaps its orphans, and inspect shows the modes."""
+or container:NAME, ``--cgroupns host``.  Refusals without the kernel; then real containers
+of a real daemon (in the session's own network namespace), through boxctl, the docker CLI
+and docker-py: the container's namespaces are the host's or the other container's, its
+/proc shows their processes, ``--init`` still reaps its orphans, and inspect shows the
+modes."""
 
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ from boxd._records import ContainerConfig
         ("pid", "container:", "host or container:NAME"),
         ("ipc", "bogus", "none, private, shareable, host or container:NAME"),
         ("uts", "container:x", "use host"),
+        ("cgroupns", "container:x", "use private, host"),
     ],
 )
 def test_bad_modes_are_named(option: str, mode: str, choices: str) -> None:
@@ -42,6 +44,7 @@ def test_bad_modes_are_named(option: str, mode: str, choices: str) -> None:
     [
         ({"uts_mode": "host", "hostname": "h"}, "conflicting options: hostname and the UTS mode"),
         ({"pid_mode": "host", "userns": True}, "--pid host cannot go with --isolate-user"),
+        ({"cgroupns_mode": "host", "userns": True}, "--cgroupns host cannot go with"),
         (
             {"ipc_mode": "host", "sysctls": ("kernel.shmmax=1000",)},
             "invalid --sysctl 'kernel.shmmax=1000': with --ipc host it would change the host's",
@@ -239,6 +242,27 @@ def test_uts_host(clean: Daemon) -> None:
     )
     assert bad.returncode == 125
     assert "conflicting options: hostname and the UTS mode" in bad.stderr
+
+
+@pytest.mark.root
+def test_cgroupns_host(clean: Daemon) -> None:
+    """No cgroup namespace of its own: /proc/self/cgroup and the mounts' roots name its
+    cgroups as the host's hierarchy does (an exec's too), so the host's tree bound in
+    (``-v /sys/fs/cgroup:/sys/fs/cgroup``, systemd's recipe, allowed now as in Docker)
+    matches them; its own /sys/fs/cgroup view is unchanged.  The default stays private."""
+    host_ns = os.readlink("/proc/self/ns/cgroup")
+    script = "readlink /proc/self/ns/cgroup; grep :pids: /proc/self/cgroup | cut -d: -f3"
+    own, path = _run(clean, "--cgroupns", "host", "default", "sh", "-c", script).split()
+    assert own == host_ns and path.count("/") >= 2, path  # below the daemon's own cgroup
+    assert (Path("/sys/fs/cgroup/pids") / path.lstrip("/")).parent.is_dir()
+    private = _run(clean, "default", "sh", "-c", script).split()
+    assert private[0] != host_ns and private[1] == "/"
+    clean.ctl("run", "-d", "--name", "cg", "--cgroupns", "host", "--pids-limit", "77",
+              "-v", "/sys/fs/cgroup:/sys/fs/cgroup:ro", "default", "sleep", "60")  # fmt: skip
+    script = "p=$(grep :pids: /proc/self/cgroup | cut -d: -f3); cat /sys/fs/cgroup/pids$p/pids.max"
+    assert clean.ctl("exec", "cg", "sh", "-c", script).stdout == "77\n"
+    assert clean.ctl("inspect", "-f", "{{.HostConfig.CgroupnsMode}}", "cg").stdout == "host\n"
+    clean.ctl("rm", "-f", "cg")
 
 
 @pytest.mark.root

@@ -373,9 +373,9 @@ def _fields(cls: type, prefix: str = "") -> list[str]:
 # alone instead.  (3: the fields added since format 2 without it, e.g. Isolation, Attach*;
 # 4: IPv6; 7: a join's gw_priority; 8: a join's links; 9: its link_local_ips; 10: no new
 # field, the log drivers a reader of 9 refuses; 11: the same for fluentd; 12: a bind's
-# recursion, a volume's subpath, image mounts.)
+# recursion, a volume's subpath, image mounts, --cgroupns host.)
 _SCHEMA = {3: "f748", 4: "511f", 5: "e62d", 6: "b415", 7: "966a", 8: "854d", 9: "0e6f",
-           10: "0e6f", 11: "0e6f", 12: "fc91"}  # fmt: skip
+           10: "0e6f", 11: "0e6f", 12: "05fd"}  # fmt: skip
 
 
 def test_a_new_field_of_the_record_comes_with_a_new_format() -> None:

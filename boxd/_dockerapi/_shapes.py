@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 
-from .. import _fixedmodes, _human, _links, _masks, _nsmodes, _seccomp, _secopt
+from .. import _human, _links, _masks, _nsmodes, _seccomp, _secopt
 from .. import _mounts as mount_specs
 from .._convert import structure, unstructure
 from .._devicemap import DeviceMapping
@@ -171,9 +171,6 @@ _REFUSED_HOST = (
 _NETWORKS = {"": "bridge", "default": "bridge"}
 # Namespace modes: the values that ask for what boxd does (a container's own namespace of
 # each kind, no user namespace), and what a refusal says boxd does instead.
-# What of the HostConfig boxd has one setting of (see boxd._fixedmodes).
-# Isolation and UsernsMode are kept as given, and checked with the rest of the configuration.
-_FIXED_MODES = {"cgroupns": "CgroupnsMode"}
 _USERNS_PRIVATE = "private"
 # Config's Attach* flags and the stream each names.
 _ATTACH_FLAGS = {"stdin": "AttachStdin", "stdout": "AttachStdout", "stderr": "AttachStderr"}
@@ -229,8 +226,6 @@ def container_config(
         from .._volumes import NoSuchDriver
 
         raise NoSuchDriver(driver)  # 404, as dockerd's for a plugin it has not
-    for option, key in _FIXED_MODES.items():
-        _fixedmodes.check(option, host.text(key))  # a ValueError: 400, naming it
     log_driver, log_max_size, log_max_files, log_options = _log_config(host.object("LogConfig"))
     network = _NETWORKS.get(host.text("NetworkMode"), host.text("NetworkMode"))
     if cfg.flag("NetworkDisabled"):  # docker-py's network_disabled: loopback only
@@ -264,6 +259,7 @@ def container_config(
             pid_mode=host.text("PidMode"),
             ipc_mode=host.text("IpcMode"),
             uts_mode=host.text("UTSMode"),
+            cgroupns_mode=host.text("CgroupnsMode"),
             tty=cfg.flag("Tty"),
             console_size=size,
             interactive=cfg.flag("OpenStdin"),
@@ -1052,7 +1048,7 @@ def _host_config(c: Container) -> dict[str, Any]:
         "PidMode": _nsmodes.docker_mode("pid", cfg.pid_mode),
         "IpcMode": _nsmodes.docker_mode("ipc", cfg.ipc_mode),
         "UTSMode": _nsmodes.docker_mode("uts", cfg.uts_mode),
-        "CgroupnsMode": "private",  # every container's, whatever the hierarchy
+        "CgroupnsMode": cfg.cgroupns_mode or "private",  # boxd's default on every host
         "UsernsMode": _USERNS_PRIVATE if cfg.userns else cfg.userns_mode,
         "Isolation": cfg.isolation,
         "PortBindings": _port_bindings(c),
