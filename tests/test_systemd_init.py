@@ -66,27 +66,3 @@ def test_systemd_boots_runs_a_service_and_halts_at_stop(daemon: Daemon) -> None:
     finally:
         daemon.ctl("rm", "-f", cid)
 
-
-def test_systemd_boots_with_dockers_host_cgroup_recipe(daemon: Daemon) -> None:
-    """Docker's other recipe, without ``--privileged``: ``--cgroupns host -v
-    /sys/fs/cgroup:/sys/fs/cgroup:rw`` (the host's tree, writable, which matches the
-    container's /proc/self/cgroup only in the host's cgroup namespace): systemd boots and
-    makes its scopes below the container's own cgroup."""
-    if not ROOT.is_file():
-        pytest.skip(f"no systemd root at {ROOT} (.ci/systemd-root builds it with debootstrap)")
-    daemon.ctl("import", "-c", 'CMD ["/sbin/init"]', "-c", "STOPSIGNAL SIGRTMIN+3", str(ROOT),
-               "sysd:host", timeout=300)  # fmt: skip
-    cid = daemon.ctl("run", "-d", "-t", "--cgroupns", "host", "-v",
-                     "/sys/fs/cgroup:/sys/fs/cgroup:rw", "--tmpfs", "/run", "--tmpfs",
-                     "/run/lock", "sysd:host").stdout.strip()  # fmt: skip
-    try:
-        deadline = time.monotonic() + 120
-        while (state := _state(daemon, cid)) not in ("running", "degraded"):
-            assert state in ("", "initializing", "starting"), state
-            assert time.monotonic() < deadline, f"systemd did not boot: {state}"
-            time.sleep(0.2)
-        own = daemon.ctl("exec", cid, "cat", "/proc/1/cgroup").stdout
-        assert f"/{cid}/init.scope" in own, own
-        daemon.ctl("stop", cid)
-    finally:
-        daemon.ctl("rm", "-f", cid)
