@@ -65,4 +65,3 @@ def test_systemd_boots_runs_a_service_and_halts_at_stop(daemon: Daemon) -> None:
         assert "Halting system." in daemon.ctl("logs", cid).stdout
     finally:
         daemon.ctl("rm", "-f", cid)
-
