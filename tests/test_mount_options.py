@@ -232,15 +232,17 @@ COPY d1/ /data/
 COPY d2/ /data/
 RUN ["/bin/busybox", "rm", "/data/gone"]
 RUN ["/bin/busybox", "ln", "-s", "/etc", "/data/link"]
+RUN ["/bin/busybox", "sh", "-c", "rm -r /data/again; mkdir /data/again; echo new >/data/again/n"]
 """
 
 
 @pytest.fixture
 def layered(daemon: Daemon, tmp_path: Path) -> Iterator[str]:
     """A stored image of several layers: two directories merged at /data, a file removed
-    (a whiteout) and a symlink added by later layers."""
+    (a whiteout), a symlink added and a directory made anew (opaque) by later layers."""
     context = tmp_path / "context"
-    for name, files in (("d1", ("one", "gone", "sub/s1")), ("d2", ("two", "sub/s2"))):
+    d1 = ("one", "gone", "sub/s1", "again/old")
+    for name, files in (("d1", d1), ("d2", ("two", "sub/s2"))):
         for file in files:
             (context / name / file).parent.mkdir(parents=True, exist_ok=True)
             (context / name / file).write_text(f"{Path(file).name}\n")
@@ -260,9 +262,9 @@ def _mount_image(daemon: Daemon, options: str, script: str) -> subprocess.Comple
 def test_image_mount(daemon: Daemon, layered: str, tmp_path: Path) -> None:
     r = _mount_image(daemon, "", "ls /img/data; ls /img/data/sub; touch /img/x")
     # Merged as the image's own root would be: the whiteout hides gone, sub has both.
-    assert r.stdout.split() == ["link", "one", "sub", "two", "s1", "s2"], r.stderr
+    assert r.stdout.split() == ["again", "link", "one", "sub", "two", "s1", "s2"], r.stderr
     assert "Read-only file system" in r.stderr
-    for subpath, seen in (("data/sub", "s1 s2"), ("bin", "busybox")):
+    for subpath, seen in (("data/sub", "s1 s2"), ("bin", "busybox"), ("data/again", "n")):
         r = _mount_image(daemon, f",image-subpath={subpath}", "ls /img")
         assert r.stdout.split() == seen.split(), r.stderr
     r = _mount_image(daemon, ",image-subpath=data/one", "cat /img; echo x > /img")
@@ -293,7 +295,9 @@ def test_image_mount(daemon: Daemon, layered: str, tmp_path: Path) -> None:
     assert r.returncode == 1 and "into /img: read-only file system" in r.stderr, r.stderr
     # Removed by force meanwhile, the image stays for its user, as a container's own does.
     daemon.ctl("rmi", "-f", "layered")
-    assert daemon.ctl("start", "-a", "keeper").stdout.split() == ["link", "one", "sub", "two"]
+    assert daemon.ctl("start", "-a", "keeper").stdout.split() == [
+        "again", "link", "one", "sub", "two",
+    ]  # fmt: skip
     daemon.ctl("rm", "keeper")
 
 
