@@ -170,6 +170,9 @@ def test_volume_subpath(daemon: Daemon, tmp_path: Path) -> None:
     daemon.ctl("cp", str(tmp_path / "copied"), "later:/m/copied")
     assert (data / "sub" / "deep" / "copied").read_text() == "copied\n"
     assert daemon.ctl("start", "-a", "later").stdout == "copied\n"
+    # --volumes-from copies the subpath with the volume.
+    got = daemon.ctl("run", "--rm", "--volumes-from", "later", "default", "ls", "/m").stdout
+    assert got == "copied\n"
     config = daemon.inspect("later")["config"]["volumes"]
     assert [(v["volume"], v["subpath"]) for v in config] == [("shared", "sub/deep")]
     daemon.ctl("rm", "later")
