@@ -40,7 +40,7 @@ VOLUMES = (
         "--mount",
         kind=APPEND,
         metavar="type=..,src=..,dst=..",
-        help="a bind, volume or tmpfs mount, as Docker's --mount",
+        help="a bind, volume, tmpfs or image mount, as Docker's --mount",
     ),
     Opt(
         "--volumes-from",
