@@ -37,6 +37,14 @@ def clean_path(path: str) -> str:
     return "/" + clean.lstrip("/") if clean.startswith("//") else clean
 
 
+def is_local(path: str) -> bool:
+    """Whether ``path`` stays inside the directory it is relative to, as Go's
+    ``filepath.IsLocal`` (Docker's daemon's check of a subpath): not empty, not absolute,
+    not climbing out."""
+    clean = posixpath.normpath(path) if path else ""
+    return bool(path) and not path.startswith("/") and clean != ".." and not clean.startswith("../")
+
+
 def valid_volume_name(name: str) -> bool:
     """Whether ``name`` is one Docker allows a volume: a letter or digit, then one or more
     letters, digits, ``_``, ``.`` or ``-``."""
@@ -145,12 +153,11 @@ class Mount:
         """``volume-subpath`` (``image-subpath``): a path inside the volume (image), as
         Go's ``filepath.IsLocal`` and Docker's daemon check it: relative, not climbing
         out, not empty."""
-        clean = posixpath.normpath(value) if value else ""
-        if not value or value.startswith("/") or clean == ".." or clean.startswith("../"):
+        if not is_local(value):
             raise self.error(
                 f"{kind}-subpath {value!r}: subpath must be a relative path within the {kind}"
             )
-        self.subpath = clean
+        self.subpath = posixpath.normpath(value)
 
     def set_driver(self, value: str) -> None:
         if value and value != "local":

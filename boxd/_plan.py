@@ -34,7 +34,7 @@ from ._rootfs import (
     container_dirs,
     container_mounts,
     id_mapped_layers,
-    image_sources,
+    image_mount_sources,
     look_up,
     read_container_file,
 )
@@ -346,7 +346,7 @@ def prepare(
     targets += (v.container for v in config.volumes)
     targets += (m.target for m, _ in mounted)
     look_up(image, container_dir, targets, known)
-    images = [(m.target, image_sources(lowers, m.subpath)) for m, lowers in mounted]
+    images = image_mount_sources(mounted)
     devices, rules = _devicemap.for_start(
         config.devices, config.device_cgroup_rules, privileged=config.security.privileged
     )

@@ -20,7 +20,7 @@ from . import _caps, _fixedmodes, _logattrs, _nsmodes
 from ._devicemap import DeviceMapping, check_all
 from ._healthcheck import Health, Healthcheck, check_healthcheck
 from ._hosts import HOST_GATEWAY, parse_host
-from ._mounts import check_volume_name
+from ._mounts import check_volume_name, is_local
 from ._native import check_console_size
 from ._netconfig import (
     NetworkJoin,
@@ -440,8 +440,7 @@ def check_image_mount(m: ImageMount) -> None:
         raise invalid("image_mounts", what, f"{m.target!r} is not an absolute path")
     if not m.target.strip("/"):
         raise invalid("image_mounts", what, _ON_ROOT)
-    clean = posixpath.normpath(m.subpath) if m.subpath else ""
-    if m.subpath and (m.subpath.startswith("/") or clean == ".." or clean.startswith("../")):
+    if m.subpath and not is_local(m.subpath):
         raise invalid("image_mounts", what, f"image-subpath {m.subpath!r} leaves the image")
 
 

@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from pathlib import Path
     from typing import Any
 
-    from ._records import Volume
+    from ._records import ImageMount, Volume
 
 __all__ = [
     "Image",
@@ -782,13 +782,22 @@ def image_sources(lowers: Sequence[str], subpath: str) -> tuple[str, ...]:
 def _top_entry(dirs: Sequence[str], name: str) -> tuple[str, os.stat_result | None]:
     """The top-most layer's ``name`` among ``dirs`` and its lstat (None: none, or a
     whiteout)."""
+    from ._images.archive import is_whiteout
+
     for directory in dirs:
         path = f"{directory}/{name}"
         with contextlib.suppress(FileNotFoundError):
             st = os.lstat(path)
-            whiteout = stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
-            return path, None if whiteout else st
+            return path, None if is_whiteout(st) else st
     return "", None
+
+
+def image_mount_sources(
+    mounted: Sequence[tuple[ImageMount, tuple[str, ...]]],
+) -> list[tuple[str, tuple[str, ...]]]:
+    """Each image mount's target and what :func:`image_sources` finds for it in its
+    image's layers (``mounted``: each with those); blocks."""
+    return [(m.target, image_sources(lowers, m.subpath)) for m, lowers in mounted]
 
 
 # A subpath's lookup in its volume: below it, no symlink followed (moby's safepath).
@@ -801,15 +810,21 @@ def subpath_source(volume: Volume) -> str:
     return f"{volume.host}/{volume.subpath}" if volume.subpath else volume.host
 
 
-def check_recursive_read_only(target: str) -> None:
-    """``bind-recursive=readonly``: the kernel must be able to make the mounts below a
-    bind read-only (mount_setattr, Linux 5.12), else the start fails, as Docker's."""
+@functools.cache
+def _has_mount_setattr() -> bool:
+    """Whether the kernel has mount_setattr (asked once: an fd that is none gets EBADF
+    where the call exists)."""
     import ctypes  # see _syscalls.libc
 
     number = _syscalls.BY_MACHINE.get(os.uname().machine, _syscalls.X86_64)["mount_setattr"]
-    # An fd that is none: EBADF where the call exists.
     rc = _syscalls.libc().syscall(ctypes.c_long(number), -1, b"", 0, None, 0)
-    if rc < 0 and ctypes.get_errno() == errno.ENOSYS:
+    return not (rc < 0 and ctypes.get_errno() == errno.ENOSYS)
+
+
+def check_recursive_read_only(target: str) -> None:
+    """``bind-recursive=readonly``: the kernel must be able to make the mounts below a
+    bind read-only (mount_setattr, Linux 5.12), else the start fails, as Docker's."""
+    if not _has_mount_setattr():
         raise ValueError(
             f"volume {target}: bind-recursive=readonly: this kernel cannot make the mounts"
             " below a bind read-only (mount_setattr needs Linux 5.12)"

@@ -117,6 +117,7 @@ from ._rootfs import (
     ImageError,
     container_dirs_at,
     container_uppers,
+    image_mount_sources,
     image_sources,
     is_file_at,
     layer_dirs,
@@ -684,6 +685,10 @@ class Supervisor:
         if len(image.layers) != 1:  # over default: host directories at several places
             raise ValueError(_HOST_FILES.format(m.target, f"{m.image} is built on default, which"))
         return image.layers[0].lowers
+
+    def _mounted_images(self, c: Container) -> builtins.list[tuple[ImageMount, tuple[str, ...]]]:
+        """``c``'s image mounts, each with its image's layer directories."""
+        return [(m, self._mounted_image(m)) for m in c.config.image_mounts]
 
     def _check_workdir(self, container: Container, image: Image) -> None:
         """Refuse a working directory that is, or is below, a file of the image, at the
@@ -1339,7 +1344,7 @@ class Supervisor:
         entry.recorded = trio.Event()
         try:
             image = image or self._image(c.config.image, c.config.image_id)
-            mounted = [(m, self._mounted_image(m)) for m in c.config.image_mounts]
+            mounted = self._mounted_images(c)
             if c.config.log_driver in SENDING_DRIVERS:
                 entry.sender = await self._line_sender(c, fail=adoption is None)
             if adoption is None:
@@ -2030,10 +2035,7 @@ class Supervisor:
                 await entry.dismantled.wait()
             image = self._image(c.config.image, c.config.image_id)
             where = self.store.container_dir(c.id)
-            mounted = [(m, self._mounted_image(m)) for m in c.config.image_mounts]
-            images = await trio.to_thread.run_sync(
-                lambda: [(m.target, image_sources(lowers, m.subpath)) for m, lowers in mounted]
-            )
+            images = await trio.to_thread.run_sync(image_mount_sources, self._mounted_images(c))
             # Its volumes' mounts (an NFS share's, a disk's) are there meanwhile, as
             # Docker's copy mounts them: what is copied goes to them, not below them (nor
             # below its image mounts, which are read-only).

@@ -721,7 +721,7 @@ class _Walk:
             if path in _RUNTIME_FILES or path in self.skipped:
                 continue
             st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-            if _is_whiteout(st):
+            if is_whiteout(st):
                 wh = tarfile.TarInfo(f"{prefix}{WHITEOUT_PREFIX}{name}")
                 wh.mtime = int(st.st_mtime)
                 self.write(wh)
@@ -788,7 +788,7 @@ def _opaque(fd: int, attr: str) -> bool:
     return False
 
 
-def _is_whiteout(st: os.stat_result) -> bool:
+def is_whiteout(st: os.stat_result) -> bool:
     return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
 
 
@@ -921,7 +921,7 @@ def _merge(
     for name in sorted(top):
         i, st = top[name]
         path = f"{prefix}{name}"
-        if _is_whiteout(st) or path in _RUNTIME_FILES:
+        if is_whiteout(st) or path in _RUNTIME_FILES:
             continue
         if not stat.S_ISDIR(st.st_mode):
             _add_entry(tar, dirs[i][0], name, path, st, links, dirs[i][1], keep)
