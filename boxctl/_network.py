@@ -364,14 +364,24 @@ def links(given: list[str]) -> list[str]:
     return [link if ":" in link else f"{link}:{link}" for link in given]
 
 
+def _driver_opts(given: list[str]) -> list[str]:
+    """``--driver-opt KEY=VALUE`` values: several in one comma-separated, read as CSV, as
+    the docker CLI's (``"com.docker.network.endpoint.sysctls=A=1,B=0"`` in quotes is one)."""
+    import csv
+
+    try:
+        return [o.strip() for row in csv.reader(given) for o in row if o.strip()]
+    except csv.Error as exc:
+        raise CliError(f"invalid --driver-opt {given!r}: {exc}") from None
+
+
 def _connect(args: Args) -> int:
     join = {
         "network": args.network,
         "aliases": args.alias,
         "ip": args.ip,
         "ip6": args.ip6,
-        # KEY=VALUE, several in one value comma-separated, as the docker CLI's
-        "driver_opts": [o.strip() for v in args.driver_opt for o in v.split(",") if o.strip()],
+        "driver_opts": _driver_opts(args.driver_opt),
         "gw_priority": args.gw_priority,
         "links": links(args.link),
         "link_local_ips": args.link_local_ip,

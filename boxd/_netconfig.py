@@ -230,16 +230,45 @@ def check_link_local(text: str) -> str:
 
 # Endpoint driver options Docker's bridge driver applies and boxd does not: refused by name
 # (the others Docker keeps without a use, and so does boxd).
-APPLIED_DRIVER_OPTS = ("com.docker.network.endpoint.ifname", "com.docker.network.endpoint.sysctls")
+APPLIED_DRIVER_OPTS = ("com.docker.network.endpoint.ifname",)
+# The endpoint's own sysctls (Docker 28, API 1.46): net.X.Y.IFNAME.Z=VALUE, comma-separated.
+SYSCTLS_OPT = "com.docker.network.endpoint.sysctls"
 
 
 def check_driver_opts(opts: Iterable[str], where: str = "driver option") -> None:
     """An endpoint's driver options (``KEY=VALUE``): those boxd would have to drop are
-    refused by name."""
+    refused by name, and its sysctls checked (see :func:`endpoint_sysctls`)."""
     for opt in opts:
         key = opt.partition("=")[0]
         if key in APPLIED_DRIVER_OPTS:
             raise ValueError(f"{where} {key!r} is not supported by boxd")
+    endpoint_sysctls(opts, "IFNAME", where)
+
+
+def endpoint_sysctls(
+    opts: Iterable[str], ifname: str, where: str = "driver option"
+) -> tuple[tuple[str, str], ...]:
+    """The settings of an endpoint's ``com.docker.network.endpoint.sysctls`` for its
+    interface ``ifname``: each ``net.X.Y.IFNAME.Z=VALUE`` of its comma-separated list with
+    the fourth part the interface's name, as Docker's bridge driver writes them
+    (``net.ipv4.conf.IFNAME.forwarding=1`` is ``net.ipv4.conf.eth1.forwarding``)."""
+    found = []
+    for opt in opts:
+        key, _, value = opt.partition("=")
+        if key != SYSCTLS_OPT:
+            continue
+        for setting in value.split(","):
+            name, eq, wanted = setting.partition("=")
+            parts = name.split(".")
+            if not eq or len(parts) != 5 or parts[0] != "net" or not all(parts):
+                raise ValueError(
+                    f"{where} {SYSCTLS_OPT}: expected sysctl {setting!r} to have format"
+                    " net.X.Y.IFNAME.Z=VALUE"
+                )
+            if "\n" in wanted or "\0" in wanted or "/" in name:
+                raise ValueError(f"{where} {SYSCTLS_OPT}: invalid sysctl {setting!r}")
+            found.append((".".join([*parts[:3], ifname, parts[4]]), wanted))
+    return tuple(found)
 
 
 MAC_RE = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}\Z")

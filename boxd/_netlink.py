@@ -329,7 +329,10 @@ class Interface:
     an IPv6 network (``address6``, ADDRESS/LEN) it gets that address, is brought up and,
     given ``gateway6``, routes IPv6 by default through it, in either case: the spawned
     process has no ioctl for an address without duplicate address detection.  So do the
-    ``link_local`` addresses (``--link-local-ip``).  ``mtu`` 0: the kernel's."""
+    ``link_local`` addresses (``--link-local-ip``).  ``mtu`` 0: the kernel's.
+    ``sysctls``: the interface's own settings (the endpoint's
+    ``com.docker.network.endpoint.sysctls``), each ``(KEY, VALUE)`` with its fourth part
+    the interface's name (``net.ipv4.conf.eth1.forwarding``), written once it is set up."""
 
     mac: str
     address: str
@@ -342,6 +345,7 @@ class Interface:
     address6: str = ""
     gateway6: str = ""
     link_local: tuple[str, ...] = ()
+    sysctls: tuple[tuple[str, str], ...] = ()
 
 
 def plug(
@@ -373,6 +377,8 @@ def plug(
 def _configure(pid: int, want: Interface) -> None:
     """The addresses and routes of the new ``want`` in process ``pid``'s namespace (see
     :class:`Interface`)."""
+    if want.sysctls:
+        _write_sysctls(pid, want.sysctls)
     if not want.configure and not want.address6 and not want.link_local:
         return
     with _netlink(pid) as inside:
@@ -444,6 +450,39 @@ def plug_slave(
         with contextlib.suppress(OSError), _netlink(pid) as inside:
             inside.delete(name=want.ifname)
         raise
+
+
+def _write_sysctls(pid: int, settings: tuple[tuple[str, str], ...]) -> None:
+    """Write network settings (``net.ipv4.conf.eth1.forwarding``) of process ``pid``'s
+    namespace: the calling thread enters it for the writes (/proc/sys/net shows the
+    namespace of the thread that looks), as dockerd writes an endpoint's.  A value
+    already set is not written again (/proc/sys may be read-only); OSError naming the
+    setting otherwise."""
+    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    target = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        _setns(target)
+        try:
+            for key, value in settings:
+                path = "/proc/sys/" + key.replace(".", "/")
+                try:
+                    with open(path) as f:
+                        now = f.read().strip()
+                    if now != value:
+                        with open(path, "w") as f:
+                            f.write(value)
+                except OSError as exc:
+                    why = (
+                        "not a setting the kernel has"
+                        if exc.errno == errno.ENOENT
+                        else exc.strerror
+                    )
+                    raise OSError(exc.errno, f"sysctl {key}={value}: {why}") from None
+        finally:
+            _setns(own)
+    finally:
+        os.close(target)
+        os.close(own)
 
 
 def socket_in(pid: int, family: int, kind: int, proto: int = 0) -> socket.socket:

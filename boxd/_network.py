@@ -59,6 +59,7 @@ from ._netconfig import (
     check_link_local,
     check_mac,
     check_network_name,
+    endpoint_sysctls,
     resolv_conf,
 )
 from ._records import Container, ContainerConfig, check_link, check_name
@@ -2000,6 +2001,7 @@ class Attachment:
             address6=f"{link.address6}/{net.network6.prefixlen}" if link.address6 else "",
             gateway6=net.gateway6 if route6 else "",
             link_local=link.join.link_local_ips,
+            sysctls=endpoint_sysctls(link.join.driver_opts, link.interface),
         )
         if net.driver == "bridge":
             host_names = host_link_names(self.container.id, link.interface)

@@ -410,7 +410,7 @@ def test_inspect_prints_what_docker_inspect_prints_of_a_container_s_networks(
     daemon: Daemon,
 ) -> None:
     """boxctl inspect shaped the record itself and named each endpoint's network where its
-    NetworkID belongs, without DNSNames or the aliases the Engine API (1.44) gives: the
+    NetworkID belongs, without DNSNames or the aliases the Engine API (1.44 on) gives: the
     docker CLI on the same daemon is the reference.  (The daemon shapes both now, with the
     Engine API's code: the CLI that did imported most of the daemon, ~150 ms a call.)"""
     daemon.ctl("network", "create", "insp")

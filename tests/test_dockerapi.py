@@ -10,6 +10,7 @@ import importlib.metadata
 import io
 import json
 import os
+import platform
 import select
 import shlex
 import shutil
@@ -1435,7 +1436,7 @@ def test_docker_py(clean: Daemon) -> None:
     try:
         started = time.time()
         assert client.ping()
-        assert client.version()["ApiVersion"] == "1.44"
+        assert client.version()["ApiVersion"] == "1.50"
         assert client.containers.run("default", ["echo", "hello"], remove=True) == b"hello\n"
         c = client.containers.run(
             "default",
@@ -2055,7 +2056,7 @@ def test_ping_version_and_prefixes(clean: Daemon) -> None:
     for method in ("GET", "HEAD"):
         status, headers, body = _call(clean, method, "/_ping")
         assert status == 200
-        assert headers["api-version"] == "1.44"
+        assert headers["api-version"] == "1.50"
         # The classic builder only (the docker CLI then does not try BuildKit); no swarm.
         assert (headers["builder-version"], headers["swarm"]) == ("1", "inactive")
         assert body == (b"OK" if method == "GET" else b"")
@@ -2064,12 +2065,13 @@ def test_ping_version_and_prefixes(clean: Daemon) -> None:
         "/v1.24/version",
         "/v1.41/version",
         "/v1.44/version",
-        "/v1.44.0/version",
+        "/v1.50/version",
+        "/v1.50.0/version",
     ):
         status, _, body = _call(clean, "GET", path)
         assert status == 200
         version = json.loads(body)
-        assert (version["ApiVersion"], version["MinAPIVersion"]) == ("1.44", "1.24")
+        assert (version["ApiVersion"], version["MinAPIVersion"]) == ("1.50", "1.24")
         # The package's version, as installed (pyproject.toml reads boxd.__version__).
         assert version["Version"] == importlib.metadata.version("boxd"), version
     status, _, body = _call(clean, "GET", "/info")
@@ -2124,7 +2126,7 @@ def test_docker_version_shows_the_engine_as_docker_does(clean: Daemon) -> None:
     )
     r = _docker(clean, "version", "--format", fmt)
     assert r.returncode == 0, r.stderr
-    assert r.stdout.split() == ["1.44", "1.44", "1.24", importlib.metadata.version("boxd"), "false"]
+    assert r.stdout.split() == ["1.50", "1.50", "1.24", importlib.metadata.version("boxd"), "false"]
 
 
 @needs_cli
@@ -2205,6 +2207,162 @@ def test_shapes_follow_the_clients_api_version(clean: Daemon, tmp_path: Path) ->
     finally:
         old.close()
         new.close()
+
+
+def _json_call(clean: Daemon, method: str, path: str, body: object = None) -> tuple[int, Any]:
+    raw = None if body is None else json.dumps(body).encode()
+    status, _, data = _call(clean, method, path, raw)
+    return status, json.loads(data) if data else None
+
+
+VERSIONS = ("1.44", "1.45", "1.46", "1.47", "1.48", "1.49", "1.50")
+_ARM64 = urllib.parse.quote(json.dumps({"os": "linux", "architecture": "arm64"}))
+
+
+def test_shapes_of_api_1_45_to_1_50(clean: Daemon, tmp_path: Path) -> None:
+    """What changed from API 1.45 to 1.50 (boxd served 1.44), each version as moby's router
+    has it: image inspect without ContainerConfig (1.45) and without a container's empty
+    Config fields (1.50), platform parameters of inspect, history, save, load and delete
+    (1.48-1.50), /info's firewall backend and bridge-nf fields, the list's annotations
+    (1.46), GwPriority ignored before 1.48, a volume subpath refused before 1.45."""
+    tarball = io.BytesIO()
+    with tarfile.open(fileobj=tarball, mode="w") as tar:
+        tar.addfile(tarfile.TarInfo("empty"))
+    status, _, data = _call(
+        clean, "POST", "/images/create?fromSrc=-&repo=plain", tarball.getvalue()
+    )
+    assert status == 200, data
+    image = {v: _json_call(clean, "GET", f"/v{v}/images/plain/json")[1] for v in VERSIONS}
+    assert image["1.44"]["ContainerConfig"]["Hostname"] == "" and image["1.44"]["Container"] == ""
+    assert not {"Container", "ContainerConfig"} & (image["1.45"].keys() | image["1.50"].keys())
+    assert image["1.49"]["Config"]["AttachStdin"] is False and "Cmd" in image["1.49"]["Config"]
+    assert "AttachStdin" not in image["1.50"]["Config"] and "Cmd" in image["1.50"]["Config"]
+    # docker-compose 1.x reads ContainerConfig at any version (it fails without it, as
+    # against Docker 25 and later): it gets it.
+    conn = UnixHTTP(clean.docker_socket)
+    try:
+        agent = "docker-compose/1.29.2 docker-py/5.0.3 Linux/6.1.0"
+        conn.request("GET", "/v1.50/images/plain/json", headers={"User-Agent": agent})
+        assert "ContainerConfig" in json.loads(conn.getresponse().read())
+    finally:
+        conn.close()
+    # Another platform's image is "not found", as dockerd's overlay2 store answers.
+    status, body = _json_call(clean, "GET", f"/images/plain/json?platform={_ARM64}")
+    assert status == 404 and "does not match the specified platform" in body["message"], body
+    host = urllib.parse.quote(json.dumps({"os": "linux", "architecture": platform.machine()}))
+    assert _json_call(clean, "GET", f"/images/plain/json?platform={host}")[0] == 200
+    assert _json_call(clean, "GET", f"/v1.48/images/plain/json?platform={_ARM64}")[0] == 200
+    for query, words in (
+        ("platform=linux", "failed to parse platform"),
+        ("platform=%7B%22os%22%3A%22linux%22%7D", "both OS and Architecture must be provided"),
+        (f"platform={_ARM64}&manifests=1", "conflicting options: manifests and platform"),
+    ):
+        status, body = _json_call(clean, "GET", f"/images/plain/json?{query}")
+        assert status == 400 and words in body["message"], (query, body)
+    status, body = _json_call(clean, "GET", f"/images/plain/history?platform={_ARM64}")
+    assert status == 404, body
+    status, body = _json_call(clean, "GET", f"/images/plain/get?platform={_ARM64}")
+    assert status == 404 and body["message"] == (
+        "no suitable export target found for platform linux/arm64"
+    )
+    status, body = _json_call(
+        clean, "GET", f"/images/plain/get?platform={_ARM64}&platform={_ARM64}"
+    )
+    assert status == 400 and "use API version 1.52 or later" in body["message"], body
+    # load: only the archive's images for the platform asked for.
+    status, _, archive = _call(clean, "GET", "/images/plain/get")
+    assert status == 200
+    assert _json_call(clean, "DELETE", f"/images/plain?platforms={_ARM64}")[0] == 404
+    assert _json_call(clean, "DELETE", "/images/plain")[0] == 200
+    status, _, data = _call(clean, "POST", f"/images/load?platform={_ARM64}", archive)
+    assert status == 200 and b"Loaded image" not in data, data
+    assert _json_call(clean, "GET", "/images/plain/json")[0] == 404
+    status, _, data = _call(clean, "POST", f"/images/load?platform={host}", archive)
+    assert status == 200 and b"Loaded image: plain:latest" in data, data
+    info = {v: _json_call(clean, "GET", f"/v{v}/info")[1] for v in VERSIONS}
+    assert info["1.50"]["FirewallBackend"] == {"Driver": "nftables"}
+    assert "BridgeNfIptables" not in info["1.50"] and info["1.49"]["BridgeNfIptables"] is False
+    assert "FirewallBackend" not in info["1.48"]
+    assert info["1.48"]["RuncCommit"] == {"ID": "", "Expected": ""}
+    assert info["1.49"]["RuncCommit"] == {"ID": ""}
+    assert info["1.46"]["RegistryConfig"]["AllowNondistributableArtifactsCIDRs"] is None
+    assert "AllowNondistributableArtifactsCIDRs" not in info["1.47"]["RegistryConfig"]
+    # The list's annotations (1.46).
+    made = {"Image": "default", "Cmd": ["true"], "HostConfig": {"Annotations": {"a": "b"}}}
+    assert _json_call(clean, "POST", "/containers/create?name=noted", made)[0] == 201
+    for version, shown in (("1.45", None), ("1.46", {"a": "b"})):
+        rows = _json_call(clean, "GET", f"/v{version}/containers/json?all=1")[1]
+        assert rows[0]["HostConfig"].get("Annotations") == shown
+    # A commit's image "create" event (1.46; a build's too), not for older clients.
+    since = time.time()
+    status, _, data = _call(clean, "POST", "/commit?container=noted&repo=snap", None)
+    assert status == 201, data
+    window = f"since={since}&until={time.time()}&filters=" + urllib.parse.quote(
+        json.dumps({"type": ["image"]})
+    )
+    for version, actions in (("1.45", ["tag"]), ("1.46", ["create", "tag"])):
+        lines = _call(clean, "GET", f"/v{version}/events?{window}")[2].splitlines()
+        assert [json.loads(line)["Action"] for line in lines] == actions, version
+    assert _json_call(clean, "DELETE", "/images/snap")[0] == 200
+    _call(clean, "DELETE", "/containers/noted")
+    # GwPriority came with 1.48: before, it is ignored (so "none" takes it), after checked.
+    body = {"Image": "default", "Cmd": ["true"], "HostConfig": {"NetworkMode": "none"},
+            "NetworkingConfig": {"EndpointsConfig": {"none": {"GwPriority": 5}}}}  # fmt: skip
+    status, made_id = _json_call(clean, "POST", "/v1.47/containers/create", body)
+    assert status == 201, made_id
+    _call(clean, "DELETE", f"/containers/{made_id['Id']}")
+    status, refused = _json_call(clean, "POST", "/v1.48/containers/create", body)
+    assert status == 400 and "the container's network is 'none'" in refused["message"], refused
+    subpath = {"Type": "volume", "Source": "v", "Target": "/v", "VolumeOptions": {"Subpath": "a"}}
+    body = {"Image": "default", "HostConfig": {"Mounts": [subpath]}}
+    status, refused = _json_call(clean, "POST", "/v1.44/containers/create", body)
+    assert status == 400 and refused["message"] == "VolumeOptions.Subpath needs API v1.45 or newer"
+    # build prune's 1.48 names are integers, as dockerd checks them.
+    status, refused = _json_call(clean, "POST", "/build/prune?reserved-space=lots")
+    assert status == 400 and "reserved-space" in refused["message"], refused
+    assert _json_call(clean, "DELETE", "/images/plain")[0] == 200
+    assert _json_call(clean, "GET", "/containers/json?all=1")[1] == []
+
+
+def test_tmpfs_options_and_the_volume_driver_warning(clean: Daemon) -> None:
+    """API 1.46's ``TmpfsOptions.Options`` (``exec`` and ``noexec``, as dockerd takes
+    them) and 1.48's warning for ``VolumeDriver`` beside volume mounts."""
+    script = "printf '#!/bin/sh\\necho ran\\n' > /t/x; chmod +x /t/x; /t/x"
+    for options, ran in (([["exec"]], True), ([["noexec"]], False), (None, False)):
+        tmpfs = {"Type": "tmpfs", "Target": "/t", "TmpfsOptions": {"Options": options}}
+        body = {"Image": "default", "Cmd": ["sh", "-c", script],
+                "HostConfig": {"Mounts": [tmpfs]}}  # fmt: skip
+        status, made = _json_call(clean, "POST", "/containers/create", body)
+        assert status == 201, made
+        r = clean.ctl("start", "-a", made["Id"], check=False)
+        assert ("ran" in r.stdout) is ran, (options, r.stdout, r.stderr)
+        if options:
+            shown = _json_call(clean, "GET", f"/containers/{made['Id']}/json")[1]
+            assert shown["HostConfig"]["Mounts"][0]["TmpfsOptions"] == {"Options": options}
+        clean.ctl("rm", made["Id"])
+    bad: tuple[tuple[object, str], ...] = (
+        ([["nosuid"]], "invalid option: nosuid"),
+        ([["exec", "1", "2"]], "invalid option array length"),
+        ([[]], "invalid option array length"),
+        ("exec", "expected lists of strings"),
+    )
+    for given, words in bad:
+        tmpfs = {"Type": "tmpfs", "Target": "/t", "TmpfsOptions": {"Options": given}}
+        body = {"Image": "default", "HostConfig": {"Mounts": [tmpfs]}}
+        status, refused = _json_call(clean, "POST", "/containers/create", body)
+        assert status == 400 and words in refused["message"], (given, refused)
+    volume = {"Type": "volume", "Target": "/v"}
+    host = {"VolumeDriver": "local", "Mounts": [volume]}
+    body = {"Image": "default", "Cmd": ["true"], "HostConfig": host}
+    for version, warned in (("1.47", False), ("1.48", True)):
+        status, made = _json_call(clean, "POST", f"/v{version}/containers/create", body)
+        assert status == 201, made
+        assert (
+            any("volume-driver configuration is ignored" in w for w in made["Warnings"] or [])
+            is warned
+        )
+        _call(clean, "DELETE", f"/containers/{made['Id']}?v=1")
+    assert _json_call(clean, "GET", "/containers/json?all=1")[1] == []
 
 
 @needs_cli
@@ -2487,6 +2645,18 @@ BAD: list[tuple[str, str, bytes | None, int, str]] = [
     ("GET", "/images/nope/get", None, 404, "No such image: nope"),
     ("POST", "/build?buildargs=nope", b"", 400, "invalid buildargs"),
     ("GET", "/images/nope/history", None, 404, "No such image: nope"),
+    # API 1.48-1.50's platforms: JSON OCI platform objects, one at a time.
+    ("GET", "/images/default/json?platform=%7B", None, 400, "failed to parse platform"),
+    ("GET", "/images/default/history?platform=linux/amd64", None, 400, "failed to parse"),
+    ("POST", "/images/load?platform=%7B%7D", b"", 400, "both OS and Architecture must be"),
+    ("DELETE", "/images/default?platforms=1&platforms=2", None, 400, "multiple platforms are"),
+    (
+        "GET",
+        "/images/default/json?platform=%7B%22os%22:%22linux%22,%22architecture%22:%22a/b%22%7D",
+        None,
+        400,
+        "failed to parse platform: invalid platform",
+    ),
     # A stream begun (200) ends with the error as its last line, as Docker's do.
     ("POST", "/images/load", b"not a tar", 200, "not a tar archive"),
     ("POST", "/images/prune?filters=%7B%22colour%22:%5B%22red%22%5D%7D", None, 400, "colour"),
@@ -2531,7 +2701,7 @@ BAD: list[tuple[str, str, bytes | None, int, str]] = [
         503,
         "volume update only valid for cluster volumes, but swarm is unavailable",
     ),
-    ("GET", "/v1.45/containers/json", None, 400, "Maximum supported API version is 1.44"),
+    ("GET", "/v1.51/containers/json", None, 400, "Maximum supported API version is 1.50"),
     ("POST", "/containers/nope/stop?signal=SIGNOPE", None, 404, "No such container: nope"),
     ("GET", '/images/json?filters={"until":["soon"]}', None, 400, "invalid until 'soon'"),
     (
@@ -2580,7 +2750,7 @@ BAD: list[tuple[str, str, bytes | None, int, str]] = [
     ("DELETE", "/v1.44/_ping", None, 404, "page not found: DELETE /_ping"),
     # Any digits and dots are a version, as Docker's router reads them.
     ("GET", "/v1/containers/json", None, 400, "client version 1 is too old"),
-    ("GET", "/v1.44.1/containers/json", None, 400, "client version 1.44.1 is too new"),
+    ("GET", "/v1.50.1/containers/json", None, 400, "client version 1.50.1 is too new"),
 ]
 # Swarm mode: every route answered as by a Docker node in no swarm, with Docker's words.
 BAD += [

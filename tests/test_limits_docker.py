@@ -344,7 +344,7 @@ def test_docker_cli_create_inspect_update(daemon: Daemon) -> None:
 @pytest.mark.root
 @needs_cli
 def test_docker_cli_kernel_memory_and_bad_values(daemon: Daemon) -> None:
-    # From API 1.42 (the CLI negotiates 1.44) the CLI no longer sends it: silently none,
+    # From API 1.42 (the CLI negotiates 1.50) the CLI no longer sends it: silently none,
     # as with Docker; an older client's is accepted with a warning.
     r = docker(daemon, "run", "--rm", "--kernel-memory", "50m", "default", "true")
     assert (r.returncode, r.stderr) == (0, "")

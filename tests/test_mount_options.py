@@ -326,10 +326,33 @@ def test_bad_image_mounts_are_named(
 
 
 @pytest.mark.root
-def test_the_engine_api_refuses_image_mounts_as_dockerd_does(daemon: Daemon) -> None:
-    """Type "image" is API 1.48's; dockerd refuses it from an older client, and boxd
-    serves 1.44."""
-    mount = {"Type": "image", "Source": "busybox", "Target": "/img"}
-    body = {"Image": "default", "Cmd": ["true"], "HostConfig": {"Mounts": [mount]}}
-    status, _, data = api_call(daemon, "POST", "/containers/create", json.dumps(body).encode())
+@needs_cli
+def test_image_mounts_through_the_engine_api(daemon: Daemon, layered: str) -> None:
+    """Type "image" is API 1.48's: the docker CLI's ``--mount type=image`` (and
+    ``image-subpath``, ``ImageOptions.Subpath``) works; dockerd refuses it from an older
+    client, in its words, and so does boxd."""
+    r = _docker(daemon, "run", "--rm", "--mount",
+                "type=image,source=layered,target=/img,image-subpath=data/sub",
+                "default", "ls", "/img")  # fmt: skip
+    assert (r.returncode, r.stdout.split()) == (0, ["s1", "s2"]), r.stderr
+    mount = {"Type": "image", "Source": "layered", "Target": "/img",
+             "ImageOptions": {"Subpath": "data"}}  # fmt: skip
+    body = json.dumps({"Image": "default", "Cmd": ["ls", "/img"],
+                       "HostConfig": {"Mounts": [mount]}}).encode()  # fmt: skip
+    status, _, data = api_call(daemon, "POST", "/v1.47/containers/create", body)
     assert status == 400 and b'Mount type \\"Image\\" needs API v1.48 or newer' in data, data
+    status, _, data = api_call(daemon, "POST", "/v1.48/containers/create", body)
+    assert status == 201, data
+    cid = json.loads(data)["Id"]
+    shown = json.loads(_docker(daemon, "inspect", cid).stdout)[0]
+    assert shown["HostConfig"]["Mounts"] == [mount]
+    assert [(m["Type"], m["Name"], m["RW"]) for m in shown["Mounts"]] == [
+        ("image", "layered", False)
+    ]
+    assert daemon.ctl("start", "-a", cid).stdout.split() == ["again", "link", "one", "sub", "two"]
+    daemon.ctl("rm", cid)
+    mount["ImageOptions"] = {"Subpath": "../etc"}
+    body = json.dumps({"Image": "default", "HostConfig": {"Mounts": [mount]}}).encode()
+    status, _, data = api_call(daemon, "POST", "/containers/create", body)
+    assert status == 400 and b"subpath must be a relative path within the image" in data, data
+    assert daemon.ctl("ps", "-a", "-q").stdout == ""

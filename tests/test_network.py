@@ -1038,8 +1038,15 @@ def test_docker_api_network_connect(netd: Daemon) -> None:
         client.api.start(multi)
         shown = client.api.inspect_container(multi)["NetworkSettings"]["Networks"]
         assert sorted(shown) == ["bridge", "front"]
-        # Before API 1.45 (docker-py's 1.44 here) a user network's aliases add the short id
-        # and the hostname, as Docker's do; the default bridge's stay none.
+        # From API 1.45 (docker-py's negotiated 1.50 here) the aliases are those given;
+        # before, a user network's add the short id and the hostname, as Docker's do; the
+        # default bridge's stay none.
+        assert (shown["front"]["Aliases"], shown["bridge"]["Aliases"]) == (["m"], None)
+        legacy = docker.APIClient(base_url=f"unix://{netd.docker_socket}", version="1.44")
+        try:
+            shown = legacy.inspect_container(multi)["NetworkSettings"]["Networks"]
+        finally:
+            legacy.close()
         short = multi["Id"][:12]
         assert (shown["front"]["Aliases"], shown["bridge"]["Aliases"]) == (["m", short, "mh"], None)
         out = client.containers.run(
@@ -2393,7 +2400,7 @@ def test_ipv6_only_networks(netd: Daemon) -> None:
     assert status == 201, answer
     netd.ctl("network", "create", "--ipv6", "-o", "com.docker.network.enable_ipv4=false", "opt6")
     names = ["api6", "opt6"]
-    if docker_clients.DOCKER is not None:  # the docker CLI sends it at boxd's API 1.44 too
+    if docker_clients.DOCKER is not None:  # the docker CLI sends it (API 1.48)
         r = docker_in(netd, "network", "create", "--ipv6", "--ipv4=false", "cli6")
         assert r.returncode == 0, r.stderr
         names.append("cli6")
@@ -2714,3 +2721,65 @@ def test_ipv6_default_route_follows_connect_and_disconnect(netd: Daemon) -> None
     assert " dev eth0 " in v4  # IPv4's stays on the default bridge
     netd.ctl("rm", "-f", "c")
     netd.ctl("network", "rm", "a", "b")
+
+
+_IF_SYSCTLS = (
+    "com.docker.network.endpoint.sysctls="
+    "net.ipv4.conf.IFNAME.log_martians=1,net.ipv4.conf.IFNAME.forwarding=0"
+)
+_READ_IF_SYSCTLS = (
+    "cat /proc/sys/net/ipv4/conf/{0}/log_martians /proc/sys/net/ipv4/conf/{0}/forwarding"
+)
+
+
+@pytest.mark.root
+def test_an_endpoints_own_sysctls(netd: Daemon) -> None:
+    """Docker 28's ``com.docker.network.endpoint.sysctls`` (API 1.46): an endpoint's
+    interface settings, ``IFNAME`` its interface's name, written once it is there, at the
+    start (eth0, eth1, ...) and at a connect; from API 1.48 the container's own sysctls
+    may not name an interface (dockerd's rule: its name is not known at create)."""
+    netd.ctl("network", "create", "--subnet", "10.77.5.0/24", "es1")
+    netd.ctl("network", "create", "--subnet", "10.77.6.0/24", "es2")
+    spec = f'name=es1,"driver-opt={_IF_SYSCTLS}"'
+    r = netd.ctl("run", "--rm", "--network", spec, "default", "sh", "-c",
+                 _READ_IF_SYSCTLS.format("eth0"))  # fmt: skip
+    assert r.stdout.split() == ["1", "0"], r.stderr
+    # The second network's interface (eth1) gets its endpoint's, at a connect too.
+    netd.ctl("run", "-d", "--name", "es", "--network", "es1", "default", "sleep", "1000")
+    netd.ctl("network", "connect", "--driver-opt", f'"{_IF_SYSCTLS}"', "es2", "es")
+    r = netd.ctl("exec", "es", "sh", "-c", _READ_IF_SYSCTLS.format("eth1"))
+    assert r.stdout.split() == ["1", "0"], r.stderr
+    r = netd.ctl("exec", "es", "cat", "/proc/sys/net/ipv4/conf/eth0/log_martians")
+    assert r.stdout == "0\n"
+    shown = json.loads(netd.ctl("inspect", "es").stdout)[0]["NetworkSettings"]["Networks"]
+    assert shown["es2"]["DriverOpts"] == dict([_IF_SYSCTLS.split("=", 1)])
+    # A setting the kernel has not: the connect fails naming it, the container keeps
+    # its one interface; a malformed one is refused before anything is made.
+    bad = "com.docker.network.endpoint.sysctls=net.ipv4.conf.IFNAME.nosuch=1"
+    netd.ctl("network", "disconnect", "es2", "es")
+    r = netd.ctl("network", "connect", "--driver-opt", bad, "es2", "es", check=False)
+    assert r.returncode != 0 and "net.ipv4.conf.eth1.nosuch=1: not a setting" in r.stderr
+    assert netd.ctl("exec", "es", "ls", "/sys/class/net").stdout.split() == ["eth0", "lo"]
+    for value in ("net.ipv4.IFNAME.x=1", "net.ipv4.conf.IFNAME.forwarding"):
+        opt = f"com.docker.network.endpoint.sysctls={value}"
+        r = netd.ctl("run", "--rm", "--network", f"name=es1,driver-opt={opt}", "default",
+                     "true", check=False)  # fmt: skip
+        assert r.returncode == 125 and "to have format net.X.Y.IFNAME.Z=VALUE" in r.stderr
+    netd.ctl("rm", "-f", "es")
+    # The Engine API: an interface's sysctl of the container's, refused from 1.48 in
+    # dockerd's words, written as given before.
+    body = {"Image": "default", "Cmd": ["cat", "/proc/sys/net/ipv4/conf/eth0/log_martians"],
+            "HostConfig": {"NetworkMode": "es1",
+                           "Sysctls": {"net.ipv4.conf.eth0.log_martians": "1"}}}  # fmt: skip
+    raw = json.dumps(body).encode()
+    status, _, data = docker_clients.api_call(netd, "POST", "/v1.48/containers/create", raw)
+    assert status == 400 and b"must be supplied using driver option" in data, data
+    status, _, data = docker_clients.api_call(netd, "POST", "/v1.47/containers/create", raw)
+    assert status == 201, data
+    cid = json.loads(data)["Id"]
+    assert netd.ctl("start", "-a", cid).stdout == "1\n"
+    netd.ctl("rm", cid)
+    if docker_clients.DOCKER is not None:  # the docker CLI's --network driver-opt
+        r = docker_in(netd, "run", "--rm", "--network", spec, "default", "sh", "-c",
+                      _READ_IF_SYSCTLS.format("eth0"))  # fmt: skip
+        assert r.stdout.split() == ["1", "0"], r.stderr

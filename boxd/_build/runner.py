@@ -324,6 +324,7 @@ class Builder:
         self.store.add(image_id, stage.layers, None, base=stage.base)
         if image_id in self.made:
             self.made.remove(image_id)
+        image_event(self.sup, "create", image_id)  # Docker 26's (API 1.46)
         for ref in self.options.tags:
             self.store.tag(image_id, ref)
             image_event(self.sup, "tag", image_id, name=ref.familiar)

@@ -16,6 +16,7 @@ import trio
 from .. import _lifecycle, _listing, _logattrs, _logs, _platforms, _prune, protocol
 from .. import _mounts as mount_specs
 from .._images.store import NoSuchImage
+from .._netconfig import SYSCTLS_OPT
 from .._network import NetworkError, builtin_network_id
 from .._records import Container, Status
 from .._supervisor import NoSuchContainer, Supervisor
@@ -50,27 +51,6 @@ def _make_labelled(api: Api, body: object) -> None:
             api.sup.volumes.create(name, labels=labels, options=options)
 
 
-def _check_platform(api: Api, image: str, reference: str, platform: str) -> None:
-    """Create's ``platform``: a stored image of another platform is "not found" in
-    Docker's words (so the docker CLI pulls the platform asked for, unless --pull never)."""
-    try:
-        wanted = _platforms.parse(platform)
-    except ValueError as exc:
-        raise ApiError(400, str(exc)) from None
-    if image == "default" or image.startswith("/"):
-        actual = _platforms.host()
-    else:
-        try:
-            record = api.sup.images.lookup(image)
-        except NoSuchImage:
-            return  # create names it
-        actual = _platforms.of_config(api.sup.images.config(record))
-    try:
-        _platforms.check(reference, wanted, actual)
-    except _platforms.PlatformMismatch as exc:
-        raise ApiError(404, str(exc)) from None
-
-
 def _make_mountpoints(req: Request, body: object) -> list[str]:
     """A bind's missing source directory is made on the host (mode 0755), as Docker's
     daemon makes it: always for ``Binds`` (``docker run -v /host/path:/path``), for a bind
@@ -103,26 +83,80 @@ def _make_mountpoints(req: Request, body: object) -> list[str]:
     return made
 
 
-def _check_one_endpoint(req: Request, body: object) -> None:
-    """Before API 1.44 a container is created on one network: an ``EndpointsConfig``
-    naming more is refused, naming them, as moby's router refuses it (a client of that
-    age would see the others silently left out)."""
-    config = Fields(body, "body").object("NetworkingConfig").object("EndpointsConfig")
-    if not req.at_least("1.44") and len(config.data) > 1:
-        names = ", ".join(config.data)
+def _check_versions(req: Request, body: object) -> None:
+    """What a client older than a field's API version may not send, refused in moby's
+    router's words (a client of that age would see it silently ignored), or, where moby
+    ignores it, taken out: several networks at create before API 1.44, a volume's
+    Subpath before 1.45, an image mount before 1.48; an endpoint's GwPriority before 1.48
+    (all endpoints had the same); and from 1.48 an interface's sysctl of the container's."""
+    fields = Fields(body, "body")
+    endpoints = fields.object("NetworkingConfig").object("EndpointsConfig")
+    if not req.at_least("1.44") and len(endpoints.data) > 1:
+        names = ", ".join(endpoints.data)
         raise ApiError(400, f"Container cannot be created with multiple network endpoints: {names}")
+    mounts = fields.object("HostConfig").objects("Mounts")
+    subpaths = any(m.object("VolumeOptions").text("Subpath") for m in mounts)
+    if subpaths and not req.at_least("1.45"):
+        raise ApiError(400, "VolumeOptions.Subpath needs API v1.45 or newer")
+    if not req.at_least("1.48"):
+        for name in endpoints.data:
+            endpoints.object(name).data.pop("GwPriority", None)
+        if any(m.text("Type").lower() == "image" for m in mounts):
+            raise ApiError(400, 'Mount type "Image" needs API v1.48 or newer')
+    else:
+        _check_interface_sysctls(fields.object("HostConfig"))
+
+
+def _check_interface_sysctls(host: Fields) -> None:
+    """From API 1.48 an interface's sysctl (``net.ipv4.conf.eth0.forwarding``) among the
+    container's is refused, as dockerd refuses it: it is its endpoint's
+    ``com.docker.network.endpoint.sysctls`` (``net.ipv4.conf.IFNAME.forwarding=1``), which
+    is written once the interface is there.  (Older clients' are written as given.)"""
+    network = host.text("NetworkMode")
+    if network == "host" or network.startswith("container:"):
+        return
+    for key in host.mapping("Sysctls"):
+        parts = key.split(".", 4)
+        if len(parts) == 5 and parts[0] == "net" and parts[3].startswith("eth"):
+            raise ApiError(
+                400,
+                f'interface specific sysctl setting "{key}" must be supplied using driver'
+                f" option '{SYSCTLS_OPT}'",
+            )
+
+
+def _volume_driver_warning(req: Request, host: Fields) -> list[str]:
+    """API 1.48's warning (the docker CLI gave it before): ``VolumeDriver`` is not for
+    the volumes of ``Mounts``, which name their own driver."""
+    if not (req.at_least("1.48") and host.text("VolumeDriver")):
+        return []
+    for m in host.objects("Mounts"):
+        driver = m.object("VolumeOptions").object("DriverConfig").text("Name")
+        if (m.text("Type") or "volume").lower() == "volume" and not driver:
+            return [
+                "WARNING: the container-wide volume-driver configuration is ignored for"
+                " volumes specified via 'mount'. Use '--mount type=volume,volume-driver=...'"
+                " instead"
+            ]
+    return []
 
 
 async def create(api: Api, conn: HttpConnection, req: Request) -> None:
     body = req.json_object()
-    _check_one_endpoint(req, body)
+    _check_versions(req, body)
     made = _make_mountpoints(req, body)
     try:
         config = _shapes.container_config(
             body, with_console_size=req.at_least("1.42"), recursive_ro=req.at_least("1.44")
         )
         if req.arg("platform"):
-            _check_platform(api, config.image, str(body.get("Image")), req.arg("platform") or "")
+            from ._images import check_platform  # the image routes: on first use
+
+            try:
+                wanted = _platforms.parse(req.arg("platform") or "")
+            except ValueError as exc:
+                raise ApiError(400, str(exc)) from None
+            check_platform(api, config.image, str(body.get("Image")), wanted)
         _make_labelled(api, body)
         c = await api.sup.create(config, (req.arg("name") or "").lstrip("/"))
     except BaseException:
@@ -130,7 +164,8 @@ async def create(api: Api, conn: HttpConnection, req: Request) -> None:
             with contextlib.suppress(OSError):  # used meanwhile: left
                 os.rmdir(path)
         raise
-    warnings = _shapes.warnings(Fields(body, "Config").object("HostConfig"))
+    host = Fields(body, "Config").object("HostConfig")
+    warnings = _shapes.warnings(host) + _volume_driver_warning(req, host)
     warnings += api.sup.limit_warnings(config.resources)
     await conn.respond_json(201, {"Id": c.id, "Warnings": warnings})
 
@@ -174,7 +209,11 @@ async def containers(api: Api, conn: HttpConnection, req: Request) -> None:
     if "ancestor" in filters:
         filters["ancestor"] = _image_ids(api, filters["ancestor"])
     found = _listing.select_containers(api.sup.list, filters, all=req.flag("all"), limit=limit)
-    await conn.respond_json(200, await summaries(api, found, sizes=req.flag("size")))
+    rows = await summaries(api, found, sizes=req.flag("size"))
+    if not req.at_least("1.46"):  # HostConfig.Annotations came with API 1.46
+        for row in rows:
+            row["HostConfig"].pop("Annotations", None)
+    await conn.respond_json(200, rows)
 
 
 async def summaries(api: Api, found: list[Container], *, sizes: bool) -> list[dict[str, Any]]:

@@ -43,7 +43,7 @@ LINGER = 5.0
 HEAD_READ_WAIT = 2.0
 RAW_STREAM = "application/vnd.docker.raw-stream"
 MULTIPLEXED = "application/vnd.docker.multiplexed-stream"
-API_VERSION = "1.44"
+API_VERSION = "1.50"
 MIN_API_VERSION = "1.24"
 # Any digits and dots, as Docker's router takes them: /v1/... is a version (too old).
 _VERSIONED = re.compile(r"/v([0-9.]+)(/.*)\Z")

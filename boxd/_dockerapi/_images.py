@@ -40,6 +40,7 @@ from .._images.messages import (
 )
 from .._images.reference import any_reference, parse_reference
 from .._images.registry import IDENTITY_TOKEN
+from .._images.store import NoSuchImage
 from .._messages import OkResponse
 from . import _shapes
 from ._api import Answers, Api, Streamed, api_error, one_answer, unwrap
@@ -47,8 +48,10 @@ from ._http import ApiError, HttpConnection, Request
 from ._router import route
 
 # Image inspect's ContainerConfig where the image has none, as Docker shows it before API
-# 1.45 (docker-compose 1.29 reads its Volumes when it recreates a container).
-_NO_CONTAINER_CONFIG = {
+# 1.45 (docker-compose 1.29 reads its Volumes when it recreates a container); and the
+# fields of an image's Config dockerd fills in (a container's, never an image's) for a
+# client older than API 1.50.
+_EMPTY_CONFIG = {
     "Hostname": "",
     "Domainname": "",
     "User": "",
@@ -135,12 +138,95 @@ def _digest_matches(digest: str, patterns: Sequence[str]) -> bool:
 
 
 async def inspect(api: Api, conn: HttpConnection, req: Request, name: str) -> None:
+    """An image as the client's API version shows it: ``Container`` and ``ContainerConfig``
+    before 1.45, the empty container fields of its Config before 1.50 (fewer in 1.50).
+    1.49's ``platform`` (not another platform's image); 1.48's ``manifests`` asks for
+    what a store of image indexes has, which boxd's is not (dockerd's overlay2 store
+    answers it the same way, without them)."""
+    wanted = platform_arg(req) if req.at_least("1.49") else None
+    if wanted is not None and req.at_least("1.48") and req.flag("manifests"):
+        raise ApiError(
+            400, "conflicting options: manifests and platform options cannot both be set"
+        )
     answer = await one_answer(api.images.inspect, ImageInspectRequest(image=name))
+    if wanted is not None:
+        check_platform(api, name, name, wanted)
     image: dict[str, Any] = dict(answer.image)
     image["RepoTags"] = [_shapes.familiar(t) for t in image["RepoTags"]]
     image["RepoDigests"] = [_shapes.familiar(d) for d in image["RepoDigests"]]
-    image["ContainerConfig"] = image["ContainerConfig"] or _NO_CONTAINER_CONFIG
+    built_by = image.pop("ContainerConfig")
+    if not req.at_least("1.45") or _compose_v1(req):
+        image["Container"], image["ContainerConfig"] = "", built_by or _EMPTY_CONFIG
+    if not req.at_least("1.50"):  # the image verbs fill in 1.50's
+        image["Config"] = {**_EMPTY_CONFIG, **image["Config"]}
     await conn.respond_json(200, versioned(req, image))
+
+
+def _compose_v1(req: Request) -> bool:
+    """Whether the client is docker-compose 1.x (its User-Agent says so): it negotiates
+    the daemon's newest API version and then reads image inspect's ``ContainerConfig``,
+    gone since 1.45, when it recreates a container (``KeyError: 'ContainerConfig'``, as
+    it fails against Docker 25 and later); boxd gives it that field at any version."""
+    return req.headers.get("user-agent", "").startswith("docker-compose/1.")
+
+
+def platform_arg(req: Request, key: str = "platform") -> _platforms.Platform | None:
+    """A query's OCI platform object (``{"os": "linux", "architecture": "arm64"}``: API
+    1.46's push, 1.48's history, save and load, 1.49's inspect), in dockerd's words when it
+    is not one; None when not given."""
+    values = req.query.get(key, [])
+    if len(values) > 1:
+        raise ApiError(
+            400,
+            "multiple platform parameters are not supported in this API version; use API"
+            " version 1.52 or later",
+        )
+    return decode_platform(values[0]) if values and values[0] else None
+
+
+def decode_platform(text: str) -> _platforms.Platform:
+    """One JSON-encoded OCI platform, as dockerd decodes it."""
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise ApiError(400, f"failed to parse platform: {exc}") from None
+    keys = ("os", "architecture", "variant", "os.version")
+    if not isinstance(value, dict) or not all(isinstance(value.get(k, ""), str) for k in keys):
+        raise ApiError(400, f"failed to parse platform: {text!r} is not an OCI platform")
+    os_name, arch, variant = (
+        value.get("os", ""),
+        value.get("architecture", ""),
+        value.get("variant", ""),
+    )
+    if not (os_name or arch) and (variant or value.get("os.version") or value.get("os.features")):
+        raise ApiError(
+            400, "optional platform fields provided, but OS and Architecture are missing"
+        )
+    if not (os_name and arch):
+        raise ApiError(400, "both OS and Architecture must be provided")
+    try:
+        if any("/" in part for part in (os_name, arch, variant)):
+            raise ValueError(f"invalid platform {os_name}/{arch}/{variant}: a part holds a '/'")
+        return _platforms.parse("/".join([p for p in (os_name, arch, variant) if p]))
+    except ValueError as exc:
+        raise ApiError(400, f"failed to parse platform: {exc}") from None
+
+
+def check_platform(api: Api, image: str, reference: str, wanted: _platforms.Platform) -> None:
+    """A stored image of another platform than ``wanted`` is "not found", in Docker's
+    words (so the docker CLI pulls the platform asked for, unless --pull never)."""
+    if image == "default" or image.startswith("/"):
+        actual = _platforms.host()
+    else:
+        try:
+            record = api.sup.images.lookup(image)
+        except NoSuchImage:
+            return  # the verb names it
+        actual = _platforms.of_config(api.sup.images.config(record))
+    try:
+        _platforms.check(reference, wanted, actual)
+    except _platforms.PlatformMismatch as exc:
+        raise ApiError(404, str(exc)) from None
 
 
 async def distribution(api: Api, conn: HttpConnection, req: Request, name: str) -> None:
@@ -155,6 +241,12 @@ async def distribution(api: Api, conn: HttpConnection, req: Request, name: str) 
 
 
 async def remove(api: Api, conn: HttpConnection, req: Request, name: str) -> None:
+    """1.50's ``platforms``: one at most (a store of one platform per image, as dockerd's
+    overlay2 store), the image not removed unless it is for it."""
+    if req.at_least("1.50") and req.query.get("platforms"):
+        if len(req.query["platforms"]) > 1:
+            raise ApiError(400, "multiple platforms are not supported")
+        check_platform(api, name, name, decode_platform(req.query["platforms"][0]))
     request = RemoveImageRequest(image=name, force=req.flag("force"), prune=not req.flag("noprune"))
     answer = await one_answer(api.images.remove, request)
     await conn.respond_json(
@@ -197,8 +289,10 @@ async def create(api: Api, conn: HttpConnection, req: Request) -> None:
 
 
 async def load(api: Api, conn: HttpConnection, req: Request) -> None:
+    wanted = platform_arg(req) if req.at_least("1.48") else None
+    request = LoadRequest(platform=_platforms.text(wanted) if wanted else "")
     answers = Streamed(conn, conn.body_chunks())
-    loaded = await _archive_verb(answers, api.images.load, LoadRequest())
+    loaded = await _archive_verb(answers, api.images.load, request)
     for image in loaded.images if loaded is not None else ():
         for tag in image.tags or (None,):
             text = (
@@ -234,13 +328,24 @@ async def save(api: Api, conn: HttpConnection, req: Request, name: str = "") -> 
     names = [name] if name else req.query.get("names", [])
     if not names:
         raise ApiError(400, "no image named (names)")
+    wanted = platform_arg(req) if req.at_least("1.48") else None
+    if wanted is not None:  # each image is of one platform: that one, or none to save
+        try:
+            for image in names:
+                check_platform(api, image, image, wanted)
+        except ApiError:  # dockerd's overlay2 store's words
+            text = _platforms.text(wanted)
+            raise ApiError(404, f"no suitable export target found for platform {text}") from None
     answers = Streamed(conn, content_type="application/x-tar")
     await api.images.save(answers, SaveRequest(images=tuple(names)))
     await conn.end()
 
 
 async def history(api: Api, conn: HttpConnection, req: Request, name: str) -> None:
+    wanted = platform_arg(req) if req.at_least("1.48") else None
     answer = await one_answer(api.images.history, HistoryRequest(image=name))
+    if wanted is not None:
+        check_platform(api, name, name, wanted)
     rows = []
     for i, h in enumerate(answer.history):
         image_id, tags = answer.images[i] if i < len(answer.images) else ("<missing>", ())
@@ -431,6 +536,9 @@ async def push(api: Api, conn: HttpConnection, req: Request, name: str) -> None:
     (a line, then ``aux``); a failure once the stream has begun is its last line.
     Without ``tag``, every tag of the repository is pushed (the Engine API's rule)."""
     tag = req.arg("tag") or ""
+    wanted = platform_arg(req) if req.at_least("1.46") else None
+    if wanted is not None:  # an image is of one platform: that one, or none to push
+        check_platform(api, f"{name}:{tag}" if tag else name, name, wanted)
     user, password = registry_auth(req)
     request = PushRequest(
         reference=f"{name}:{tag}" if tag else name,

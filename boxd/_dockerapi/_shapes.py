@@ -38,6 +38,7 @@ from .._records import (
     Container,
     ContainerConfig,
     DeviceRate,
+    ImageMount,
     Resources,
     RestartName,
     RestartPolicy,
@@ -52,7 +53,7 @@ from .._units import (
     format_log_size,
     log_option,
 )
-from ._http import API_VERSION, ApiError
+from ._http import ApiError
 
 if TYPE_CHECKING:  # the network verbs' module is loaded by their first use
     from .._netserver import NetworkInfo
@@ -309,6 +310,9 @@ def container_config(
             log_max_files=log_max_files,
             log_options=log_options,
             healthcheck=healthcheck,
+            image_mounts=tuple(
+                [ImageMount(**m.image_fields()) for m in _api_mounts(host) if m.type == "image"]
+            ),
             mount_points=tuple([m.target for m in _api_mounts(host)]),
             binds=tuple(host.strings("Binds")),
             declared_volumes=tuple(cfg.mapping_keys("Volumes")),
@@ -499,7 +503,7 @@ def driver_opts(endpoint: Fields) -> tuple[str, ...]:
 def check_endpoint(endpoint: Fields, where: str) -> None:
     """An endpoint's settings boxd would have to drop are refused by name instead."""
     try:
-        check_driver_opts(endpoint.mapping("DriverOpts"), f"{where}.DriverOpts")
+        check_driver_opts(driver_opts(endpoint), f"{where}.DriverOpts")
     except ValueError as exc:
         raise ApiError(400, str(exc)) from None
 
@@ -761,7 +765,7 @@ def _volumes(host: Fields, volumes: list[str], recursive_ro: bool) -> Iterable[V
             fields["recursive"] = "writable"
         found.append(_volume(fields, spec))
     for mount in _api_mounts(host):
-        if mount.type != "tmpfs":
+        if mount.type in ("bind", "volume"):
             fields = mount.volume_fields()
             if mount.type == "bind" and mount.read_only and not recursive_ro:
                 if mount.recursive == "readonly":
@@ -795,20 +799,16 @@ def _api_mounts(host: Fields) -> Iterable[mount_specs.Mount]:
         mount = mount_specs.Mount(m.path, option="mount")
         try:
             mount.type = (m.text("Type") or "volume").lower()
-            if mount.type == "image":  # moby's words; boxd's API is older
-                raise ApiError(
-                    400,
-                    'Mount type "Image" needs API v1.48 or newer (this daemon serves up to'
-                    f" {API_VERSION}: boxctl run --mount type=image takes it)",
-                )
             mount.source = m.text("Source")
             mount.target = m.text("Target")
             mount.read_only = m.flag("ReadOnly")
-            binds, volumes, tmpfs = (m.object(k) for k in ("BindOptions", "VolumeOptions",
-                                                            "TmpfsOptions"))  # fmt: skip
-            for family, options in (("bind", binds), ("volume", volumes), ("tmpfs", tmpfs)):
-                if any(options.data.values()):
-                    mount.given.add(family)
+            options = {family: m.object(f"{family}Options") for family in _MOUNT_FAMILIES}
+            for family, given in options.items():
+                if any(given.data.values()):
+                    mount.given.add(family.lower())
+            binds, volumes, image, tmpfs = options.values()
+            if image.text("Subpath"):  # API 1.48
+                mount.set_subpath(image.text("Subpath"), "image")
             if binds.text("Propagation"):
                 mount.set_propagation(binds.text("Propagation"))
             _recursion(mount, binds)
@@ -823,10 +823,33 @@ def _api_mounts(host: Fields) -> Iterable[mount_specs.Mount]:
                 mount.tmpfs_options.append(f"size={tmpfs.integer('SizeBytes')}")
             if tmpfs.integer("Mode"):
                 mount.set_tmpfs_mode(f"{tmpfs.integer('Mode'):o}")
+            mount.tmpfs_options += _tmpfs_flags(mount, tmpfs)
             mount.check()
         except ValueError as exc:
             raise ApiError(400, str(exc)) from None
         yield mount
+
+
+# HostConfig.Mounts' option objects (BindOptions, ...), by the mount type each is for.
+_MOUNT_FAMILIES = ("Bind", "Volume", "Image", "Tmpfs")
+# TmpfsOptions.Options (API 1.46): the flags dockerd takes there.
+_TMPFS_FLAGS = ("exec", "noexec")
+
+
+def _tmpfs_flags(mount: mount_specs.Mount, tmpfs: Fields) -> list[str]:
+    """``TmpfsOptions.Options`` (API 1.46): ``[["noexec"]]``, a flag per list of one, as
+    dockerd takes them (only ``exec`` and ``noexec``), in its words when refused."""
+    found = []
+    options = tmpfs._get(
+        "Options", lambda v: isinstance(v, list) and all(map(_is_strings, v)), "lists of strings"
+    )
+    for option in options or []:
+        if not 1 <= len(option) <= 2:
+            raise mount.error(f"TmpfsOptions.Options {option!r}: invalid option array length")
+        if option[0] not in _TMPFS_FLAGS:
+            raise mount.error(f"TmpfsOptions.Options {option!r}: invalid option: {option[0]}")
+        found.append("=".join(option))
+    return found
 
 
 def _recursion(mount: mount_specs.Mount, binds: Fields) -> None:
@@ -1190,11 +1213,13 @@ def _host_mounts(cfg: ContainerConfig) -> dict[str, list[dict[str, Any]]]:
         mounts.append(image)
     for path, options in _tmpfs_mounts(cfg):
         mount = {"Type": "tmpfs", "Target": path}
-        tmpfs: dict[str, int] = {}
+        tmpfs: dict[str, Any] = {}
         for option in options.split(",") if options else ():
             key, _, value = option.partition("=")
             if key == "ro":
                 mount["ReadOnly"] = True
+            elif key in _TMPFS_FLAGS:
+                tmpfs.setdefault("Options", []).append([key])
             elif key == "size" and value.isdigit():  # bytes, as a mount gives them
                 tmpfs["SizeBytes"] = int(value)
             elif key == "mode" and value and set(value) <= set("01234567"):
@@ -1403,7 +1428,7 @@ def summary(c: Container, now: float) -> dict[str, Any]:
         "Labels": labels(c),
         "State": status_word(c),
         "Status": status_text(c, now),
-        "HostConfig": {"NetworkMode": cfg.network},
+        "HostConfig": {"NetworkMode": cfg.network, **_annotations(cfg)},  # those: API 1.46
         "NetworkSettings": {"Networks": _network_settings(c)["Networks"]},
         "Mounts": _mounts(c),
     }

@@ -143,7 +143,7 @@ async def info(api: Api, conn: HttpConnection, req: Request) -> None:
                 "Network": ["bridge", "host", "ipvlan", "macvlan", "null"],
                 "Log": ["json-file", "local", "syslog", "journald", "gelf", "fluentd", "splunk"],
             },
-            "RegistryConfig": _registry_config(api.sup.insecure_registries),
+            "RegistryConfig": _registry_config(api.sup.insecure_registries, req),
             # The daemon's --default-address-pool ones, as dockerd lists them (none: its own).
             "DefaultAddressPools": [
                 {"Base": base, "Size": size} for base, size in api.sup.networks.options.pools
@@ -155,16 +155,33 @@ async def info(api: Api, conn: HttpConnection, req: Request) -> None:
             "Isolation": "",
             "InitBinary": "boxd-init",
             # No containerd, runc or docker-init: boxd runs containers itself (empty
-            # commits, as a dockerd built without them reports).
-            "ContainerdCommit": {"ID": ""},
-            "RuncCommit": {"ID": ""},
-            "InitCommit": {"ID": ""},
+            # commits, as a dockerd built without them reports; "Expected" before 1.49).
+            **{key: _commit(req) for key in ("ContainerdCommit", "RuncCommit", "InitCommit")},
             "Swarm": {"LocalNodeState": "inactive"},
             "Warnings": None,
-            # API 1.24's field, as dockerd still gives it to such a client.
-            **({} if req.at_least("1.25") else {"ExecutionDriver": "<not supported>"}),
+            **_versioned_info(req),
         },
     )
+
+
+def _commit(req: Request) -> dict[str, str]:
+    return {"ID": ""} if req.at_least("1.49") else {"ID": "", "Expected": ""}
+
+
+def _versioned_info(req: Request) -> dict[str, Any]:
+    """The fields of ``/info`` that came or went with an API version: 1.24's
+    ExecutionDriver, the bridge-nf fields before 1.50 (always false: boxd's rules are
+    nftables' own, as the bridge's netfilter module is dockerd's only on demand now), 1.49's
+    firewall backend.  No containerd (1.46's Containerd) and no CDI devices (1.50's
+    DiscoveredDevices): left out, as dockerd leaves them out when empty."""
+    found: dict[str, Any] = {}
+    if not req.at_least("1.25"):  # as dockerd still gives it to such a client
+        found["ExecutionDriver"] = "<not supported>"
+    if not req.at_least("1.50"):
+        found |= {"BridgeNfIptables": False, "BridgeNfIp6tables": False}
+    if req.at_least("1.49"):
+        found["FirewallBackend"] = {"Driver": "nftables"}
+    return found
 
 
 def _backing(path: str) -> str:
@@ -173,15 +190,21 @@ def _backing(path: str) -> str:
     return "extfs" if fstype.startswith("ext") else fstype
 
 
-def _registry_config(insecure: frozenset[str]) -> dict[str, Any]:
+def _registry_config(insecure: frozenset[str], req: Request) -> dict[str, Any]:
     """``/info``'s RegistryConfig in dockerd's shape: loopback reached insecurely, an index
     entry for Docker Hub and one for each ``--insecure-registry`` (boxd takes them by
-    HOST:PORT only, no CIDRs)."""
+    HOST:PORT only, no CIDRs); the non-distributable artifacts' lists (null) before API
+    1.47."""
     indexes = {"docker.io": {"Name": "docker.io", "Mirrors": [], "Secure": True, "Official": True}}
     for name in sorted(insecure):
         indexes[name] = {"Name": name, "Mirrors": [], "Secure": False, "Official": False}
     cidrs = ["::1/128", "127.0.0.0/8"]
-    return {"IndexConfigs": indexes, "InsecureRegistryCIDRs": cidrs, "Mirrors": None}
+    found = {"IndexConfigs": indexes, "InsecureRegistryCIDRs": cidrs, "Mirrors": None}
+    if not req.at_least("1.47"):
+        found |= dict.fromkeys(
+            ("AllowNondistributableArtifactsCIDRs", "AllowNondistributableArtifactsHostnames")
+        )
+    return found
 
 
 async def events(api: Api, conn: HttpConnection, req: Request) -> None:
@@ -191,7 +214,12 @@ async def events(api: Api, conn: HttpConnection, req: Request) -> None:
     keep = event_filter(_shapes.parse_filters(req.arg("filters")))
     history, channel = api.sup.events.subscribe()
 
+    # An image's "create" (a commit's, a build's) came with API 1.46: not for older clients.
+    created = req.at_least("1.46")
+
     def wanted(e: Event) -> bool:
+        if not created and e.type == "image" and e.action == "create":
+            return False
         return (until is None or e.time_ns <= until * 1e9) and keep(e)
 
     await conn.start_stream()
@@ -257,7 +285,10 @@ async def build_prune(api: Api, conn: HttpConnection, req: Request) -> None:
     from .._build.runner import prune_cache
 
     _shapes.parse_filters(req.arg("filters"))  # well-formed, at least
-    req.integer("keep-storage")  # an integer, as dockerd refuses another; nothing to keep
+    # Integers, as dockerd refuses another; nothing to keep (API 1.48 renamed keep-storage
+    # reserved-space and added the other two).
+    for key in ("keep-storage", "reserved-space", "max-used-space", "min-free-space"):
+        req.integer(key)
     deleted = prune_cache(api.sup.images)
     await conn.respond_json(200, {"CachesDeleted": deleted or None, "SpaceReclaimed": 0})
 

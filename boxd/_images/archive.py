@@ -31,6 +31,7 @@ from typing import IO, Any
 import attrs
 import zstandard
 
+from .. import _platforms
 from .._diff import INIT_DIRS, RUNTIME_FILES
 from .config import DEFAULT, DEFAULT_ID, default_base_config
 from .hardlinks import Links, add_hard_link, note_link
@@ -259,7 +260,10 @@ def _load_image(
     config_name: str,
     layer_names: list[tuple[str, str | None]],
     config_digest: str | None,
-) -> tuple[str, tuple[BlobRef, ...]]:
+    platform: str,
+) -> tuple[str, tuple[BlobRef, ...]] | None:
+    """An image's configuration and layers stored: its id and layers, or None where it
+    is not for ``platform`` (if one is given)."""
     config_bytes = archive.read(config_name)
     image_id = "sha256:" + hashlib.sha256(config_bytes).hexdigest()
     if config_digest is not None and image_id != config_digest:
@@ -272,6 +276,10 @@ def _load_image(
     system = config.get("os") or "linux"
     if str(system).lower() != "linux":  # Docker's words
         raise ArchiveError(f"cannot load {system} image on linux")
+    if platform and not _platforms.matches(
+        _platforms.parse(platform), _platforms.of_config(config)
+    ):
+        return None
     if len(diff_ids) != len(layer_names):
         raise ArchiveError(
             f"config {config_name!r} lists {len(diff_ids)} layers, the archive {len(layer_names)}"
@@ -324,19 +332,22 @@ def _unwrap(path: Path, kinds: Sequence[str]) -> None:
         plain.unlink(missing_ok=True)
 
 
-def load(store: ImageStore, path: Path) -> list[LoadedImage]:
-    """Load every image of the archive at ``path``: its id and tags, for each."""
+def load(store: ImageStore, path: Path, platform: str = "") -> list[LoadedImage]:
+    """Load every image of the archive at ``path``: its id and tags, for each; with
+    ``platform`` (``os/arch[/variant]``, the Engine API's since 1.48) only the images
+    for it, and of a multi-platform index that platform's manifest (as the host's
+    without one)."""
     _unwrap(path, ("zstd",))  # tarfile reads gzip, bzip2 and xz
     try:
         with store.undone_on_failure():
-            return _load(store, path)
+            return _load(store, path, platform)
     except (tarfile.TarError, EOFError, zlib.error, zstandard.ZstdError) as exc:
         raise ArchiveError(f"the archive is truncated or damaged: {exc}") from None
     except (KeyError, TypeError, AttributeError, ValueError, RecursionError) as exc:
         raise ArchiveError(f"the archive's index or manifests are malformed: {exc!r}") from None
 
 
-def _load(store: ImageStore, path: Path) -> list[LoadedImage]:
+def _load(store: ImageStore, path: Path, platform: str) -> list[LoadedImage]:
     loaded: list[LoadedImage] = []
     parents: dict[str, str] = {}  # of manifest.json's entries, by image id
     with _open_tar(path) as tar:
@@ -355,13 +366,16 @@ def _load(store: ImageStore, path: Path) -> list[LoadedImage]:
                     parent = str(entry.get("Parent") or "")
                 except (KeyError, TypeError):
                     raise ArchiveError("manifest.json: an entry lacks Config or Layers") from None
-                image_id, layers = _load_image(
-                    store, archive, config_name, layer_names, _digest_of(config_name)
+                image = _load_image(
+                    store, archive, config_name, layer_names, _digest_of(config_name), platform
                 )
+                if image is None:
+                    continue
+                image_id, layers = image
                 loaded.append(_record(store, image_id, layers, tags))
                 parents[image_id] = parent
         elif archive.has("index.json"):
-            for image_id, layers, tags in _load_oci(store, archive):
+            for image_id, layers, tags in _load_oci(store, archive, platform):
                 loaded.append(_record(store, image_id, layers, tags))
         else:
             raise ArchiveError("neither manifest.json nor index.json: not an image archive")
@@ -400,21 +414,24 @@ def _digest_of(name: str) -> str | None:
 
 
 def _load_oci(
-    store: ImageStore, archive: _Archive
+    store: ImageStore, archive: _Archive, platform: str
 ) -> Iterator[tuple[str, tuple[BlobRef, ...], list[str]]]:
     index = archive.json("index.json")
     for entry in index.get("manifests") or []:
         digest = str(entry.get("digest", ""))
         manifest = archive.manifest(digest)
         if manifest.get("mediaType") == OCI_INDEX or "manifests" in manifest:
-            manifest = _host_manifest(archive, digest, manifest)
+            manifest = _host_manifest(archive, digest, manifest, platform)
         config_digest = str(manifest["config"]["digest"])
         layer_names: list[tuple[str, str | None]] = [
             (archive.blob(str(d["digest"])), str(d["digest"])) for d in manifest.get("layers", [])
         ]
-        image_id, layers = _load_image(
-            store, archive, archive.blob(config_digest), layer_names, config_digest
+        image = _load_image(
+            store, archive, archive.blob(config_digest), layer_names, config_digest, platform
         )
+        if image is None:
+            continue
+        image_id, layers = image
         annotations = entry.get("annotations") or {}
         # containerd's full name; else an OCI ref.name that is a whole reference (skopeo
         # writes those), not a bare tag.
@@ -426,14 +443,16 @@ def _load_oci(
         yield image_id, layers, tags
 
 
-def _host_manifest(archive: _Archive, digest: str, index: dict[str, Any]) -> dict[str, Any]:
+def _host_manifest(
+    archive: _Archive, digest: str, index: dict[str, Any], platform: str
+) -> dict[str, Any]:
     """The host's platform's manifest in a multi-platform index (``skopeo copy --all``,
-    buildx's OCI output), as a pull takes it from a registry's."""
-    from .pull import choose_platform
+    buildx's OCI output), or ``platform``'s, as a pull takes it from a registry's."""
+    from .pull import choose_platform, parse_platform
     from .registry import RegistryError
 
     try:
-        chosen = choose_platform(f"the index {digest}", index, None)
+        chosen = choose_platform(f"the index {digest}", index, parse_platform(platform))
     except RegistryError as exc:
         raise ArchiveError(str(exc)) from None
     manifest: dict[str, Any] = archive.manifest(chosen)

@@ -176,7 +176,10 @@ class SaveRequest:
 @attrs.frozen
 class LoadRequest:
     """The archive follows as stdin byte frames (an empty one ends it); answered with an
-    OkResponse, then LoadedFrame once it is loaded."""
+    OkResponse, then LoadedFrame once it is loaded.  ``platform`` (``os/arch[/variant]``):
+    only the archive's images for it are loaded."""
+
+    platform: str = ""
 
 
 @attrs.frozen

@@ -277,7 +277,8 @@ class ImageVerbs:
                     "DockerVersion": config.get("docker_version", ""),
                     "Author": config.get("author", ""),
                     "Size": self.store.size(record),
-                    "Config": config.get("config") or {},
+                    # Docker's Engine API 1.50 fills these in where the image has none.
+                    "Config": {**_EMPTY_CONFIG, **(config.get("config") or {})},
                     # The config of the container that made it (Docker's classic builder
                     # and commit wrote one; boxd's do not).
                     "ContainerConfig": config.get("container_config") or {},
@@ -526,13 +527,15 @@ class ImageVerbs:
         finally:
             os.close(fd)
 
-    async def load(self, conn: Streamer, _: LoadRequest) -> None:
+    async def load(self, conn: Streamer, req: LoadRequest) -> None:
         from . import archive  # tarfile and zstandard: on first use
 
+        if req.platform:
+            _platforms.parse(req.platform)  # a bad one: refused before the archive is sent
         await conn.send(OkResponse())
         path = await self._receive_file(conn)
         try:
-            loaded = await trio.to_thread.run_sync(archive.load, self.store, path)
+            loaded = await trio.to_thread.run_sync(archive.load, self.store, path, req.platform)
         finally:
             path.unlink(missing_ok=True)
         for image in loaded:
@@ -618,6 +621,7 @@ class ImageVerbs:
             record = await trio.to_thread.run_sync(
                 archive.commit, self.store, parent, uppers, inner, ref, history, upper
             )
+        image_event(self.sup, "create", record.id)  # Docker 26's (API 1.46)
         if ref is not None:
             image_event(self.sup, "tag", record.id, name=ref.familiar)
         attributes = {"comment": req.comment, "imageID": record.id}
@@ -833,6 +837,18 @@ __all__ = ["ImageInUse", "ImageVerbs", "RegistryError"]
 
 
 _IMAGE_FILTERS = ("before", "dangling", "label", "reference", "since", "until")
+# An image's Config fields inspect shows where the image has none, as Docker's Engine API
+# 1.50 does (its older versions fill in more: see boxd._dockerapi._images).
+_EMPTY_CONFIG = {
+    "Cmd": None,
+    "Entrypoint": None,
+    "Env": None,
+    "Labels": None,
+    "OnBuild": None,
+    "User": "",
+    "Volumes": None,
+    "WorkingDir": "",
+}
 
 
 def _image_filter(
