@@ -438,6 +438,11 @@ class Supervisor:
         ]
         return sorted(found, key=lambda c: c.created_at, reverse=True)
 
+    def images_in_use(self) -> set[str]:
+        """The ids of the stored images some container runs on or mounts (its own, and
+        those of its ``--mount type=image``)."""
+        return {i for e in self._entries.values() for i in e.container.config.image_ids}
+
     def run_of(self, ref: str) -> Run | None:
         """The container's current run, if its process is running (or paused)."""
         entry = self._lookup(ref)
@@ -2161,7 +2166,7 @@ class Supervisor:
             # Images retired by `rmi -f` while stopped containers used them go with the
             # last of those containers.
             async with self.images_lock:
-                used = {i for e in self._entries.values() for i in e.container.config.image_ids}
+                used = self.images_in_use()
                 keep = frozenset(self._puller.active if self._puller else ())
                 await trio.to_thread.run_sync(self.images.collect, used, keep)
 

@@ -354,7 +354,7 @@ class Builder:
         container kept after a failed step keeps its image as ``rmi -f`` does).  One that
         cannot be (a full disk refuses the retired record) stays, an untagged image
         ``image prune`` removes; the build's own outcome is what its client is told."""
-        used = {i for c in self.sup.list(all=True) for i in c.config.image_ids}
+        used = self.sup.images_in_use()
         for image_id in self.made:
             try:
                 record = self.store.get(image_id)

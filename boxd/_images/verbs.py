@@ -675,7 +675,7 @@ class ImageVerbs:
         one that others were committed from; as Docker's, the untagged images that a
         deleted one was committed from go too (see :meth:`_prune_parents`), and with
         ``all`` a tagged one once its children went (passes until one deletes nothing)."""
-        used = {i for c in self.sup.list(all=True) for i in c.config.image_ids}
+        used = self.sup.images_in_use()
         only = _prune.parse(req.filters, time.time())
         untagged: list[str] = []
         deleted: list[str] = []
@@ -709,7 +709,7 @@ class ImageVerbs:
     async def df(self, conn: Sender, _: SystemDfRequest) -> None:
         """Disk use, the built-in image counted among the images (as the lists show it)."""
         containers = self.sup.list(all=True)
-        used = {i for c in containers for i in c.config.image_ids}
+        used = self.sup.images_in_use()
         used |= {DEFAULT_ID for c in containers if c.config.image == DEFAULT}
         records = [*self.store.images(), default_record()]
         await self.sup.unpacks.settled(records)
