@@ -34,6 +34,8 @@ from ._netconfig import (
     check_link_local,
     check_mac,
     check_network,
+    endpoint_ifname,
+    interface_names,
 )
 from ._portspecs import parse_expose
 from ._signames import parse_signal as parse_signal
@@ -430,6 +432,10 @@ def check_volume(v: Volume) -> None:
         check_volume_name(v.volume)
     elif v.host and v.nocopy:
         raise invalid("volumes", what, "nocopy is for named volumes, not host paths")
+    if v.subpath and not v.volume:
+        raise invalid("volumes", what, "volume-subpath is for named volumes")
+    if v.subpath and not is_local(v.subpath):
+        raise invalid("volumes", what, f"volume-subpath {v.subpath!r} leaves the volume")
 
 
 def check_image_mount(m: ImageMount) -> None:
@@ -793,6 +799,7 @@ def validate_config(config: ContainerConfig) -> None:
         if join.mac:
             check_mac(join.mac)
         check_driver_opts(join.driver_opts)
+    interface_names([endpoint_ifname(join.driver_opts) for join in config.networks or ()])
     check_dns(config.dns, config.dns_search, config.dns_options)
     if shared and (config.dns or config.dns_search or config.dns_options):
         raise ValueError(

@@ -24,6 +24,7 @@ from boxd._network import NETWORK_FORMAT, Network, NetworkConflict, NetworkError
 from boxd._records import (
     Container,
     ContainerConfig,
+    ImageMount,
     Resources,
     RestartName,
     RestartPolicy,
@@ -32,6 +33,7 @@ from boxd._records import (
     check_name,
     new_id,
     parse_signal,
+    validate_config,
 )
 from boxd._store import FORMAT, Store, read_record
 from boxd._units import parse_cpus, parse_size
@@ -603,3 +605,19 @@ def test_link_variables_sort_ports_as_docker_and_keep_names_apart() -> None:
     assert _links.hosts_line("10.0.0.2", "web", child) == f"10.0.0.2\tweb {child.short_id}"
     named = _links.hosts_line("10.0.0.2", "db", child)
     assert named == f"10.0.0.2\tdb {child.short_id} web"
+
+
+@pytest.mark.parametrize(
+    ("config", "words"),
+    [
+        ({"volumes": (Volume("", "/m", volume="vv", subpath="../etc"),)}, "leaves the volume"),
+        ({"volumes": (Volume("", "/m", volume="vv", subpath="/etc"),)}, "leaves the volume"),
+        ({"volumes": (Volume("/srv", "/m", subpath="a"),)}, "is for named volumes"),
+        ({"image_mounts": (ImageMount("busybox", "/i", subpath="a/../../x"),)}, "leaves the image"),
+    ],
+)
+def test_a_library_callers_subpaths_are_checked(config: dict[str, object], words: str) -> None:
+    """Subpaths given to the library, not through a parser: refused at create, as the
+    parsers refuse them, not first at the start (whose lookup stays below the volume)."""
+    with pytest.raises(ValueError, match=words):
+        validate_config(ContainerConfig(image="default", command=("true",), **config))  # type: ignore[arg-type]
