@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import attrs
 
@@ -228,21 +228,56 @@ def check_link_local(text: str) -> str:
     return str(address)
 
 
-# Endpoint driver options Docker's bridge driver applies and boxd does not: refused by name
-# (the others Docker keeps without a use, and so does boxd).
-APPLIED_DRIVER_OPTS = ("com.docker.network.endpoint.ifname",)
+# The endpoint's interface name in the container (Docker 28): else the next free ethN.
+IFNAME_OPT = "com.docker.network.endpoint.ifname"
 # The endpoint's own sysctls (Docker 28, API 1.46): net.X.Y.IFNAME.Z=VALUE, comma-separated.
 SYSCTLS_OPT = "com.docker.network.endpoint.sysctls"
 
 
 def check_driver_opts(opts: Iterable[str], where: str = "driver option") -> None:
-    """An endpoint's driver options (``KEY=VALUE``): those boxd would have to drop are
-    refused by name, and its sysctls checked (see :func:`endpoint_sysctls`)."""
-    for opt in opts:
-        key = opt.partition("=")[0]
-        if key in APPLIED_DRIVER_OPTS:
-            raise ValueError(f"{where} {key!r} is not supported by boxd")
+    """An endpoint's driver options (``KEY=VALUE``) that boxd applies, checked: its
+    interface's name (:func:`endpoint_ifname`) and sysctls (:func:`endpoint_sysctls`);
+    the others Docker keeps without a use, and so does boxd."""
+    endpoint_ifname(opts, where)
     endpoint_sysctls(opts, "IFNAME", where)
+
+
+def endpoint_ifname(opts: Iterable[str], where: str = "driver option") -> str:
+    """The interface name an endpoint's ``com.docker.network.endpoint.ifname`` asks for
+    (Docker 28's), "" for none: a name the kernel takes (1-15 characters, no ``/``, ``:``
+    or space, not ``.`` or ``..``), not the loopback's."""
+    for opt in opts:
+        key, _, name = opt.partition("=")
+        if key != IFNAME_OPT:
+            continue
+        bad = not name or len(name) > 15 or name in (".", "..")
+        if bad or any(c in "/:" or c.isspace() for c in name):
+            raise ValueError(
+                f"{where} {IFNAME_OPT}: invalid interface name {name!r} (1-15 characters,"
+                " no '/', ':' or space)"
+            )
+        if name == "lo":
+            raise ValueError(f"{where} {IFNAME_OPT}: 'lo' is the container's loopback")
+        return name
+    return ""
+
+
+def interface_names(asked: Sequence[str], taken: Iterable[str] = ()) -> list[str]:
+    """The interface names of a container's endpoints in order, each the one it asks for
+    (``asked``: "" for none) or the first free ethN, as Docker names them (``taken``: its
+    interfaces already there); ValueError naming one asked for twice or already there."""
+    used = set(taken)
+    for name in asked:
+        if name and name in used:
+            raise ValueError(f"interface name {name!r} is already in use in the container")
+        used.add(name)
+    names = []
+    for name in asked:
+        if not name:
+            name = next(f"eth{n}" for n in range(len(used) + 1) if f"eth{n}" not in used)
+            used.add(name)
+        names.append(name)
+    return names
 
 
 def endpoint_sysctls(

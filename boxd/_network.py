@@ -59,7 +59,9 @@ from ._netconfig import (
     check_link_local,
     check_mac,
     check_network_name,
+    endpoint_ifname,
     endpoint_sysctls,
+    interface_names,
     resolv_conf,
 )
 from ._records import Container, ContainerConfig, check_link, check_name
@@ -1889,8 +1891,10 @@ class Attachment:
             )
             return
         cid = self.container.id
+        joins = joined(self.container.config)
+        interfaces = interface_names([endpoint_ifname(join.driver_opts) for join in joins])
         async with nets._lock:
-            for n, join in enumerate(joined(self.container.config)):
+            for join, interface in zip(joins, interfaces, strict=True):
                 try:
                     net = await nets._resolve(join.network)
                 except NoSuchNetwork:  # removed while the container was at rest
@@ -1904,7 +1908,6 @@ class Attachment:
                     join,
                     save=not self.container.config.auto_remove,
                 )
-                interface = f"eth{n}"
                 host_link = host_link_name(cid, interface)
                 self.links.append(_Link(net, join, address, interface, host_link, 0, address6))
         if self.links:
@@ -2155,13 +2158,17 @@ class Attachment:
 
     async def join(self, net: Network, join: NetworkJoin) -> None:
         """Hot-plug: an interface on ``net`` into the running container (the next free
-        ethN).  If the container had no way out and ``net`` is not internal, its default
-        route goes through it, and so do its published ports if it has none now (after a
-        ``disconnect`` of the network they were on, as Docker maps them again); if ``net``
-        has a higher gw-priority than the network that routes it, both move to ``net``; a
-        taken host port fails the connect before anything is plugged."""
-        used = {link.interface for link in self.links}
-        interface = next(f"eth{n}" for n in range(len(used) + 1) if f"eth{n}" not in used)
+        ethN, or the name its endpoint asks for).  If the container had no way out and
+        ``net`` is not internal, its default route goes through it, and so do its
+        published ports if it has none now (after a ``disconnect`` of the network they
+        were on, as Docker maps them again); if ``net`` has a higher gw-priority than the
+        network that routes it, both move to ``net``; a taken host port or interface name
+        fails the connect before anything is plugged."""
+        try:
+            asked = [endpoint_ifname(join.driver_opts)]
+            interface = interface_names(asked, [link.interface for link in self.links])[0]
+        except ValueError as exc:
+            raise NetworkConflict(str(exc)) from None
         cid = self.container.id
         nets = self.networks
         address, address6 = net.allocations.get(cid, ""), net.allocations6.get(cid, "")

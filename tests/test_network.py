@@ -1567,12 +1567,6 @@ def test_mac_addresses(netd: Daemon) -> None:
         assert shown["Networks"]["macs"]["MacAddress"] == "02:00:00:00:00:42"
         r = netd.ctl("exec", "m", "cat", *(f"/sys/class/net/eth{i}/address" for i in (0, 1)))
         assert r.stdout == "02:42:ac:11:00:09\n02:00:00:00:00:42\n"
-        # What an endpoint would have to drop is refused by name.
-        ifname = "com.docker.network.endpoint.ifname"  # Docker's bridge applies it
-        with pytest.raises(docker.errors.APIError) as refused:
-            client.connect_container_to_network(c, "macs", driver_opt={ifname: "x0"})
-        assert refused.value.status_code == 400
-        assert f"DriverOpts '{ifname}' is not supported" in str(refused.value)
         # Other driver options are kept and shown, as Docker's (docker-py's own test).
         opts = client.create_container(
             "default", ["sleep", "300"], name="opts",
@@ -2101,8 +2095,8 @@ def test_several_networks_at_run_and_their_fields(netd: Daemon) -> None:
          'invalid argument "alias=x" for "--network" flag: network name/id is not specified'),
         (("--network", "name=bridge,ip=172.17.0.9"),
          "user specified IP address is supported on user defined networks only"),
-        (("--network", "name=m1,driver-opt=com.docker.network.endpoint.ifname=x"),
-         "driver option 'com.docker.network.endpoint.ifname' is not supported by boxd"),
+        (("--network", "name=m1,driver-opt=com.docker.network.endpoint.ifname=a/b"),
+         "com.docker.network.endpoint.ifname: invalid interface name 'a/b'"),
         (("--network", "name=m1,gw-priority=high"),
          'for "--network" flag: invalid gw-priority (high): invalid syntax'),
         (("--network", "name=m1,link-local-ip=169.254.1.1", "--link-local-ip", "169.254.1.2"),
@@ -2783,3 +2777,49 @@ def test_an_endpoints_own_sysctls(netd: Daemon) -> None:
         r = docker_in(netd, "run", "--rm", "--network", spec, "default", "sh", "-c",
                       _READ_IF_SYSCTLS.format("eth0"))  # fmt: skip
         assert r.stdout.split() == ["1", "0"], r.stderr
+
+
+@pytest.mark.root
+def test_an_endpoints_own_interface_name(netd: Daemon) -> None:
+    """Docker 28's ``com.docker.network.endpoint.ifname``: the endpoint's interface is
+    named so in the container (the others take the first free ethN, around it), at a
+    start and at a connect, its sysctls' IFNAME too; a name taken or not one the kernel
+    takes is refused before anything is made."""
+    netd.ctl("network", "create", "--subnet", "10.77.7.0/24", "in1")
+    netd.ctl("network", "create", "--subnet", "10.77.8.0/24", "in2")
+    netd.ctl("network", "create", "--subnet", "10.77.9.0/24", "in3")
+    ifname = "com.docker.network.endpoint.ifname"
+    netd.ctl("run", "-d", "--name", "nm", "--network", "in1", "--network",
+             f"name=in2,driver-opt={ifname}=eth0", "default", "sleep", "1000")  # fmt: skip
+    # in2's is eth0, so in1's (asking none) is eth1: the first free.
+    r = netd.ctl("exec", "nm", "ip", "-o", "-4", "addr", "show")
+    shown = {line.split()[1]: line.split()[3].rsplit(".", 1)[0] for line in r.stdout.splitlines()}
+    assert shown == {"lo": "127.0.0", "eth0": "10.77.8", "eth1": "10.77.7"}, r.stdout
+    opt = f"{ifname}=uplink"
+    netd.ctl("network", "connect", "--driver-opt", opt, "--driver-opt",
+             "com.docker.network.endpoint.sysctls=net.ipv4.conf.IFNAME.log_martians=1",
+             "in3", "nm")  # fmt: skip
+    r = netd.ctl("exec", "nm", "cat", "/proc/sys/net/ipv4/conf/uplink/log_martians")
+    assert r.stdout == "1\n", r.stderr
+    nets = json.loads(netd.ctl("inspect", "nm").stdout)[0]["NetworkSettings"]["Networks"]
+    assert nets["in3"]["DriverOpts"][ifname] == "uplink"
+    netd.ctl("network", "disconnect", "in3", "nm")
+    r = netd.ctl("network", "connect", "--driver-opt", f"{ifname}=eth1", "in3", "nm",
+                 check=False)  # fmt: skip
+    assert r.returncode != 0 and "interface name 'eth1' is already in use" in r.stderr, r.stderr
+    # Kept across a restart, and by a daemon's restart (the endpoint's record).
+    netd.ctl("restart", "-t", "0", "nm")
+    r = netd.ctl("exec", "nm", "ls", "/sys/class/net")
+    assert r.stdout.split() == ["eth0", "eth1", "lo"], r.stderr
+    netd.ctl("rm", "-f", "nm")
+    for args, words in (
+        (("--network", "in1", "--network", f"name=in2,driver-opt={ifname}=lo"),
+         "'lo' is the container's loopback"),
+        (("--network", f"name=in1,driver-opt={ifname}=x0", "--network",
+          f"name=in2,driver-opt={ifname}=x0"), "interface name 'x0' is already in use"),
+        (("--network", f"name=in1,driver-opt={ifname}=sixteen-letters1"),
+         "invalid interface name 'sixteen-letters1'"),
+    ):  # fmt: skip
+        r = netd.ctl("run", "--rm", *args, "default", "true", check=False)
+        assert r.returncode == 125 and words in r.stderr, (args, r.stderr)
+    assert netd.ctl("ps", "-a", "-q").stdout == ""
