@@ -1,7 +1,7 @@
 """A short, seeded crash fuzz: a mixed workload (boxctl, the docker CLI and fast requests
-in-process) on an imported busybox image, with user networks, a published port, volumes
-(one a tmpfs the daemon mounts, one bound by a subpath), an image mount, a syslog driver
-in non-blocking mode, pause, exec, cp
+in-process) on an imported busybox image, with user networks (an endpoint with a named
+interface and a sysctl), a published port, volumes (one a tmpfs the daemon mounts, one
+bound by a subpath), an image mount, a syslog driver in non-blocking mode, pause, exec, cp
 and image tags; the daemon SIGKILLed 0-300 ms into a random operation,
 sometimes again right after its next start; then every container must tell the truth and
 obey (inspect, logs, exec, start, stop, rm), and once all is removed and the daemon
@@ -46,6 +46,12 @@ def _alive(pid: int) -> bool:
         return False
 
 
+# A named interface with a sysctl of its own (Docker 28's endpoint options): made anew
+# at each start and restart, kept by an adopting daemon.
+IFNAME = "com.docker.network.endpoint.ifname"
+SYSCTL = '"driver-opt=com.docker.network.endpoint.sysctls=net.ipv4.conf.IFNAME.log_martians=1"'
+
+
 class Workload:
     """The operations, each of which the kill may cut: their failures are expected, a
     client that hangs (past its timeout) is not."""
@@ -72,7 +78,8 @@ class Workload:
         extra = [
             ["--restart", "always"],
             ["-v", "fzvol:/data", "-v", "/anon"],
-            ["--network", "fznet", "-p", f"{18000 + self.n}:80"],
+            ["--network", f"name=fznet,driver-opt={IFNAME}=fz0,{SYSCTL}", "-p",
+             f"{18000 + self.n}:80"],
             [],
             ["-v", "fztmp:/scratch"],
             ["--log-driver", "syslog", "--log-opt", log, "--log-opt", "mode=non-blocking"],
