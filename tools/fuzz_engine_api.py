@@ -63,7 +63,7 @@ from schemathesis.core.failures import FailureGroup
 from boxd._mountinfo import mount_points
 from boxd._supervisor import cgroup_name
 
-MOBY_TAG = "v25.0.17"  # API 1.44, boxd's
+MOBY_TAG = "v28.2.2"  # API 1.50, boxd's
 MOBY_REPO = os.environ.get("BOXD_MOBY_REPO", "/work/.mirror/moby+moby/repo")
 PORT = 2375  # Docker's plain TCP port, free in our own network namespace
 BASE_URL = f"http://127.0.0.1:{PORT}"
