@@ -524,6 +524,26 @@ def _container_view(image: Image, container_dir: Path) -> _View:
     )
 
 
+def _lower_links(base: str, lower_dirs: Sequence[str]) -> list[str]:
+    """The names an overlay mounted from directory ``base`` gives its lower directories:
+    symlinks ``l/0``, ``l/1``, ... there (made at a container's first start), so that the
+    overlay's options, which the container reads in /proc/self/mountinfo, name no host
+    path (the daemon's root, the image's place), and a deep image's fit overlay's one
+    page of options (Docker's ``l/`` names do that much)."""
+    names = []
+    for n, target in enumerate(lower_dirs):
+        link = f"{base}/l/{n}"
+        try:
+            if os.readlink(link) != target:
+                os.unlink(link)
+                os.symlink(target, link)
+        except FileNotFoundError:
+            os.makedirs(f"{base}/l", exist_ok=True)
+            os.symlink(target, link)
+        names.append(f"l/{n}")
+    return names
+
+
 def _layer_base(container_dir: Path, target: str) -> str:
     """``fs/<layer>`` of the container directory: its upper and work directories' parent
     (a string: pathlib's ``/`` costs several microseconds each, on every start)."""
@@ -1045,28 +1065,23 @@ def container_mounts(
     overlays = []
     for layer, lower_dirs in zip(image.layers, lowers, strict=True):
         base = _layer_base(container_dir, layer.target)
-        upper, work = base + "/upper", base + "/work"
-        # Lower directories side by side (an image's layers) are named relative to their
-        # parent, which the child makes its working directory just before the mount: a
-        # deep image's lowerdir= then fits overlay's one page of options (Docker's l/).
-        parents = {os.path.dirname(d) for d in lower_dirs}
-        chdir = parents.pop() if len(lower_dirs) > 1 and len(parents) == 1 else ""
-        names = [os.path.basename(d) if chdir else d for d in lower_dirs]
-        data = f"lowerdir={':'.join(names)},upperdir={upper},workdir={work}"
+        # Named relative to the layer's directory, which the child makes its working
+        # directory just before the mount (see :func:`_lower_links`).
+        names = _lower_links(base, lower_dirs)
+        data = f"lowerdir={':'.join(names)},upperdir=upper,workdir=work"
         data += _OVERLAY_USERNS_OPTIONS if userns else _OVERLAY_OPTIONS
         if len(data) >= _PAGE:
             raise ImageError(
                 f"image {image.name} has too many layers ({len(layer.lowers)}) for one overlay "
                 f"mount: its options take {len(data)} bytes, the limit is {_PAGE - 1}"
             )
-        overlays.append((layer.target, chdir, data))
+        overlays.append((layer.target, base, data))
     table = _Table(_container_view(image, container_dir), known)
     overlay_paths = []
-    for target, chdir, data in overlays:
+    for target, base, data in overlays:
         path = table.resolve(target)
         table.mkdirs(path)
-        if chdir:
-            table.add(MountKind.CHDIR, "/", source=chdir)
+        table.add(MountKind.CHDIR, "/", source=base)
         table.add(MountKind.MOUNT, path, source="overlay", fstype="overlay", data=data)
         overlay_paths.append(path)
     # A volume, bind or tmpfs of the user's at /dev/shm replaces boxd's, as Docker's does.
@@ -1137,7 +1152,7 @@ def container_mounts(
             data=tmpfs_data,
         )
 
-    def add_image(target: str, sources: tuple[str, ...]) -> None:
+    def add_image(n: int, target: str, sources: tuple[str, ...]) -> None:
         path = table.resolve(_container_path(target, "image"))
         _container_path(path, f"image mount {target} (in the image)")
         mount_paths.add(path)
@@ -1152,16 +1167,12 @@ def container_mounts(
             table.add(MountKind.REMOUNT_RO, path, flags=flags)
             return
         table.mkdirs(path)
-        # Lower directories only: a read-only overlay (named relative to their common
-        # parent when the full paths would not fit overlay's page, as the root's are).
-        data = f"lowerdir={':'.join(sources)}{_OVERLAY_OPTIONS}"
+        # Lower directories only: a read-only overlay, its layers named as the root's are.
+        base = f"{container_dir}/image-mounts/{n}"
+        data = f"lowerdir={':'.join(_lower_links(base, sources))}{_OVERLAY_OPTIONS}"
         if len(data) >= _PAGE:
-            parent = os.path.commonpath(sources)
-            names = [os.path.relpath(d, parent) for d in sources]
-            data = f"lowerdir={':'.join(names)}{_OVERLAY_OPTIONS}"
-            if len(data) >= _PAGE:
-                raise ImageError(f"image mount {target}: too many layers for one overlay mount")
-            table.add(MountKind.CHDIR, "/", source=parent)
+            raise ImageError(f"image mount {target}: too many layers for one overlay mount")
+        table.add(MountKind.CHDIR, "/", source=base)
         table.add(
             MountKind.MOUNT, path, source="overlay", fstype="overlay", flags=MS_RDONLY | flags,
             data=data,
@@ -1172,7 +1183,10 @@ def container_mounts(
     # it, not under it.
     user_mounts = [
         *[(volume.container, functools.partial(add_volume, volume)) for volume in volumes],
-        *[(target, functools.partial(add_image, target, found)) for target, found in image_mounts],
+        *[
+            (target, functools.partial(add_image, n, target, found))
+            for n, (target, found) in enumerate(image_mounts)
+        ],
         *[(spec.partition(":")[0], functools.partial(add_tmpfs, spec)) for spec in tmpfs],
     ]
     for _, add in sorted(user_mounts, key=lambda m: posixpath.normpath(m[0]).count("/")):

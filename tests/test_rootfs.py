@@ -229,17 +229,24 @@ def test_bad_volume(tmp_path: Path, spec: str, message: str) -> None:
 def test_mount_table(default: Image, tmp_path: Path) -> None:
     rootfs, ops = container_mounts(default, tmp_path / "c")
     assert rootfs == str(tmp_path / "c" / "rootfs")
-    first = ops[0]
+    chdir, first = ops[:2]
     assert (first.kind, first.target, first.fstype) == (MountKind.MOUNT, "/", "overlay")
-    upper = tmp_path / "c" / "fs" / "root" / "upper"
-    assert f"upperdir={upper}," in first.data
+    # Its directories named relative to the layer's (the child's working directory for
+    # the mount), the image's through symlinks: the container's mountinfo, which shows
+    # the options, names no host path.
+    base = tmp_path / "c" / "fs" / "root"
+    assert (chdir.kind, chdir.source) == (MountKind.CHDIR, str(base))
+    assert first.data.startswith("lowerdir=l/0,upperdir=upper,workdir=work,")
+    assert os.readlink(base / "l" / "0") == default.layers[0].lowers[0]
+    assert (base / "upper").is_dir()
     # Whatever the host's overlay module defaults to, the upper layer holds every change:
     # no redirect of a renamed directory, no metacopy of a chmod'ed file (diff and commit
     # read the upper).
     assert first.data.endswith(",index=off,redirect_dir=off,metacopy=off")
     assert (tmp_path / "c" / "fs" / "usr" / "work").is_dir()
     by_name = {op.target: op for op in ops if op.kind == MountKind.MOUNT}
-    assert by_name["/usr"].data.startswith("lowerdir=/usr,")
+    assert by_name["/usr"].data.startswith("lowerdir=l/0,")
+    assert os.readlink(tmp_path / "c" / "fs" / "usr" / "l" / "0") == "/usr"
     assert by_name["/sys"].flags & MS_RDONLY
     assert by_name["/dev/pts"].data == "newinstance,ptmxmode=0666,mode=0620,gid=5"
     nodes = {op.target: op for op in ops if op.kind == MountKind.MKNOD}
@@ -262,7 +269,9 @@ def test_mount_table_for_a_user_namespace(default: Image) -> None:
         layers = id_mapped_layers(default, c)
         assert [lower for lower, _ in layers] == [layer.lower for layer in default.layers]
         overlays = [op.data for op in ops if op.fstype == "overlay"]
-        assert [data.split(",")[0] for data in overlays] == [f"lowerdir={p}" for _, p in layers]
+        assert [data.split(",")[0] for data in overlays] == ["lowerdir=l/0"] * len(layers)
+        chdirs = [op.source for op in ops if op.kind == MountKind.CHDIR]
+        assert [os.readlink(f"{d}/l/0") for d in chdirs] == [p for _, p in layers]
         # userxattr turns redirects and metacopy off itself (and refuses them given).
         assert all(data.endswith(",index=off,userxattr") for data in overlays)
         # The host's network namespace is not the user namespace's: no sysfs of its own.

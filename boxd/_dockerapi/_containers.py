@@ -100,7 +100,9 @@ def _check_versions(req: Request, body: object) -> None:
         raise ApiError(400, "VolumeOptions.Subpath needs API v1.45 or newer")
     if not req.at_least("1.48"):
         for name in endpoints.data:
-            endpoints.object(name).data.pop("GwPriority", None)
+            endpoint = endpoints.object(name).data  # any case, as Go's decoder reads keys
+            for key in [k for k in endpoint if k.lower() == "gwpriority"]:
+                del endpoint[key]
         if any(m.text("Type").lower() == "image" for m in mounts):
             raise ApiError(400, 'Mount type "Image" needs API v1.48 or newer')
     else:

@@ -286,14 +286,13 @@ def test_mount_table_shows_no_host_mount_point(boxd: Daemon, image: Path) -> Non
     assert not [r for r in roots if r.startswith(("/tmp", "/work", "/home", "/var", "/run"))]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="overlayfs shows its host layer directories (lowerdir=, upperdir=, workdir=) in "
-    "the superblock options of the container's root in /proc/self/mountinfo",
-)
 def test_mount_options_name_no_host_path(boxd: Daemon, image: Path) -> None:
+    """overlayfs shows its options in the container's /proc/self/mountinfo: its layers'
+    directories are named relative to the directory it is mounted from (the image's
+    through symlinks there), so neither the image's place nor the daemon's root shows."""
     text = run(boxd, image, "/bin/probe", "mounts")
     assert str(image) not in text and str(boxd.root) not in text
+    assert "lowerdir=l/0,upperdir=upper,workdir=work," in text
 
 
 def test_dev_holds_only_the_standard_nodes(boxd: Daemon, image: Path) -> None:
