@@ -1157,18 +1157,20 @@ def container_mounts(
         _container_path(path, f"image mount {target} (in the image)")
         mount_paths.add(path)
         flags = MS_NOSUID | MS_NODEV
-        if len(sources) == 1:  # one layer (overlay takes two at least), or a file
-            if os.path.isdir(sources[0]):
-                table.mkdirs(path)
-            else:
-                table.mkdirs(posixpath.dirname(path))
-                table.add(MountKind.MKFILE, path, mode=0o644)
+        if not os.path.isdir(sources[0]):  # a file (image-subpath): bound alone
+            table.mkdirs(posixpath.dirname(path))
+            table.add(MountKind.MKFILE, path, mode=0o644)
             table.add(MountKind.MOUNT, path, source=sources[0], flags=MS_BIND)
             table.add(MountKind.REMOUNT_RO, path, flags=flags)
             return
         table.mkdirs(path)
-        # Lower directories only: a read-only overlay, its layers named as the root's are.
+        # Lower directories only: a read-only overlay, its layers named as the root's are
+        # (so its options name no host path; a bind's root would show the layer's), one
+        # layer with an empty directory below it (overlay takes two at least).
         base = f"{container_dir}/image-mounts/{n}"
+        if len(sources) == 1:
+            os.makedirs(f"{base}/empty", exist_ok=True)
+            sources = (*sources, f"{base}/empty")
         data = f"lowerdir={':'.join(_lower_links(base, sources))}{_OVERLAY_OPTIONS}"
         if len(data) >= _PAGE:
             raise ImageError(f"image mount {target}: too many layers for one overlay mount")

@@ -270,6 +270,10 @@ def test_image_mount(daemon: Daemon, layered: str, tmp_path: Path) -> None:
     for subpath, seen in (("data/sub", "s1 s2"), ("bin", "busybox"), ("data/again", "n")):
         r = _mount_image(daemon, f",image-subpath={subpath}", "ls /img")
         assert r.stdout.split() == seen.split(), r.stderr
+    # Its overlay's options name no host path (one layer has an empty one below it).
+    for options in ("", ",image-subpath=bin"):
+        r = _mount_image(daemon, options, "grep ' /img ' /proc/self/mountinfo")
+        assert "lowerdir=l/0:l/1" in r.stdout and str(daemon.root) not in r.stdout, r.stdout
     r = _mount_image(daemon, ",image-subpath=data/one", "cat /img; echo x > /img")
     assert r.stdout == "one\n" and "Read-only file system" in r.stderr, r.stderr
     for subpath, why in (
