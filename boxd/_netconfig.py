@@ -11,8 +11,12 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
 import attrs
+
+if TYPE_CHECKING:
+    from ._records import ContainerConfig
 
 from ._portspecs import PROTOCOLS, host_port_text
 
@@ -278,6 +282,37 @@ def interface_names(asked: Sequence[str], taken: Iterable[str] = ()) -> list[str
             used.add(name)
         names.append(name)
     return names
+
+
+def joined(config: ContainerConfig) -> tuple[NetworkJoin, ...]:
+    """The networks a container is on, in order (the first that is not internal holds its
+    published ports and its default route): ``--network`` (a network's name or ``bridge``) with
+    ``--network-alias``, as ``network connect``/``disconnect`` left them."""
+    if config.networks is not None:
+        return config.networks
+    if config.network in ("host", "none") or config.network.startswith("container:"):
+        return ()
+    return (NetworkJoin(config.network, config.network_aliases),)
+
+
+def container_interfaces(config: ContainerConfig) -> list[str]:
+    """The names of a container's interfaces on its networks, in order (see
+    :func:`interface_names`)."""
+    return interface_names([endpoint_ifname(join.driver_opts) for join in joined(config)])
+
+
+def interface_sysctls(sysctls: Iterable[str], ifname: str) -> tuple[tuple[str, str], ...]:
+    """Of a container's own ``--sysctl KEY=VALUE`` settings, those of its interface
+    ``ifname`` (``net.ipv4.conf.eth0.forwarding``): written by the daemon once the
+    interface is there, as its endpoint's are, not by the container's set-up, which may
+    run before it is."""
+    found = []
+    for text in sysctls:
+        key, _, value = text.partition("=")
+        parts = key.split(".", 4)
+        if len(parts) == 5 and parts[0] == "net" and parts[3] == ifname:
+            found.append((key, value))
+    return tuple(found)
 
 
 def endpoint_sysctls(

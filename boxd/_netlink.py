@@ -377,10 +377,13 @@ def plug(
 def _configure(pid: int, want: Interface) -> None:
     """The addresses and routes of the new ``want`` in process ``pid``'s namespace (see
     :class:`Interface`)."""
-    if want.sysctls:
+    if want.configure or want.address6 or want.link_local:
+        _set_addresses(pid, want)
+    if want.sysctls:  # once it is set up, as dockerd writes them
         _write_sysctls(pid, want.sysctls)
-    if not want.configure and not want.address6 and not want.link_local:
-        return
+
+
+def _set_addresses(pid: int, want: Interface) -> None:
     with _netlink(pid) as inside:
         inner = inside.index(want.ifname)
         # A spawned process sets its IPv4 address with SIOCSIFADDR, which changes the

@@ -12,8 +12,8 @@ from . import _prune
 from ._lifecycle import AT_REST, RESTARTING
 from ._listing import docker_match
 from ._messages import DockerShapeResponse, OkResponse
-from ._netconfig import BUILTIN, NetworkJoin
-from ._network import DEFAULT_NETWORK, builtin_network_id, joined
+from ._netconfig import BUILTIN, NetworkJoin, joined
+from ._network import DEFAULT_NETWORK, builtin_network_id
 
 if TYPE_CHECKING:
     from ._network import Attachment, Network

@@ -62,6 +62,8 @@ from ._netconfig import (
     endpoint_ifname,
     endpoint_sysctls,
     interface_names,
+    interface_sysctls,
+    joined,
     resolv_conf,
 )
 from ._records import Container, ContainerConfig, check_link, check_name
@@ -419,17 +421,6 @@ def default_bridge(root: Path) -> str:
     if root.resolve() == Path("/var/lib/boxd"):
         return DEFAULT_BRIDGE
     return "boxd" + hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:8]
-
-
-def joined(config: ContainerConfig) -> tuple[NetworkJoin, ...]:
-    """The networks a container is on, in order (the first that is not internal holds its
-    published ports and its default route): ``--network`` (a network's name or ``bridge``) with
-    ``--network-alias``, as ``network connect``/``disconnect`` left them."""
-    if config.networks is not None:
-        return config.networks
-    if config.network in ("host", "none") or config.network.startswith("container:"):
-        return ()
-    return (NetworkJoin(config.network, config.network_aliases),)
 
 
 def dns_names(c: Container, join: NetworkJoin) -> tuple[str, ...]:
@@ -1502,6 +1493,11 @@ class Networks:
             asked, network=net.name, ip=ip, ip6=ip6, mac=mac, link_local_ips=link_local
         )
         new = attrs.evolve(config, networks=(*joins, join))
+        if attachment is None:  # at rest: its interface names checked now, not at its start
+            try:
+                interface_names([endpoint_ifname(j.driver_opts) for j in new.networks or ()])
+            except ValueError as exc:
+                raise NetworkConflict(str(exc)) from None
         async with self._lock:
             try:
                 await self._allocate_both(net, config, container.id, join)
@@ -2004,7 +2000,10 @@ class Attachment:
             address6=f"{link.address6}/{net.network6.prefixlen}" if link.address6 else "",
             gateway6=net.gateway6 if route6 else "",
             link_local=link.join.link_local_ips,
-            sysctls=endpoint_sysctls(link.join.driver_opts, link.interface),
+            # The container's own that name it (as dockerd before API 1.48 moves them to
+            # its endpoint), then its endpoint's, which win.
+            sysctls=interface_sysctls(self.container.config.sysctls, link.interface)
+            + endpoint_sysctls(link.join.driver_opts, link.interface),
         )
         if net.driver == "bridge":
             host_names = host_link_names(self.container.id, link.interface)

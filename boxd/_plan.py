@@ -24,7 +24,7 @@ from . import _caps, _devicemap, _inroot, _masks, _nsmodes, _seccomp
 from ._devices import DeviceRule
 from ._hosts import hosts_lines
 from ._native import MountKind, MountOp, Namespace, Rlimit, SpawnPlan
-from ._netconfig import EtcNetwork
+from ._netconfig import EtcNetwork, container_interfaces, interface_sysctls
 from ._records import Container, ContainerConfig, ImageMount
 from ._rootfs import (
     MS_BIND,
@@ -273,6 +273,11 @@ def sysctl_ops(container: Container) -> tuple[MountOp, ...]:
     if domain:
         settings["kernel.domainname"] = domain
     settings.update(parse_sysctl(text, network=config.network) for text in config.sysctls)
+    # Those of its interfaces are the daemon's to write once each is there (see
+    # boxd._netconfig.interface_sysctls).
+    for name in container_interfaces(config) if config.sysctls else ():
+        for key, _ in interface_sysctls(config.sysctls, name):
+            settings.pop(key, None)
     return tuple(
         [
             MountOp(MountKind.SYSCTL, proc_path(key), data=value + "\n")

@@ -2738,6 +2738,15 @@ def test_an_endpoints_own_sysctls(netd: Daemon) -> None:
     r = netd.ctl("run", "--rm", "--network", spec, "default", "sh", "-c",
                  _READ_IF_SYSCTLS.format("eth0"))  # fmt: skip
     assert r.stdout.split() == ["1", "0"], r.stderr
+    # The container's own naming an interface are written once it is there too (they
+    # raced its making, and lost under load), the endpoint's winning over them.
+    for _ in range(3):
+        r = netd.ctl("run", "--rm", "--network", spec, "--network", "es2", "--sysctl",
+                     "net.ipv4.conf.eth1.log_martians=1", "--sysctl",
+                     "net.ipv4.conf.eth0.log_martians=0", "default", "cat",
+                     "/proc/sys/net/ipv4/conf/eth1/log_martians",
+                     "/proc/sys/net/ipv4/conf/eth0/log_martians")  # fmt: skip
+        assert r.stdout.split() == ["1", "1"], r.stderr
     # The second network's interface (eth1) gets its endpoint's, at a connect too.
     netd.ctl("run", "-d", "--name", "es", "--network", "es1", "default", "sleep", "1000")
     netd.ctl("network", "connect", "--driver-opt", f'"{_IF_SYSCTLS}"', "es2", "es")
@@ -2807,6 +2816,11 @@ def test_an_endpoints_own_interface_name(netd: Daemon) -> None:
     r = netd.ctl("network", "connect", "--driver-opt", f"{ifname}=eth1", "in3", "nm",
                  check=False)  # fmt: skip
     assert r.returncode != 0 and "interface name 'eth1' is already in use" in r.stderr, r.stderr
+    # A container at rest is refused the same at the connect, not at its next start.
+    netd.ctl("stop", "-t", "0", "nm")
+    r = netd.ctl("network", "connect", "--driver-opt", f"{ifname}=eth0", "in3", "nm",
+                 check=False)  # fmt: skip
+    assert r.returncode != 0 and "interface name 'eth0' is already in use" in r.stderr, r.stderr
     # Kept across a restart, and by a daemon's restart (the endpoint's record).
     netd.ctl("restart", "-t", "0", "nm")
     r = netd.ctl("exec", "nm", "ls", "/sys/class/net")

@@ -30,8 +30,8 @@ from .._images.config import DEFAULT_ID
 from .._images.reference import parse_reference
 from .._listing import DEFAULT_IMAGES as DEFAULT_IMAGES
 from .._listing import labels, status_word
-from .._netconfig import Endpoint, NetworkJoin, PortSpec, check_driver_opts, check_mac
-from .._network import DEFAULT_NETWORK, joined
+from .._netconfig import Endpoint, NetworkJoin, PortSpec, check_driver_opts, check_mac, joined
+from .._network import DEFAULT_NETWORK
 from .._records import (
     LOG_DRIVERS,
     RUNTIMES,
