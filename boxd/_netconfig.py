@@ -309,10 +309,17 @@ def interface_sysctls(sysctls: Iterable[str], ifname: str) -> tuple[tuple[str, s
     found = []
     for text in sysctls:
         key, _, value = text.partition("=")
-        parts = key.split(".", 4)
-        if len(parts) == 5 and parts[0] == "net" and parts[3] == ifname:
+        if sysctl_interface(key) == ifname:
             found.append((key, value))
     return tuple(found)
+
+
+def sysctl_interface(key: str) -> str:
+    """The interface a network sysctl names (``net.ipv4.conf.eth0.forwarding``: eth0, its
+    fourth part, as dockerd reads it); "" where it names none (not ``net.``, fewer than
+    five parts)."""
+    parts = key.split(".", 4)
+    return parts[3] if len(parts) == 5 and parts[0] == "net" else ""
 
 
 def endpoint_sysctls(

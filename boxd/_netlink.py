@@ -455,54 +455,48 @@ def plug_slave(
         raise
 
 
+@contextlib.contextmanager
+def _inside(pid: int) -> Iterator[None]:
+    """The calling thread in process ``pid``'s network namespace for the block (``setns``
+    changes that thread alone), then back in its own."""
+    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    target = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        _setns(target)
+        try:
+            yield
+        finally:
+            _setns(own)
+    finally:
+        os.close(target)
+        os.close(own)
+
+
 def _write_sysctls(pid: int, settings: tuple[tuple[str, str], ...]) -> None:
     """Write network settings (``net.ipv4.conf.eth1.forwarding``) of process ``pid``'s
     namespace: the calling thread enters it for the writes (/proc/sys/net shows the
     namespace of the thread that looks), as dockerd writes an endpoint's.  A value
     already set is not written again (/proc/sys may be read-only); OSError naming the
     setting otherwise."""
-    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-    target = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        _setns(target)
-        try:
-            for key, value in settings:
-                path = "/proc/sys/" + key.replace(".", "/")
-                try:
-                    with open(path) as f:
-                        now = f.read().strip()
-                    if now != value:
-                        with open(path, "w") as f:
-                            f.write(value)
-                except OSError as exc:
-                    why = (
-                        "not a setting the kernel has"
-                        if exc.errno == errno.ENOENT
-                        else exc.strerror
-                    )
-                    raise OSError(exc.errno, f"sysctl {key}={value}: {why}") from None
-        finally:
-            _setns(own)
-    finally:
-        os.close(target)
-        os.close(own)
+    with _inside(pid):
+        for key, value in settings:
+            path = "/proc/sys/" + key.replace(".", "/")
+            try:
+                with open(path) as f:
+                    now = f.read().strip()
+                if now != value:
+                    with open(path, "w") as f:
+                        f.write(value)
+            except OSError as exc:
+                why = "not a setting the kernel has" if exc.errno == errno.ENOENT else exc.strerror
+                raise OSError(exc.errno, f"sysctl {key}={value}: {why}") from None
 
 
 def socket_in(pid: int, family: int, kind: int, proto: int = 0) -> socket.socket:
     """A new socket of process ``pid``'s network namespace: the calling thread enters it
-    only long enough to make the socket (``setns`` changes that thread alone), which
-    keeps talking to that namespace."""
-    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-    target = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        _setns(target)
-        try:
-            return socket.socket(family, kind | socket.SOCK_CLOEXEC, proto)
-        finally:
-            _setns(own)
-    finally:
-        os.close(target)
-        os.close(own)
+    only long enough to make the socket, which keeps talking to that namespace."""
+    with _inside(pid):
+        return socket.socket(family, kind | socket.SOCK_CLOEXEC, proto)
 
 
 def delete_inside(pid: int, ifname: str) -> None:

@@ -16,7 +16,7 @@ import trio
 from .. import _lifecycle, _listing, _logattrs, _logs, _platforms, _prune, protocol
 from .. import _mounts as mount_specs
 from .._images.store import NoSuchImage
-from .._netconfig import SYSCTLS_OPT
+from .._netconfig import SYSCTLS_OPT, sysctl_interface
 from .._network import NetworkError, builtin_network_id
 from .._records import Container, Status
 from .._supervisor import NoSuchContainer, Supervisor
@@ -118,8 +118,7 @@ def _check_interface_sysctls(host: Fields) -> None:
     if network == "host" or network.startswith("container:"):
         return
     for key in host.mapping("Sysctls"):
-        parts = key.split(".", 4)
-        if len(parts) == 5 and parts[0] == "net" and parts[3].startswith("eth"):
+        if sysctl_interface(key).startswith("eth"):
             raise ApiError(
                 400,
                 f'interface specific sysctl setting "{key}" must be supplied using driver'

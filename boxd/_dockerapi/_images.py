@@ -13,6 +13,7 @@ from typing import Any
 from .. import _platforms
 from .._healthcheck import from_api as healthcheck_from_api
 from .._healthcheck import to_api as healthcheck_to_api
+from .._images.config import EMPTY_CONFIG
 from .._images.messages import (
     CommitRequest,
     DistributionRequest,
@@ -49,26 +50,19 @@ from ._router import route
 
 # Image inspect's ContainerConfig where the image has none, as Docker shows it before API
 # 1.45 (docker-compose 1.29 reads its Volumes when it recreates a container); and the
-# fields of an image's Config dockerd fills in (a container's, never an image's) for a
-# client older than API 1.50.
+# fields of an image's Config dockerd fills in for a client older than API 1.50: 1.50's
+# and a container's, never an image's.
 _EMPTY_CONFIG = {
     "Hostname": "",
     "Domainname": "",
-    "User": "",
     "AttachStdin": False,
     "AttachStdout": False,
     "AttachStderr": False,
     "Tty": False,
     "OpenStdin": False,
     "StdinOnce": False,
-    "Env": None,
-    "Cmd": None,
     "Image": "",
-    "Volumes": None,
-    "WorkingDir": "",
-    "Entrypoint": None,
-    "OnBuild": None,
-    "Labels": None,
+    **EMPTY_CONFIG,
 }
 
 

@@ -44,6 +44,18 @@ DEFAULT = "default"
 # The built-in image's id: it has no configuration blob to be the digest of.
 DEFAULT_ID = "sha256:" + hashlib.sha256(b"boxd image default").hexdigest()
 _DEFAULT_NAMES = ("default", "default:latest", "docker.io/library/default:latest")
+# The fields of an image's Config that inspect shows where the image has none, as Docker's
+# Engine API 1.50 does (older versions fill in a container's too: boxd._dockerapi._images).
+EMPTY_CONFIG = {
+    "Cmd": None,
+    "Entrypoint": None,
+    "Env": None,
+    "Labels": None,
+    "OnBuild": None,
+    "User": "",
+    "Volumes": None,
+    "WorkingDir": "",
+}
 _DEFAULT_HISTORY = "default: boxd's built-in image (this host's /usr)"
 
 

@@ -27,6 +27,7 @@ from .._rootfs import root_upper
 from .config import (
     DEFAULT,
     DEFAULT_ID,
+    EMPTY_CONFIG,
     default_config,
     default_record,
     default_refusal,
@@ -277,8 +278,7 @@ class ImageVerbs:
                     "DockerVersion": config.get("docker_version", ""),
                     "Author": config.get("author", ""),
                     "Size": self.store.size(record),
-                    # Docker's Engine API 1.50 fills these in where the image has none.
-                    "Config": {**_EMPTY_CONFIG, **(config.get("config") or {})},
+                    "Config": {**EMPTY_CONFIG, **(config.get("config") or {})},
                     # The config of the container that made it (Docker's classic builder
                     # and commit wrote one; boxd's do not).
                     "ContainerConfig": config.get("container_config") or {},
@@ -837,18 +837,6 @@ __all__ = ["ImageInUse", "ImageVerbs", "RegistryError"]
 
 
 _IMAGE_FILTERS = ("before", "dangling", "label", "reference", "since", "until")
-# An image's Config fields inspect shows where the image has none, as Docker's Engine API
-# 1.50 does (its older versions fill in more: see boxd._dockerapi._images).
-_EMPTY_CONFIG = {
-    "Cmd": None,
-    "Entrypoint": None,
-    "Env": None,
-    "Labels": None,
-    "OnBuild": None,
-    "User": "",
-    "Volumes": None,
-    "WorkingDir": "",
-}
 
 
 def _image_filter(
