@@ -18,11 +18,12 @@ def unescape(field: str) -> str:
     return "".join(out)
 
 
-def receiving_mount(path: str) -> tuple[str, bool]:
-    """The mount point ``path`` (a resolved path) is on, and whether that mount gets what
-    is mounted elsewhere later (it is shared or a slave), as a slave bind of it would."""
+def propagation_of(path: str) -> tuple[str, list[str]]:
+    """The mount point ``path`` (a resolved path) is on, and that mount's propagation
+    fields (``shared:N`` when what is mounted there reaches its peers, ``master:N`` when it
+    gets what its master's peers mount; none for a private mount)."""
     # The longest mount point over it; of those stacked there, the last one mounted.
-    point, fields = max(
+    return max(
         (
             (p, f)
             for p, f in reversed(propagations())
@@ -30,7 +31,6 @@ def receiving_mount(path: str) -> tuple[str, bool]:
         ),
         key=lambda found: len(found[0]),
     )
-    return point, any(f.startswith(("shared:", "master:")) for f in fields)
 
 
 def filesystem(path: str) -> str:

@@ -134,11 +134,6 @@ class Mount:
         value = value.lower()
         if value not in PROPAGATIONS:
             raise self.error(f"bind-propagation {value!r}: use one of {', '.join(PROPAGATIONS)}")
-        if value in ("rshared", "shared"):
-            raise self.error(
-                f"bind-propagation {value!r} is not supported: boxd's root is never shared"
-                " (use rslave to see the host's later mounts)"
-            )
         self.propagation = "" if value == "rprivate" else value  # "": the default
 
     def set_recursive(self, value: str) -> None:

@@ -135,8 +135,9 @@ class Volume:
     noexec: bool = False
     volume: str = ""
     nocopy: bool = False  # a new, empty volume is not filled from the image
-    # Its mount propagation, Docker's word: "" is rprivate (Docker's default), or
-    # "private", "rslave", "slave" (see boxd._rootfs.container_mounts).
+    # Its mount propagation, Docker's word: "" (or "rprivate", Docker's default), or
+    # "private", "rslave", "slave", "rshared", "shared" (see
+    # boxd._rootfs.container_mounts).
     propagation: str = ""
     # How a bind takes the mounts below its source (``--mount bind-recursive``, Docker's
     # words): "" (enabled: bound too, and read-only with it), "disabled" (the source's
@@ -419,6 +420,9 @@ def check_link(link: str) -> str:
 _ON_ROOT = "destination can't be '/': it would cover the container's root"
 
 
+_PROPAGATIONS = ("", "rprivate", "private", "rshared", "shared", "rslave", "slave")
+
+
 def check_volume(v: Volume) -> None:
     """What a volume must be, whoever sent it."""
     what = f"{v.volume or v.host}:{v.container}" if v.volume or v.host else v.container
@@ -434,6 +438,9 @@ def check_volume(v: Volume) -> None:
         raise invalid("volumes", what, "nocopy is for named volumes, not host paths")
     if v.subpath and not v.volume:
         raise invalid("volumes", what, "volume-subpath is for named volumes")
+    if v.propagation not in _PROPAGATIONS:
+        known = ", ".join(_PROPAGATIONS[1:])
+        raise invalid("volumes", what, f"propagation {v.propagation!r}: use one of {known}")
     if v.subpath and not is_local(v.subpath):
         raise invalid("volumes", what, f"volume-subpath {v.subpath!r} leaves the volume")
 

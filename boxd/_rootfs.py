@@ -30,7 +30,7 @@ from collections.abc import Callable, Container, Iterator, Mapping, Sequence
 from . import _syscalls
 from ._atomic import atomic_write
 from ._inroot import openat2, read_regular
-from ._mountinfo import receiving_mount
+from ._mountinfo import propagation_of
 from ._native import MAX_MOUNT_FDS, MountKind, MountOp, Native, SpawnError, SpawnPlan, Stage
 from ._record import evolve, frozen
 from ._tmpfs import parse_tmpfs, shm_data
@@ -84,12 +84,25 @@ MS_BIND = 0x1000
 MS_REC = 0x4000
 MS_PRIVATE = 0x40000
 MS_SLAVE = 0x80000
+MS_SHARED = 0x100000
 # A volume's propagation (Docker's word) -> its bind's flags; "" is rprivate, the default.
 _PROPAGATION = {
     "": MS_PRIVATE | MS_REC,
+    "rprivate": MS_PRIVATE | MS_REC,
     "private": MS_PRIVATE,
     "rslave": MS_SLAVE | MS_REC,
     "slave": MS_SLAVE,
+    "rshared": MS_SHARED | MS_REC,
+    "shared": MS_SHARED,
+}
+_SHARED = ("rshared", "shared")
+# What a volume's propagation needs of the host mount its source is on (Docker's check and
+# words): a peer group to join, or one to receive from.
+_NEEDS = {
+    "rshared": (("shared:",), "a shared mount"),
+    "shared": (("shared:",), "a shared mount"),
+    "rslave": (("shared:", "master:"), "a shared or slave mount"),
+    "slave": (("shared:", "master:"), "a shared or slave mount"),
 }
 
 _DEFAULT = "default"
@@ -768,34 +781,49 @@ class _Table:
         self.ops.append(MountOp(kind, path, source, fstype, flags, data, mode, dev))
 
 
+_MAX_LINKS = 40  # symlinks followed in one lookup, as the kernel's
+
+
 def image_sources(lowers: Sequence[str], subpath: str) -> tuple[str, ...]:
     """What overlayfs shows at ``subpath`` of the image layers ``lowers`` (top-most first):
-    the directories it merges there, top-most first, or the one file (``lowers`` for no
-    subpath).  A layer's whiteout or opaque directory hides what is below it, as in the
-    container's own root.  ValueError naming the path where nothing is, or where a symlink
-    is on the way: none is followed, as Docker's daemon follows none in a subpath."""
-    if not subpath:
-        return tuple(lowers)
+    the directories it merges there, top-most first, or the one file (``lowers`` for the
+    image's root).  A layer's whiteout or opaque directory hides what is below it, as in
+    the container's own root.  A symlink on the way is followed inside the image as
+    dockerd's safepath follows it in the mounted image; one that leaves it (an absolute
+    one too: dockerd resolves it from the host's root) is refused, as is a path where
+    nothing is (ValueError naming where)."""
     from ._images.archive import lower_dirs
 
-    dirs = list(lowers)
-    parts = subpath.split("/")
-    for depth, name in enumerate(parts, 1):
+    parts = [p for p in subpath.split("/") if p not in ("", ".")]
+    dirs, depth, links = list(lowers), 0, 0
+    while depth < len(parts):
         found: list[str] = []
-        if lower_dirs(dirs, name, found) is None:
-            path, st = _top_entry(dirs, name)
-            if st is not None and stat.S_ISREG(st.st_mode) and depth == len(parts):
+        if lower_dirs(dirs, parts[depth], found) is None:
+            path, st = _top_entry(dirs, parts[depth])
+            at = "/" + "/".join(parts[: depth + 1])
+            if st is not None and stat.S_ISLNK(st.st_mode) and links < _MAX_LINKS:
+                target = os.readlink(path)
+                # Every part before it is a directory: ".." in the target is lexical.
+                rest = posixpath.normpath("/".join([*parts[:depth], target, *parts[depth + 1 :]]))
+                if target.startswith("/") or rest == ".." or rest.startswith("../"):
+                    raise ValueError(
+                        f"image-subpath {subpath!r}: path concatenation escapes the base "
+                        f"directory: {at} is a symlink to {target}"
+                    )
+                parts = [p for p in rest.split("/") if p != "."]
+                dirs, depth, links = list(lowers), 0, links + 1
+                continue
+            if st is not None and stat.S_ISREG(st.st_mode) and depth == len(parts) - 1:
                 return (path,)
             why = "no such file or directory"
             if st is not None and stat.S_ISLNK(st.st_mode):
-                why = "a symlink on the way, which is not followed"
-            elif st is not None and depth < len(parts):
+                why = "too many levels of symbolic links"
+            elif st is not None and depth < len(parts) - 1:
                 why = "not a directory"
             raise ValueError(
-                f"image-subpath {subpath!r}: cannot access path /{'/'.join(parts[:depth])}"
-                f" of the image: {why}"
+                f"image-subpath {subpath!r}: cannot access path {at} of the image: {why}"
             )
-        dirs = found
+        dirs, depth = found, depth + 1
     return tuple(dirs)
 
 
@@ -865,14 +893,22 @@ def bind_subpaths(native: Native, plan: SpawnPlan, volumes: Sequence[Volume]) ->
         lambda op: op.source in wanted,
         lambda op: _subpath_tree(native, wanted[op.source], bool(op.flags & MS_REC)),
         "volume subpaths",
+        peers=frozenset([s for s, v in wanted.items() if v.propagation in _SHARED]),
     )
 
 
 def _binds_as_trees(
-    plan: SpawnPlan, take: Callable[[MountOp], bool], tree: Callable[[MountOp], int], what: str
+    plan: SpawnPlan,
+    take: Callable[[MountOp], bool],
+    tree: Callable[[MountOp], int],
+    what: str,
+    peers: Container[str] = (),
 ) -> SpawnPlan:
     """``plan`` with each bind step that ``take`` takes made an ATTACH step of the
-    detached tree ``tree`` makes for it (closed again if a later one fails)."""
+    detached tree ``tree`` makes for it (closed again if a later one fails).  A tree is a
+    peer of its source's mount (where that is shared): each is then made a slave of it,
+    as a bind made in the child's namespace (a slave of the host's) is, but for the
+    sources of ``peers`` ([r]shared volumes, whose mounts are to reach the host's)."""
     fds: list[int] = []
     ops: list[MountOp] = []
     try:
@@ -882,7 +918,10 @@ def _binds_as_trees(
                 if len(fds) + len(plan.mount_fds) == MAX_MOUNT_FDS:
                     raise ValueError(f"more than {MAX_MOUNT_FDS} {what}")
                 fds.append(tree(op))
-                op = MountOp(MountKind.ATTACH, op.target, source=op.source, dev=fds[-1])
+                ops.append(MountOp(MountKind.ATTACH, op.target, source=op.source, dev=fds[-1]))
+                if op.source in peers:
+                    continue
+                op = MountOp(MountKind.MOUNT, op.target, flags=MS_SLAVE | MS_REC)
             ops.append(op)
     except BaseException:
         for fd in fds:
@@ -892,9 +931,10 @@ def _binds_as_trees(
 
 
 def _subpath_tree(native: Native, volume: Volume, recursive: bool) -> int:
-    base = os.open(volume.host, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    where, subpath = _resolved_subpath(volume)
+    base = os.open(where, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     try:
-        found = openat2(base, volume.subpath, os.O_PATH | os.O_CLOEXEC, _SUBPATH_RESOLVE)
+        found = openat2(base, subpath, os.O_PATH | os.O_CLOEXEC, _SUBPATH_RESOLVE)
     except OSError as exc:  # Docker's words, and which part of it is a symlink
         why = "a symlink on the way, which is not followed" if exc.errno == errno.ELOOP else ""
         raise OSError(
@@ -908,13 +948,52 @@ def _subpath_tree(native: Native, volume: Volume, recursive: bool) -> int:
         os.close(found)
 
 
-def bind_trees(native: Native, plan: SpawnPlan, sources: Container[str] | None = None) -> SpawnPlan:
+def _resolved_subpath(volume: Volume) -> tuple[str, str]:
+    """The volume's directory and its subpath with the symlinks on the way resolved, as
+    dockerd's safepath resolves them (an absolute link from the host's root), which must
+    stay below the volume: the lookup that follows takes no symlink, so that one put on
+    the way meanwhile makes it fail rather than leave the volume."""
+    base = os.path.realpath(volume.host)
+    try:
+        found = os.path.realpath(os.path.join(base, volume.subpath), strict=True)
+    except OSError as exc:
+        raise OSError(
+            exc.errno, f"cannot access path {subpath_source(volume)}: {exc.strerror}"
+        ) from None
+    subpath = os.path.relpath(found, base)  # normalized: ".." first if it left
+    if subpath == ".." or subpath.startswith("../"):
+        raise ValueError(  # dockerd's words
+            f"path concatenation escapes the base directory, base: {base}, subpath: "
+            f"{volume.subpath}"
+        )
+    return base, subpath
+
+
+def tree_sources(
+    volumes: Sequence[Volume], *, userns: bool
+) -> tuple[frozenset[str], frozenset[str]]:
+    """The volumes' sources that :func:`bind_trees` binds for a start: in a user
+    namespace all of them (its root may not reach one by path: below /root, 0700), else
+    the shared ones (a bind made in the child's namespace, a slave of the host's, could
+    not be a peer of its source's mount); and of those the shared ones."""
+    shared = frozenset([v.host for v in volumes if v.propagation in _SHARED])
+    return frozenset([v.host for v in volumes]) if userns else shared, shared
+
+
+def bind_trees(
+    native: Native,
+    plan: SpawnPlan,
+    sources: Container[str] | None = None,
+    peers: Container[str] = (),
+) -> SpawnPlan:
     """``plan`` with its binds (of ``sources``, default every host path but the root
     filesystem's) made here, as detached trees its ATTACH steps move onto their targets;
     the caller closes ``mount_fds`` once it has spawned it.  For a container in a new user
     namespace, as runc makes them: its root may not reach a source by path (a volume
-    below /root, which is 0700), the caller can.  Not on the event loop's thread: a
-    source on a FUSE mount waits for its server (OSError naming the source on failure)."""
+    below /root, which is 0700), the caller can; for a bind of ``peers`` (see
+    :func:`tree_sources`), to join its source's peer group.  Not on the event loop's
+    thread: a source on a FUSE mount waits for its server (OSError naming the source on
+    failure)."""
 
     def take(op: MountOp) -> bool:
         # The root itself is not one: its path is walked anyway.
@@ -930,7 +1009,7 @@ def bind_trees(native: Native, plan: SpawnPlan, sources: Container[str] | None =
         except OSError as exc:
             raise OSError(exc.errno, f"bind source {op.source}: {exc.strerror}") from None
 
-    return _binds_as_trees(plan, take, tree, "binds in a user namespace")
+    return _binds_as_trees(plan, take, tree, "binds in a user namespace", peers)
 
 
 def _check_traversable(dirs: Sequence[Path], uid: int, what: str) -> None:
@@ -1115,13 +1194,16 @@ def container_mounts(
         # rprivate, Docker's default: a bind of the host's shared mounts (systemd makes
         # them so) in the container's namespace, which the child made a slave of the
         # host's, would be a slave too and show what the host mounts below the source
-        # after the start.  [r]slave asks for that, which a private source cannot give.
-        if volume.propagation in ("rslave", "slave"):
-            point, receives = receiving_mount(os.path.realpath(volume.host))
-            if not receives:
+        # after the start.  [r]slave asks for that, which a private source cannot give;
+        # [r]shared for the mounts either side makes to reach the other, which the start
+        # gives by binding it here as a tree that joins the source's peer group
+        # (shared_sources), as runc's bind of it from the host's namespace does.
+        if needs := _NEEDS.get(volume.propagation):
+            point, fields = propagation_of(os.path.realpath(volume.host))
+            if not any(f.startswith(needs[0]) for f in fields):
                 raise ValueError(
                     f"volume {volume.container}: {volume.propagation} propagation: path "
-                    f"{volume.host} is mounted on {point} but it is not a shared or slave mount"
+                    f"{volume.host} is mounted on {point} but it is not {needs[1]}"
                 )
         table.add(MountKind.MOUNT, path, flags=_PROPAGATION[volume.propagation])
         volume_paths.add(path)

@@ -350,12 +350,13 @@ class Run:
                 plan = await build_plan(stdio)
                 if readers:
                     _give_pipes(stdio, plan)
-                if Namespace.USER in plan.namespaces and config.volumes:
-                    # Its root may not reach a volume by path (below /root, 0700): the
-                    # binds are made here (a worker thread: a FUSE source waits for its
-                    # server) and moved in by the child, as runc does.
-                    hosts = frozenset([v.host for v in config.volumes])
-                    plan = await trio.to_thread.run_sync(_rootfs.bind_trees, native, plan, hosts)
+                userns = Namespace.USER in plan.namespaces
+                hosts, shared = _rootfs.tree_sources(config.volumes, userns=userns)
+                if hosts:  # made here (a worker thread: a FUSE source waits for its
+                    # server) and moved in by the child, as runc binds them
+                    plan = await trio.to_thread.run_sync(
+                        _rootfs.bind_trees, native, plan, hosts, shared
+                    )
                 if (ipc := dict(plan.ns_paths).get(Namespace.IPC)) is not None:
                     # --ipc container:NAME: NAME's /dev/shm too, made in its mount namespace.
                     plan = await trio.to_thread.run_sync(_nsmodes.peer_shm, native, plan, ipc)
@@ -374,7 +375,7 @@ class Run:
                 if shim_dir is not None:
                     argv = (_shim.PROGRAM, self.container.id)
                     plan = evolve(plan, shim=ShimSpec(_shim.program(), str(shim_dir), argv))
-                id_map = _plan.id_range() if Namespace.USER in plan.namespaces else None
+                id_map = _plan.id_range() if userns else None
                 hold = owns_cgroup and self.dismantle is not None
                 hold = hold and Namespace.MOUNT in plan.namespaces
                 # The process places itself in the cgroup (see Cgroup.placement).

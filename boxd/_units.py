@@ -130,11 +130,13 @@ _VOLUME_OPTIONS: dict[str, tuple[str, bool | str] | None] = {
     # SELinux relabelling: there is no SELinux here, so nothing to do (Docker's answer too).
     "z": None,
     "Z": None,
-    # Mount propagation (shared ones are refused: boxd's root is never shared).
+    # Mount propagation.
     "rprivate": ("propagation", ""),  # the default
     "private": ("propagation", "private"),
     "rslave": ("propagation", "rslave"),
     "slave": ("propagation", "slave"),
+    "rshared": ("propagation", "rshared"),
+    "shared": ("propagation", "shared"),
     # Docker for Mac's consistency modes: ignored on Linux, as by Docker.
     "consistent": None,
     "cached": None,
@@ -159,11 +161,6 @@ def volume_options(spec: str, text: str) -> dict[str, bool | str]:
     for option in text.split(",") if text else ():
         if option in ("suid", "dev"):
             raise ValueError(f"volume {spec!r}: volumes are always nosuid and nodev")
-        if option in ("rshared", "shared"):
-            raise ValueError(
-                f"volume {spec!r}: propagation {option!r} is not supported: boxd's root is"
-                " never shared (use rslave to see the host's later mounts)"
-            )
         if option not in _VOLUME_OPTIONS:
             known = ", ".join(_VOLUME_OPTIONS)
             raise ValueError(f"volume {spec!r}: unknown option {option!r} (use {known})")

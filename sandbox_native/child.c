@@ -25,7 +25,7 @@
  *   5. the umask; mounts (after making / a recursive slave): the id-mapped trees onto
  *      their attach points, then the mount table, each target resolved inside the root
  *      (see below)
- *   6. pivot_root(".", "."), old root made a slave and detached; with a console, the
+ *   6. pivot_root(".", "."), old root detached; with a console, the
  *      terminal from the container's devpts (its master sent to the parent), bound at
  *      /dev/console by a container's first process; with links,
  *      wait for LINKED (the parent makes the interfaces while steps 3-6 run), then give
@@ -799,8 +799,14 @@ static void pivot(const struct plan *p)
 {
     CHECK(p, RAW(chdir, p->rootfs), STAGE_PIVOT, 0);
     CHECK(p, RAW(pivot_root, ".", "."), STAGE_PIVOT, 0);
-    /* The old root now sits on top of the new one at "/"; cut it off from the host. */
-    CHECK(p, RAW(mount, NULL, ".", NULL, MS_SLAVE | MS_REC, NULL), STAGE_PIVOT, 0);
+    /* The old root now sits on top of the new one at "/", and is detached.  A namespace
+     * made here was made a recursive slave before its mounts (setup_mounts), so nothing
+     * of this reaches the host; a joined one is made so now.  That step ("." names the
+     * new root's tree, not the old root's: only umount2 goes up to the mount on top)
+     * would also make slaves of the new root's mounts, which in a namespace of its own
+     * are each as the plan made them: an [r]shared volume a peer of its source's. */
+    if (!(p->clone_flags & CLONE_NEWNS))
+        CHECK(p, RAW(mount, NULL, ".", NULL, MS_SLAVE | MS_REC, NULL), STAGE_PIVOT, 0);
     CHECK(p, RAW(umount2, ".", MNT_DETACH), STAGE_PIVOT, 0);
     CHECK(p, RAW(chdir, "/"), STAGE_PIVOT, 0);
 }

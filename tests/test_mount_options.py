@@ -134,7 +134,10 @@ def test_bind_create_src(daemon: Daemon, tmp_path: Path) -> None:
 
 @pytest.mark.root
 def test_volume_subpath(daemon: Daemon, tmp_path: Path) -> None:
-    fill = "mkdir -p /v/sub/deep; echo in-sub > /v/sub/f; echo top > /v/top; ln -s /etc /v/link"
+    fill = (
+        "mkdir -p /v/sub/deep; echo in-sub > /v/sub/f; echo top > /v/top; ln -s /etc /v/link;"
+        " ln -s .. /v/sub/deep/up; ln -s link /v/link2"
+    )
     daemon.ctl("run", "--rm", "-v", "shared:/v", "default", "sh", "-c", fill)
     base = "type=volume,src=shared,dst=/m,volume-subpath="
     r = daemon.ctl("run", "--rm", "--mount", base + "sub", "default", "sh", "-c",
@@ -150,19 +153,23 @@ def test_volume_subpath(daemon: Daemon, tmp_path: Path) -> None:
                     check=False)  # fmt: skip
     assert "Read-only file system" in ro.stderr
     data = daemon.root / "volumes" / "shared" / "_data"
-    # A symlink is not followed on the way (it could lead out of the volume), and a
-    # missing subpath fails the start, in Docker's words, with exit 125.
-    for subpath, why in (("link", "a symlink on the way"), ("nope", "No such file")):
+    # A symlink on the way is followed as dockerd's safepath follows it (an absolute one
+    # from the host's root) where it stays in the volume, refused where it leaves it; a
+    # missing subpath fails the start.  Docker's words, exit 125.
+    up = daemon.ctl("run", "--rm", "--mount", base + "sub/deep/up", "default", "ls", "/m")
+    assert up.stdout == "deep\nf\ng\n"
+    escapes = f"path concatenation escapes the base directory, base: {data}, subpath:"
+    for subpath, why in (("link", escapes), ("link2", escapes), ("nope", "cannot access")):
         r = daemon.ctl("run", "--rm", "--mount", base + subpath, "default", "true", check=False)
         assert r.returncode == 125, r.stderr
-        assert f"cannot access path {data}/{subpath}: {why}" in r.stderr
+        assert why in r.stderr, r.stderr
     # What a start finds is looked up at that start: a directory swapped for a symlink to
     # the host's /etc after the create is refused, not followed.
     daemon.ctl("create", "--name", "later", "--mount", base + "sub/deep", "default", "ls", "/m")
     shutil.rmtree(data / "sub" / "deep")
     (data / "sub" / "deep").symlink_to("/etc")
     r = daemon.ctl("start", "-a", "later", check=False)
-    assert r.returncode != 0 and "a symlink on the way" in r.stderr, r.stderr
+    assert r.returncode != 0 and f"{escapes} sub/deep" in r.stderr, r.stderr
     # cp into a stopped container writes into the subpath, as its mount would.
     (data / "sub" / "deep").unlink()
     (data / "sub" / "deep").mkdir()
@@ -235,6 +242,7 @@ COPY d1/ /data/
 COPY d2/ /data/
 RUN ["/bin/busybox", "rm", "/data/gone"]
 RUN ["/bin/busybox", "ln", "-s", "/etc", "/data/link"]
+RUN ["/bin/busybox", "sh", "-c", "ln -s data/sub /subs; ln -s ../.. /out"]
 RUN ["/bin/busybox", "sh", "-c", "rm -r /data/again; mkdir /data/again; echo new >/data/again/n"]
 """
 
@@ -276,9 +284,16 @@ def test_image_mount(daemon: Daemon, layered: str, tmp_path: Path) -> None:
         assert "lowerdir=l/0:l/1" in r.stdout and str(daemon.root) not in r.stdout, r.stdout
     r = _mount_image(daemon, ",image-subpath=data/one", "cat /img; echo x > /img")
     assert r.stdout == "one\n" and "Read-only file system" in r.stderr, r.stderr
+    # A relative symlink on the way is followed inside the image, as dockerd's safepath
+    # follows it; one that leaves the image (an absolute one: from the host's root) is
+    # refused in its words.
+    r = _mount_image(daemon, ",image-subpath=subs", "ls /img")
+    assert r.stdout.split() == ["s1", "s2"], r.stderr
+    escapes = "path concatenation escapes the base directory"
     for subpath, why in (
         ("data/gone", "/data/gone of the image: no such file or directory"),
-        ("data/link/x", "/data/link of the image: a symlink on the way"),
+        ("data/link/x", f"{escapes}: /data/link is a symlink to /etc"),
+        ("out/etc", f"{escapes}: /out is a symlink to ../.."),
         ("data/one/x", "/data/one of the image: not a directory"),
     ):
         r = _mount_image(daemon, f",image-subpath={subpath}", "true")

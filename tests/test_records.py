@@ -614,10 +614,15 @@ def test_link_variables_sort_ports_as_docker_and_keep_names_apart() -> None:
         ({"volumes": (Volume("", "/m", volume="vv", subpath="/etc"),)}, "leaves the volume"),
         ({"volumes": (Volume("/srv", "/m", subpath="a"),)}, "is for named volumes"),
         ({"image_mounts": (ImageMount("busybox", "/i", subpath="a/../../x"),)}, "leaves the image"),
+        (
+            {"volumes": (Volume("/srv", "/m", propagation="shard"),)},
+            "propagation 'shard': use one of rprivate, private, rshared, shared, rslave, slave",
+        ),
     ],
 )
 def test_a_library_callers_subpaths_are_checked(config: dict[str, object], words: str) -> None:
-    """Subpaths given to the library, not through a parser: refused at create, as the
-    parsers refuse them, not first at the start (whose lookup stays below the volume)."""
+    """Subpaths (and propagations) given to the library, not through a parser: refused at
+    create, as the parsers refuse them, not first at the start (whose lookup stays below
+    the volume)."""
     with pytest.raises(ValueError, match=words):
         validate_config(ContainerConfig(image="default", command=("true",), **config))  # type: ignore[arg-type]

@@ -207,9 +207,9 @@ def test_parse_volume(tmp_path: Path) -> None:
         (
             "{d}:/data:rx",
             "unknown option 'rx' \\(use ro, rw, noexec, exec, nosuid, nodev, nocopy, z, Z, "
-            "rprivate, private, rslave, slave, consistent, cached, delegated\\)",
+            "rprivate, private, rslave, slave, rshared, shared, consistent, cached, delegated\\)",
         ),
-        ("{d}:/data:rw,rshared", "propagation 'rshared' is not supported: boxd's root is"),
+        ("{d}:/data:rshared,rslave", "both rshared and rslave"),
         ("{d}:/data:rslave,private", "both rslave and private"),
         ("{d}:/data:ro,rw", "both ro and rw"),
         ("{d}:/data:noexec,exec", "both noexec and exec"),

@@ -4,6 +4,7 @@ daemon (one for the module, emptied after each test)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -98,7 +99,6 @@ def test_mount_forms() -> None:
         ("type=volume,src=v1,dst=/x,ro=maybe", "invalid value for ro: 'maybe'"),
         ("type=volume,src=v1,dst=/x,tmpfs-size=1m", "cannot mix 'tmpfs-*' options"),
         ("type=bind,src=/s,dst=/x,volume-nocopy", "cannot mix 'volume-*' options"),
-        ("type=bind,src=/s,dst=/x,bind-propagation=rshared", "'rshared' is not supported"),
         ("type=bind,src=/s,dst=/x,bind-propagation=odd", "use one of rprivate"),
         ("type=volume,src=v1,dst=/x,volume-opt=nfs", "invalid volume-opt 'nfs'"),
         ("type=volume,dst=/x,volume-opt=type=tmpfs", "need a named volume (src=NAME)"),
@@ -1051,16 +1051,72 @@ def test_a_bind_is_rprivate_on_a_host_of_shared_mounts(tmp_path: Path) -> None:
 
 
 @pytest.mark.root
-def test_rslave_needs_a_source_that_gets_the_hosts_mounts(tmp_path: Path) -> None:
-    """As Docker's: a private source cannot pass on what the host mounts later, and the
-    start says so (the daemon in a mount namespace of the test's own, all private)."""
+def test_rshared_binds_pass_mounts_both_ways(tmp_path: Path) -> None:
+    """As Docker's [r]shared binds: what the container mounts below the bind is mounted
+    below its source on the host too (and stays when the container is gone), and what
+    the host mounts there later is seen inside.  The daemon runs in a mount namespace of
+    the test's own made shared (it ends with the daemon, and the mounts with it)."""
+    src = tmp_path / "src"
+    for sub in ("in", "out", "late"):
+        (src / sub).mkdir(parents=True)
+    wrap = ("unshare", "-m", "--propagation", "unchanged", "sh", "-c",
+            'mount --make-rshared / && exec "$@"', "sh")  # fmt: skip
+    top = _traversable_dir("boxd-rshared-")  # for an --isolate-user container below
+    with contextlib.ExitStack() as stack:
+        stack.callback(shutil.rmtree, top)
+        daemon = stack.enter_context(running_daemon(top, wrap=wrap))
+        assert daemon.process is not None
+        in_its_namespace = ("nsenter", f"--mount=/proc/{daemon.process.pid}/ns/mnt")
+        daemon.ctl("run", "-d", "--name", "s", "--network", "none", "--cap-add", "SYS_ADMIN",
+                   "-v", f"{src}:/s:rshared",
+                   "--mount", f"type=bind,src={src},dst=/p,bind-propagation=shared",
+                   "default", "sleep", "300")  # fmt: skip
+        mine = "mount -t tmpfs mine /s/in && echo inside > /s/in/f && grep ' /s ' /proc/1/mountinfo"
+        shown = daemon.ctl("exec", "s", "sh", "-c", mine).stdout
+        assert " shared:" in shown, shown
+        host = subprocess.run([*in_its_namespace, "cat", str(src / "in" / "f")],
+                              capture_output=True, text=True, check=True)  # fmt: skip
+        assert host.stdout == "inside\n"
+        subprocess.run([*in_its_namespace, "mount", "-t", "tmpfs", "late", str(src / "late")],
+                       check=True)  # fmt: skip
+        subprocess.run([*in_its_namespace, "touch", str(src / "late" / "g")], check=True)
+        assert daemon.ctl("exec", "s", "ls", "/s/late", "/p/late").stdout == (
+            "/p/late:\ng\n\n/s/late:\ng\n"
+        )
+        mounts = json.loads(daemon.ctl("inspect", "-f", "{{json .Mounts}}", "s").stdout)
+        assert sorted((m["Destination"], m["Propagation"]) for m in mounts) == [
+            ("/p", "shared"),
+            ("/s", "rshared"),
+        ]
+        # What a container mounts below an rprivate bind stays its own, in a user
+        # namespace too (there the bind is made by the daemon, as an [r]shared one is).
+        for isolate in ((), ("--isolate-user",)):
+            script = "mount -t tmpfs other /w/out && touch /w/out/x && ls /w/out"
+            r = daemon.ctl("run", "--rm", *isolate, "--network", "none", "--cap-add", "SYS_ADMIN",
+                           "-v", f"{src}:/w", "default", "sh", "-c", script)  # fmt: skip
+            assert r.stdout == "x\n"
+            mounted = subprocess.run([*in_its_namespace, "mountpoint", "-q", str(src / "out")])
+            assert mounted.returncode != 0, isolate
+        daemon.ctl("rm", "-f", "s")
+        # Docker's too: the container's mount outlives it, on the host's side.
+        left = subprocess.run([*in_its_namespace, "cat", str(src / "in" / "f")],
+                              capture_output=True, text=True, check=True)  # fmt: skip
+        assert left.stdout == "inside\n"
+
+
+@pytest.mark.root
+def test_rslave_and_rshared_need_a_source_that_can_give_them(tmp_path: Path) -> None:
+    """As Docker's: a private source cannot pass on what the host mounts later, nor be a
+    peer of the container's bind, and the start says so (the daemon in a mount namespace
+    of the test's own, all private)."""
     wrap = ("unshare", "-m", "--propagation", "private")
     with running_daemon(tmp_path / "d", wrap=wrap) as daemon:
-        spec = f"{tmp_path}:/s:rslave"
-        r = daemon.ctl("run", "--rm", "-v", spec, "default", "true", check=False)
-        assert r.returncode == 125
-        assert f"path {tmp_path} is mounted on " in r.stderr
-        assert "but it is not a shared or slave mount" in r.stderr
+        for mode, needs in (("rslave", "a shared or slave mount"), ("rshared", "a shared mount")):
+            spec = f"{tmp_path}:/s:{mode}"
+            r = daemon.ctl("run", "--rm", "-v", spec, "default", "true", check=False)
+            assert r.returncode == 125
+            assert f"path {tmp_path} is mounted on " in r.stderr
+            assert f"but it is not {needs}" in r.stderr
 
 
 @pytest.mark.root
