@@ -454,7 +454,9 @@ def _restrictions(
     rlimits = tuple([Rlimit(ULIMIT_NAMES[u.name], u.soft, u.hard) for u in ulimits.values()])
     if "nofile" not in ulimits:  # Docker's, not the daemon's raised one
         rlimits = (Rlimit(ULIMIT_NAMES["nofile"], *open_files()), *rlimits)
-    seccomp = None if sec.privileged else seccomp_program(sec.seccomp, caps.bounding)
+    # --privileged drops the default filter, not a profile of the user's own (Docker 26's).
+    custom = sec.seccomp not in ("default", "unconfined")
+    seccomp = seccomp_program(sec.seccomp, caps.bounding) if custom or not sec.privileged else None
     return {
         "rlimits": rlimits,
         # The filter stays the container's, made for its own capabilities.

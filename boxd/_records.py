@@ -20,7 +20,7 @@ from . import _caps, _fixedmodes, _logattrs, _nsmodes
 from ._devicemap import DeviceMapping, check_all
 from ._healthcheck import Health, Healthcheck, check_healthcheck
 from ._hosts import HOST_GATEWAY, parse_host
-from ._mounts import check_volume_name, is_local
+from ._mounts import check_volume_name, clean_path, is_local
 from ._native import check_console_size
 from ._netconfig import (
     NetworkJoin,
@@ -226,6 +226,12 @@ class Security:
     readonly_paths: tuple[str, ...] | None = None
 
 
+def _clean_workdir(path: str) -> str:
+    """A working directory as Docker's daemon keeps it ("/tmp/" is "/tmp"); a relative
+    one as given, for its refusal to name it."""
+    return clean_path(path) if path.startswith("/") else path
+
+
 @attrs.frozen
 class ContainerConfig:
     # "default", an absolute path to a root filesystem directory, or an image reference
@@ -233,7 +239,8 @@ class ContainerConfig:
     # Empty for an image reference: the image's Cmd (see boxd._images.config).
     command: tuple[str, ...]
     env: tuple[str, ...] = ()
-    workdir: str = "/"  # empty: the image's WorkingDir, else /
+    # Empty: the image's WorkingDir, else /.  Kept cleaned (see _clean_workdir).
+    workdir: str = attrs.field(default="/", converter=_clean_workdir)
     user: str = ""  # "USER[:GROUP]", names or ids (see _users); empty = root
     group_add: tuple[str, ...] = ()  # supplementary groups: names or gids
     hostname: str = ""

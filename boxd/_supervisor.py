@@ -2231,6 +2231,15 @@ class Supervisor:
         self.events.report("attach", entry.container)
         return entry.run
 
+    def check_exec_user(self, ref: str, user: str) -> None:
+        """Refuse (ValueError, naming it) a ``user`` for an exec in ``ref`` that its
+        container's /etc/passwd and /etc/group do not resolve, as Docker's exec create
+        does (its files may still change before the start, which resolves it again).
+        Reads the container's files: not on the event loop's thread."""
+        c = self._lookup(ref).container
+        image = self._image(c.config.image, c.config.image_id)
+        _plan.identity(user, image, self.store.container_dir(c.id), c.config.group_add)
+
     async def exec(
         self,
         ref: str,
@@ -2403,9 +2412,13 @@ class Supervisor:
             log.warning("%s: %s", c.name, warning)
         limits = _resources.limits(resources)
         _lifecycle.check_update(c.name, entry.phase)
+        if c.config.auto_remove and restart is not None and restart.name is not RestartName.NO:
+            raise Conflict(  # dockerd's words and status
+                "Restart policy cannot be updated because AutoRemove is enabled for the container"
+            )
         config = attrs.evolve(
             c.config, resources=resources, restart=c.config.restart if restart is None else restart
-        )  # validated: --rm and a restart policy do not combine
+        )
         if entry.phase in _lifecycle.WITH_PROCESS:
             try:
                 self._cgroup_of(c).update(limits)

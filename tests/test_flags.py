@@ -401,6 +401,16 @@ def test_docker_seccomp_profile(daemon: Daemon, tmp_path: Path) -> None:
                "sh", "-c", "mkdir /made || grep Seccomp: /proc/self/status")  # fmt: skip
     assert (r.returncode, r.stdout) == (0, "Seccomp:\t2\n"), r.stderr
     assert "Operation not permitted" in r.stderr
+    # With --privileged too (Docker 26 on: it drops the default filter only), and in its
+    # execs; without the profile, no filter at all.
+    r = docker(daemon, "run", "-d", "--name", "p", "--privileged", "--security-opt",
+               f"seccomp={profile}", "default", "sleep", "60")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    r = docker(daemon, "exec", "p", "sh", "-c", "mkdir /made || grep Seccomp: /proc/self/status")
+    assert (r.returncode, r.stdout) == (0, "Seccomp:\t2\n"), r.stderr
+    r = docker(daemon, "run", "--rm", "--privileged", "default", "grep", "Secc", "/proc/1/status")
+    assert r.stdout.splitlines()[0] == "Seccomp:\t0", r.stderr
+    docker(daemon, "rm", "-f", "p")
     profile.write_text('{"defaultAction": "SCMP_ACT_BOGUS"}')
     r = docker(daemon, "create", "--security-opt", f"seccomp={profile}", "default", "true")
     assert r.returncode == 1

@@ -308,6 +308,8 @@ async def exec_create(api: Api, conn: HttpConnection, req: Request, ref: str) ->
         console_size=console_size(body, "ConsoleSize") if req.at_least("1.42") else None,
     )
     _plan.check_exec(spec)
+    if spec.user:  # looked up now, as dockerd 28 does: a bad one is the create's 400
+        await trio.to_thread.run_sync(api.sup.check_exec_user, c.id, spec.user)
     ex = Exec(
         id=os.urandom(32).hex(),
         container=c.id,
