@@ -170,11 +170,7 @@ def platform_arg(req: Request, key: str = "platform") -> _platforms.Platform | N
     is not one; None when not given."""
     values = req.query.get(key, [])
     if len(values) > 1:
-        raise ApiError(
-            400,
-            "multiple platform parameters are not supported in this API version; use API"
-            " version 1.52 or later",
-        )
+        raise ApiError(400, "multiple platform parameters not supported")  # dockerd 28's
     return decode_platform(values[0]) if values and values[0] else None
 
 

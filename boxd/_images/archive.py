@@ -572,8 +572,8 @@ def import_rootfs(
 ) -> ImageRecord:
     """``import``: a root filesystem tarball as a one-layer image with ``container_config``
     (empty: no command of its own), for ``platform`` (os, architecture, variant)."""
-    if not tar_path.stat().st_size:
-        raise ArchiveError("the tarball is empty")  # as Docker's (no image of nothing)
+    if not tar_path.stat().st_size:  # an empty layer, as dockerd makes of no bytes
+        tar_path.write_bytes(bytes(1024))  # (a tar archive's end alone)
     _unwrap(tar_path, ("xz", "bzip2"))  # the layer reader reads gzip and zstd
     with store.undone_on_failure():
         try:
