@@ -1116,6 +1116,39 @@ def test_the_go_clients_null_buildargs_labels_and_cachefrom(clean: Daemon) -> No
     assert _image(clean, "gonull:1")["Config"]["Labels"] == {"from": "file"}  # type: ignore[index]
 
 
+def test_engine_api_refuses_a_bad_dockerfile_with_its_status(clean: Daemon) -> None:
+    """As dockerd (moby's TestBuildWithEmptyDockerfile): a context or Dockerfile refused
+    before any output is the response's 400, not an error line of a 200 (the Go client
+    reports only the status)."""
+    for dockerfile, words in (
+        (b"", "the Dockerfile (Dockerfile) cannot be empty"),
+        (b"\n\n   \n", "file with no instructions"),
+        (b"# a comment\n", "file with no instructions"),
+    ):
+        status, _, body = api_call(clean, "POST", "/build", body=_tar({"Dockerfile": dockerfile}))
+        assert status == 400 and words in json.loads(body)["message"], body
+    # A failure after the first output stays a line of the 200, as dockerd's.
+    context = _tar({"Dockerfile": f"FROM {BASE}\nRUN exit 3\n".encode()})
+    status, _, body = api_call(clean, "POST", "/build", body=context)
+    last = json.loads(body.splitlines()[-1])
+    assert status == 200 and last["errorDetail"]["code"] == 3, body
+
+
+def test_onbuild_triggers_run_from_an_earlier_stage(clean: Daemon, tmp_path: Path) -> None:
+    """As Docker's builder (moby's TestBuildMultiStageOnBuild): a stage FROM an earlier one
+    runs that stage's ONBUILD triggers, each time."""
+    dockerfile = (
+        f"FROM {BASE} AS stage1\nONBUILD RUN echo foo > /somefile\nONBUILD ENV bar=baz\n"
+        "FROM stage1\nRUN cat /somefile\n"
+        "FROM stage1\nRUN cat /somefile\n"
+    )
+    r = clean.ctl("build", "-t", "onstage", str(_context(tmp_path, {"Dockerfile": dockerfile})))
+    assert r.stdout.count("# Executing 2 build triggers\n") == 2, r.stdout
+    config = _image(clean, "onstage")["Config"]
+    assert "bar=baz" in config["Env"] and config["OnBuild"] is None  # type: ignore[index]
+    clean.ctl("rmi", "onstage")
+
+
 def test_testcontainers_docker_image(clean: Daemon, tmp_path: Path) -> None:
     pytest.importorskip("testcontainers")
     ctx = _context(

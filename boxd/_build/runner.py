@@ -422,6 +422,7 @@ class Builder:
                     name, copy.deepcopy(earlier.config), earlier.layers, base=earlier.base
                 )
                 await self.say(f" ---> {_short(_digest(stage.config))}\n")
+                await self._triggers(stage, meta)  # an earlier stage's ONBUILDs too
                 return stage
         if base == "scratch":
             from .._images.pull import host
@@ -445,6 +446,12 @@ class Builder:
         )
         _default_path(stage)
         await self.say(f" ---> {_short(record.id)}\n")
+        await self._triggers(stage, meta)
+        return stage
+
+    async def _triggers(self, stage: _Stage, meta: dict[str, str]) -> None:
+        """The ONBUILD triggers of the image (or earlier stage) a stage starts from, run
+        as its first steps and dropped from its configuration, as Docker's builder does."""
         triggers = list(stage.inner.pop("OnBuild", None) or [])
         if triggers:
             plural = "s" if len(triggers) > 1 else ""
@@ -455,7 +462,6 @@ class Builder:
                 for step in parse(trigger).instructions:
                     await self.say(f" ---> Running in trigger: {step.original}\n")
                     await self._step(stage, step, meta)
-        return stage
 
     async def _image(
         self, text: str, ins: Instruction, meta: dict[str, str], what: str = ""

@@ -151,7 +151,9 @@ async def build(api: Api, conn: HttpConnection, req: Request) -> None:
         with os.fdopen(fd, "wb") as f:
             async for chunk in conn.body_chunks():
                 await trio.to_thread.run_sync(f.write, chunk)
-        answers = _Answers(conn, _chunks(path))
+        # The head waits for the first output, as dockerd's: a context or Dockerfile it
+        # refuses is then the response's status (400), not a line of a 200.
+        answers = _Answers(conn, _chunks(path), head_at_first_output=True)
         answers.quiet = request.quiet
         await _run(api, conn, answers, request)
     finally:
