@@ -40,7 +40,7 @@ from ._copymessages import NoSuchPath as NoSuchPath
 from ._copymessages import PathStat as PathStat
 from ._images.archive import _keep_capability
 from ._images.tarstream import DIRECTORY, LINK, Decompressed, Member, TarError, TarReader
-from ._images.unpack import LayerError, _clean, _Unpacker, open_in_root
+from ._images.unpack import LayerError, _Unpacker, open_in_root
 
 __all__ = [
     "CopyError",
@@ -368,19 +368,30 @@ def write_archive(
     return PathStat(_name(found.path), st.st_size, st.st_mode, st.st_mtime, target)
 
 
-def _members(tar_path: str) -> Iterator[tuple[TarReader, Member, list[str]]]:
-    """Each member of the tar with its name's components (``..`` may not climb out)."""
+def _below(base: list[str], name: str, member: str) -> list[str]:
+    """``name``'s components below the destination ``base`` (the container path's), as
+    dockerd's untar joins and cleans a member's name onto it: ``..`` stops at the root
+    (a build context's ``../foo`` is its ``foo``), and a name that then lands outside
+    ``base`` is refused."""
+    parts = list(base)
+    for part in name.split("/"):
+        if part == "..":
+            if parts:
+                parts.pop()
+        elif part not in ("", "."):
+            parts.append(part)
+    if parts[: len(base)] != base:
+        raise CopyError(f"archive member {member!r} points outside the destination (..)")
+    return parts[len(base) :]
+
+
+def _members(tar_path: str, base: list[str]) -> Iterator[tuple[TarReader, Member, list[str]]]:
+    """Each member of the tar with its name's components below ``base`` (see _below)."""
     try:
         with open(tar_path, "rb") as f:
             tar = TarReader(Decompressed(f.read).piece)
             for info in tar:
-                try:
-                    parts = _clean(info.name, info.name)
-                except LayerError:
-                    raise CopyError(
-                        f"archive member {info.name!r} points outside the destination (..)"
-                    ) from None
-                yield tar, info, parts
+                yield tar, info, _below(base, info.name, info.name)
     except TarError as exc:
         raise CopyError(f"the archive is not a valid tar: {exc}") from None
 
@@ -407,7 +418,7 @@ def check_archive(
     dest, fd = _destination(root_fd, path, container)
     os.close(fd)
     base = _parts(dest)
-    for _tar, info, parts in _members(tar_path):
+    for _tar, info, parts in _members(tar_path, base):
         if not no_overwrite_dir_non_dir or not parts:
             continue
         st = _lookup(root_fd, base + parts[:-1], parts[-1])
@@ -447,19 +458,20 @@ def extract_archive(
     the container's root, or with ``copy_uid_gid`` by the ids the tar gives them."""
     dest, dest_fd = _destination(root_fd, path, container)
     os.close(dest_fd)
-    prefix = "/".join(_parts(dest))
+    base = _parts(dest)
+    prefix = "/".join(base)
     root_ids = None if copy_uid_gid else (ids.to_host(0, "uid"), ids.to_host(0, "gid"))
     unpacker = _CopyUnpacker(root_fd, root_ids, ids)
     name = ""
     try:
         with _as_container_root(ids):
-            for tar, info, parts in _members(tar_path):
+            for tar, info, parts in _members(tar_path, base):
                 name = info.name
                 if not parts:
                     continue  # "." is the destination itself, which stays as it is
                 info.name = f"{prefix}/{'/'.join(parts)}"
                 if info.type == LINK:  # a hard link names a member of the same archive
-                    target = _clean(info.linkname, name)
+                    target = _below(base, info.linkname, name)
                     info.linkname = f"{prefix}/{'/'.join(target)}"
                 unpacker.member(tar, info)
             unpacker.finish()

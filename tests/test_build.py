@@ -1127,6 +1127,14 @@ def test_engine_api_refuses_a_bad_dockerfile_with_its_status(clean: Daemon) -> N
     ):
         status, _, body = api_call(clean, "POST", "/build", body=_tar({"Dockerfile": dockerfile}))
         assert status == 400 and words in json.loads(body)["message"], body
+    # A context's names are joined onto its root as dockerd's untar joins them: ../foo is
+    # foo, /bar is bar (moby's TestBuildUncleanTarFilenames).
+    dockerfile = f"FROM {BASE}\nCOPY foo bar /\nCMD cat /foo /bar\n".encode()
+    context = _tar({"Dockerfile": dockerfile, "../foo": b"f\n", "/bar": b"b\n"})
+    status, _, body = api_call(clean, "POST", "/build?t=unclean", body=context)
+    assert status == 200 and b"errorDetail" not in body, body
+    assert clean.ctl("run", "--rm", "unclean").stdout == "f\nb\n"
+    clean.ctl("rmi", "unclean")
     # A failure after the first output stays a line of the 200, as dockerd's.
     context = _tar({"Dockerfile": f"FROM {BASE}\nRUN exit 3\n".encode()})
     status, _, body = api_call(clean, "POST", "/build", body=context)

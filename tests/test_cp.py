@@ -192,6 +192,15 @@ def test_bad_input_exits_1_and_writes_nothing(clean: Daemon, tmp_path: Path) -> 
     r = _cp(clean, "-", "c:/tmp", input=data.getvalue())
     assert r.returncode == 1 and "'../../evil.txt' points outside" in r.stderr
     assert _sh(clean, "c", "ls /tmp; test -e /evil.txt || echo none") == "file\nnone\n"
+    # Into / such a name stops at the root, as dockerd's untar joins it onto the
+    # destination: ../up.txt is /up.txt.
+    data = io.BytesIO()
+    with tarfile.open(fileobj=data, mode="w") as tar:
+        info = tarfile.TarInfo("../up.txt")
+        info.size = 1
+        tar.addfile(info, io.BytesIO(b"x"))
+    assert _cp(clean, "-", "c:/", input=data.getvalue()).returncode == 0
+    assert _sh(clean, "c", "cat /up.txt; rm /up.txt") == "x"
     # boxctl never lets a file replace a directory or the other way round (Docker's CLI
     # sends noOverwriteDirNonDir); the check comes before the first write.
     data = io.BytesIO()
