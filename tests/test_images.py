@@ -3,6 +3,7 @@ with skopeo, pulled and run by a real boxd through boxctl."""
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import io
 import json
@@ -757,6 +758,11 @@ def test_commit_save_rmi_load_round_trip(
 
     archive = tmp_path / "saved.tar"
     daemon.ctl("save", "-o", str(archive), "mine/changed:1", ref, "mine/changed:1")
+    # The config's file carries the image's creation time, as in dockerd's archives.
+    created = daemon.ctl("image", "inspect", "-f", "{{.Created}}", "mine/changed:1").stdout
+    when = datetime.datetime.fromisoformat(created.strip()[:19] + "+00:00").timestamp()
+    with tarfile.open(archive) as tar:
+        assert tar.getmember(f"blobs/sha256/{image_id[7:]}").mtime == int(when)
     daemon.ctl("rmi", "mine/changed:1", ref)
     assert _stored(daemon) == []
     r = daemon.ctl("load", "-i", str(archive))

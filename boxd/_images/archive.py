@@ -123,14 +123,20 @@ def save(
     index: list[dict[str, Any]] = []
     docker: list[dict[str, Any]] = []
     blobs: dict[str, Path | bytes] = {}
+    # A config's and its layers' files carry the image's creation time, as dockerd's
+    # archive gives them (the rest the epoch).
+    times: dict[str, int] = {}
     saved = {record.id for record, _ in images}
     for record, refs in images:
         manifest = _manifest(store, record)
         digest = "sha256:" + hashlib.sha256(manifest).hexdigest()
         blobs[digest] = manifest
         blobs[record.id] = store.blob_path(record.id)
+        created = _created_seconds(store.config(record).get("created"))
+        times.setdefault(record.id, created)
         for layer in record.layers:
             blobs[layer.digest] = store.blob_path(layer.digest)
+            times.setdefault(layer.digest, created)
         descriptor = {"mediaType": OCI_MANIFEST, "digest": digest, "size": len(manifest)}
         index.extend(
             {**descriptor, "annotations": {IMAGE_NAME: str(ref), REF_NAME: ref.tag or "latest"}}
@@ -158,11 +164,28 @@ def save(
                 info = tarfile.TarInfo(name)
                 info.size = source.stat().st_size
                 info.mode = 0o644
+                info.mtime = times.get(digest, 0)
                 with open(source, "rb") as f:
                     tar.addfile(info, f)
         index_doc = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": index}
         _add_bytes(tar, "index.json", _json_bytes(index_doc))
         _add_bytes(tar, "manifest.json", _json_bytes(docker))
+
+
+def _created_seconds(created: object) -> int:
+    """An image configuration's ``created`` (RFC 3339) in whole seconds; 0 when it has
+    none or an unreadable one."""
+    import datetime
+
+    from .._human import to_microseconds
+
+    if not isinstance(created, str):
+        return 0
+    try:
+        when = datetime.datetime.fromisoformat(to_microseconds(created).replace("Z", "+00:00"))
+    except ValueError:
+        return 0
+    return max(0, int(when.timestamp()))
 
 
 def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
