@@ -646,6 +646,34 @@ def test_container_sizes(clean: Daemon, tmp_path: Path, busybox_root: Path) -> N
 
 
 @needs_cli
+def test_ps_names_an_image_by_id_once_its_name_moved(
+    clean: Daemon, tmp_path: Path, busybox_root: Path
+) -> None:
+    """As dockerd's list (moby's TestPsImageIDAfterUpdate): a container whose image name
+    now resolves to another image, or to none, is listed with its image's id; the
+    ``ancestor`` filter takes the image's descendants too (TestPsListContainersFilter-
+    AncestorImage)."""
+    tarball = tmp_path / "rootfs.tar"
+    subprocess.run(["tar", "-C", str(busybox_root), "-cf", str(tarball), "."], check=True)
+    assert _docker(clean, "import", str(tarball), "mv:orig").returncode == 0
+    first = _docker(clean, "image", "inspect", "-f", "{{.Id}}", "mv:orig").stdout.strip()
+    assert _docker(clean, "run", "-d", "--name", "old", "mv:orig", "sleep", "60").returncode == 0
+    assert _docker(clean, "commit", "old", "mv:new").returncode == 0
+    assert _docker(clean, "run", "-d", "--name", "kid", "mv:new", "sleep", "60").returncode == 0
+    listed = "{{.Names}} {{.Image}}"
+    rows = sorted(_docker(clean, "ps", "--no-trunc", "--format", listed).stdout.splitlines())
+    assert rows == ["kid mv:new", "old mv:orig"]
+    by_ancestor = _docker(clean, "ps", "-q", "--filter", f"ancestor={first}").stdout.split()
+    assert len(by_ancestor) == 2  # old, and kid of a child of its image
+    assert _docker(clean, "tag", "mv:new", "mv:orig").returncode == 0  # the name moves
+    rows = sorted(_docker(clean, "ps", "--no-trunc", "--format", listed).stdout.splitlines())
+    assert rows == ["kid mv:new", f"old {first}"]
+    assert _docker(clean, "inspect", "-f", "{{.Config.Image}}", "old").stdout == "mv:orig\n"
+    _docker(clean, "rm", "-f", "old", "kid")
+    _docker(clean, "rmi", "mv:orig", "mv:new")
+
+
+@needs_cli
 def test_log_drivers_none_and_local(clean: Daemon) -> None:
     """``--log-driver none``: the output still reaches the attached client, nothing is
     kept, and ``logs`` says so in Docker's words; ``local`` keeps a log (Docker's local

@@ -194,12 +194,37 @@ def _network_names(api: Api, refs: list[str]) -> list[str]:
 
 def _image_ids(api: Api, refs: list[str]) -> list[str]:
     """An ``ancestor`` filter's values and the ids of the images they name (by any of their
-    names, an id or a prefix of one), as Docker's filter takes an image by id."""
-    ids = []
+    names, an id or a prefix of one) and of those images' descendants (built or committed
+    on them), as Docker's filter takes an image and its children by id.  Reads the
+    store: not on the event loop's thread."""
+    ids = set()
     for ref in refs:
         with contextlib.suppress(NoSuchImage):
-            ids.append(api.sup.images.lookup(ref).id)
-    return [*refs, *ids]
+            ids.add(api.sup.images.lookup(ref).id)
+    records = api.sup.images.images() if ids else []
+    while children := {r.id for r in records if r.parent in ids and r.id not in ids}:
+        ids |= children
+    return [*refs, *sorted(ids)]
+
+
+def _images_now(api: Api, found: list[Container]) -> dict[str, str]:
+    """By container id, the image ``ps`` names for a container whose image name now
+    resolves to another image than the one it was made from, or to none: that image's id,
+    as dockerd's list shows it.  Reads the store: not on the event loop's thread."""
+    now: dict[str, str | None] = {}
+    shown = {}
+    for c in found:
+        ref, image_id = c.config.image, c.config.image_id
+        if not image_id or ref in (image_id, *_shapes.DEFAULT_IMAGES) or ref.startswith("/"):
+            continue
+        if ref not in now:
+            try:
+                now[ref] = api.sup.images.lookup(ref).id
+            except (NoSuchImage, ValueError):
+                now[ref] = None
+        if now[ref] != image_id:
+            shown[c.id] = image_id
+    return shown
 
 
 async def containers(api: Api, conn: HttpConnection, req: Request) -> None:
@@ -208,7 +233,8 @@ async def containers(api: Api, conn: HttpConnection, req: Request) -> None:
     if "network" in filters:
         filters["network"] = _network_names(api, filters["network"])
     if "ancestor" in filters:
-        filters["ancestor"] = _image_ids(api, filters["ancestor"])
+        ancestors = filters["ancestor"]
+        filters["ancestor"] = await trio.to_thread.run_sync(_image_ids, api, ancestors)
     found = _listing.select_containers(api.sup.list, filters, all=req.flag("all"), limit=limit)
     rows = await summaries(api, found, sizes=req.flag("size"))
     if not req.at_least("1.46"):  # HostConfig.Annotations came with API 1.46
@@ -222,7 +248,9 @@ async def summaries(api: Api, found: list[Container], *, sizes: bool) -> list[di
     ids, and with ``sizes`` their sizes."""
     now = time.time()
     rows = [_shapes.summary(c, now) for c in found]
-    for row in rows:
+    moved = await trio.to_thread.run_sync(_images_now, api, found)
+    for c, row in zip(found, rows, strict=True):
+        row["Image"] = moved.get(c.id, row["Image"])
         _with_network_ids(api.sup, row["NetworkSettings"])
     if sizes:
         await with_sizes(api, found, rows)
