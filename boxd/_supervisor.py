@@ -77,7 +77,15 @@ from ._lifecycle import AmbiguousContainer as AmbiguousContainer
 from ._lifecycle import Conflict as Conflict
 from ._lifecycle import NoSuchContainer as NoSuchContainer
 from ._live import Adoption
-from ._native import Namespace, Native, RealNative, SpawnError, SpawnPlan, is_exec_failure
+from ._native import (
+    Namespace,
+    Native,
+    RealNative,
+    SpawnError,
+    SpawnPlan,
+    Stage,
+    is_exec_failure,
+)
 from ._network import (
     DEFAULT_NETWORK,
     Attachment,
@@ -199,6 +207,16 @@ def _exec_start_code(exc: BaseException) -> int:
         return code
     missing = isinstance(exc, SpawnError) and exc.errno in (errno.ENOENT, errno.ENOTDIR)
     return 127 if missing else 126
+
+
+def _exec_start_text(exc: BaseException, argv0: str) -> str:
+    """What an exec that could not start says: a command name found nowhere on the search
+    path in runc's words, as dockerd passes them on (``exec: "nope": executable file not
+    found in $PATH``); anything else as the failure says it."""
+    missing = isinstance(exc, SpawnError) and exc.stage is Stage.EXEC and exc.errno == errno.ENOENT
+    if missing and "/" not in argv0:
+        return f'exec: "{argv0}": executable file not found in $PATH'
+    return error_text(exc)
 
 
 @attrs.define(eq=False)
@@ -2348,7 +2366,7 @@ class Supervisor:
             except Conflict as exc:
                 failure = exc
             except (SpawnError, OSError, ValueError) as exc:
-                failure = StartError(error_text(exc), _exec_start_code(exc))
+                failure = StartError(_exec_start_text(exc, command[0]), _exec_start_code(exc))
                 failure.__cause__ = exc
             else:
                 self.events.report(f"exec_start: {action}", c, execID=exec_id)

@@ -1717,6 +1717,12 @@ def test_exec_that_cannot_start_and_exec_between_runs_as_docker(clean: Daemon) -
         ))  # fmt: skip
     r = _docker(clean, "exec", "-w", "/no/such/dir", "up", "true")
     assert (r.returncode, r.stdout) == (127, "chdir /no/such/dir: No such file or directory\n")
+    # A command found nowhere on the search path: runc's words, as dockerd passes them on.
+    missing = 'exec: "no-such-cmd": executable file not found in $PATH'
+    r = _docker(clean, "exec", "up", "no-such-cmd")
+    assert (r.returncode, r.stdout) == (127, missing + "\n")
+    r = clean.ctl("exec", "up", "no-such-cmd", check=False)
+    assert (r.returncode, r.stderr) == (127, f"boxctl: {missing}\n")
     r = clean.ctl("exec", "-u", "nosuchuser", "up", "true", check=False)
     assert r.returncode == 126 and "unable to find user nosuchuser" in r.stderr
     r = clean.ctl("exec", "-w", "/no/such/dir", "up", "true", check=False)
