@@ -884,8 +884,8 @@ def test_compressed_archives_and_tarballs_as_docker_takes_them(
             assert (r.returncode, r.stderr.count("\n")) == (1, 1), r.stderr
     # No bytes at all import as an image of one empty layer, as dockerd makes it.
     daemon.ctl("import", str(tmp_path / "packed"), "imp:empty")
-    layers = daemon.ctl("inspect", "-f", "{{len .RootFS.Layers}}", "imp:empty").stdout
-    assert layers == "1\n"
+    shown = daemon.ctl("inspect", "-f", "{{len .RootFS.Layers}}", "imp:empty").stdout
+    assert shown == "1\n"
     daemon.ctl("rmi", "imp:empty")
     (tmp_path / "packed").write_bytes(b"not an archive\n")
     r = daemon.ctl("load", "-i", str(tmp_path / "packed"), check=False)
