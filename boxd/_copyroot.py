@@ -63,6 +63,10 @@ def _holder_plan(
         volumes=config.volumes,
         image_mounts=image_mounts,
         standard=False,
+        # Made, if missing, as its start makes it: dockerd makes it at the create, so a
+        # `cp` into or out of it before the first start finds it (moby's
+        # TestCreateWithWorkdir).
+        workdir=config.workdir,
     )
     return SpawnPlan(
         argv=("/",),  # never run: the holder is killed while it waits for start_fd

@@ -266,6 +266,14 @@ def test_stopped_containers_and_volumes(clean: Daemon, tmp_path: Path) -> None:
     assert _mounts_below(clean.root) == [] and _holders(clean) == []
     clean.ctl("start", "s")  # the overlay's upper is free again
     assert _sh(clean, "s", "cat /made") == "more\n"
+    # A working directory the image lacks is there for a cp before the first start, as
+    # dockerd makes it at the create (root's, 0755; its parents too).
+    _start(clean, "w", "-w", "/home/foo/bar", run=False)
+    assert _cp(clean, f"{src}/a.txt", "w:/home/foo/bar/").returncode == 0
+    assert _cp(clean, "w:/home/foo/bar", str(tmp_path / "wd")).returncode == 0
+    assert (tmp_path / "wd" / "a.txt").read_text() == "hello\n"
+    clean.ctl("start", "w")
+    assert _sh(clean, "w", "pwd; stat -c '%a %u' .") == "/home/foo/bar\n755 0\n"
 
 
 def test_read_only_root_takes_files_only_in_a_writable_volume(

@@ -396,6 +396,11 @@ def test_cli_errors_and_stdin(clean: Daemon) -> None:
         f"Error response from daemon: Container {cid} is paused, unpause the container "
         "before exec\n",
     )
+    r = _docker(clean, "start", "dup")  # not the 304 of a running one: dockerd's 409
+    assert (r.returncode, r.stderr) == (1, (
+        "Error response from daemon: cannot start a paused container, try unpause instead\n"
+        "Error: failed to start containers: dup\n"
+    ))  # fmt: skip
     assert _docker(clean, "unpause", "dup").returncode == 0
     assert _docker(clean, "kill", "dup").returncode == 0
     assert _docker(clean, "wait", "dup").stdout == "137\n"

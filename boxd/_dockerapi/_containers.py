@@ -19,7 +19,7 @@ from .._images.store import NoSuchImage
 from .._netconfig import SYSCTLS_OPT, sysctl_interface
 from .._network import NetworkError, builtin_network_id
 from .._records import Container, Status
-from .._supervisor import NoSuchContainer, Supervisor
+from .._supervisor import Conflict, NoSuchContainer, Supervisor
 from . import _shapes
 from ._api import Api, Streamed, api_error, frame, mem_total, unwrap
 from ._http import (
@@ -312,6 +312,8 @@ async def inspect(api: Api, conn: HttpConnection, req: Request, ref: str) -> Non
 
 async def start(api: Api, conn: HttpConnection, req: Request, ref: str) -> None:
     c = api.sup.inspect(ref)
+    if c.state.status is Status.PAUSED:  # dockerd's words and 409, before its 304
+        raise Conflict("cannot start a paused container, try unpause instead")
     # Running, or waiting to restart (Docker's State.Running is true then too): 304.
     if api.sup.run_of(c.id) is not None or c.state.status is Status.RESTARTING:
         await conn.respond(304, content_type=None)
