@@ -933,8 +933,12 @@ def test_commit_and_import_apply_changes(
     assert (image["Comment"], image["Author"]) == ("made a file", "Me <me@example.com>")
     (newest, *_) = json.loads(daemon.ctl("history", "--format", "json", "bb:2").stdout)
     assert newest["comment"] == "made a file" and newest["created_by"] == "sleep 1000"
-    # Not frozen: the container's files as they are while it runs.
-    daemon.ctl("commit", "--pause=false", "c", "bb:3")
+    # Not frozen: the container's files as they are while it runs.  An ENTRYPOINT keeps a
+    # CMD the changes gave before it, as in a Dockerfile's stage (moby's TestCommitChange).
+    both = ("-c", 'CMD ["/bin/sh"]', "-c", 'ENTRYPOINT ["/bin/sh"]')
+    daemon.ctl("commit", "--pause=false", *both, "c", "bb:3")
+    shown = daemon.ctl("image", "inspect", "-f", "{{.Config.Entrypoint}} {{.Config.Cmd}}", "bb:3")
+    assert shown.stdout == "[/bin/sh] [/bin/sh]\n"
 
     # A change that is not one, or a bad value, is refused by name; no image is made.
     r = daemon.ctl("commit", "-c", "RUN rm -rf /", "c", "bb:4", check=False)

@@ -274,7 +274,9 @@ def apply_changes(inner: dict[str, Any], changes: Sequence[str]) -> None:
     """``commit --change`` and ``import --change``: each a Dockerfile line of one of
     :data:`CHANGE_KEYWORDS`, applied in order to the image's ``config`` (``inner``, changed
     in place); ``$VAR`` is the environment the changes before it left.  A bad one raises
-    DockerfileError naming it."""
+    DockerfileError naming it.  As a Dockerfile's stage, an ENTRYPOINT keeps a CMD the
+    changes gave before it (it drops the image's)."""
+    cmd = None
     for change in changes:
         try:
             instructions = parse(change).instructions
@@ -289,6 +291,10 @@ def apply_changes(inner: dict[str, Any], changes: Sequence[str]) -> None:
                     )
                 env = dict(e.partition("=")[::2] for e in inner.get("Env") or ())
                 apply_metadata(ins, inner, env, "\\")
+                if ins.keyword == "CMD":
+                    cmd = inner.get("Cmd")
+                elif ins.keyword == "ENTRYPOINT" and cmd is not None:
+                    inner["Cmd"] = cmd
         except DockerfileError as exc:
             message = str(exc).removeprefix("line 1: ")
             raise DockerfileError(f"invalid change {change!r}: {message}") from None
