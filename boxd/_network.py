@@ -1907,16 +1907,11 @@ class Attachment:
                 host_link = host_link_name(cid, interface)
                 self.links.append(_Link(net, join, address, interface, host_link, 0, address6))
         if self.links:
+            # On internal networks only, its ports have no way in: they are published once
+            # a network with one is connected (join), as by dockerd.
             outward = self._outward()
-            if outward is None:
-                if self._wanted_ports():
-                    names = ", ".join(link.net.name for link in self.links)
-                    raise NetworkError(
-                        f"cannot publish ports: the container's networks ({names}) are "
-                        "internal, with no way in from the host"
-                    )
-            elif outward.net.driver == "bridge":  # (a macvlan's address is reached as is)
-                self._bind_ports(outward.net)
+            if outward is not None and outward.net.driver == "bridge":  # (a macvlan's
+                self._bind_ports(outward.net)  # address is reached as it is)
         async with nets._lock:
             for link in self.links:
                 await nets._bring_up(link.net)
