@@ -1086,7 +1086,7 @@ class Supervisor:
                 entry = self._entries[child.id]
                 if entry.run is None or entry.run.exited.is_set():
                     raise Conflict(
-                        f"cannot link to a non running container: /{child.name} AS "
+                        f"Cannot link to a non running container: /{child.name} AS "  # dockerd's
                         f"/{c.name}/{alias}"
                     )
                 address = next(

@@ -203,7 +203,7 @@ def test_links_on_the_default_bridge_give_hosts_lines_and_variables(
         made.append(late)
         with pytest.raises(docker.errors.APIError) as info:
             client.start(late)
-        assert "cannot link to a non running container: /links_db2 AS" in str(info.value)
+        assert "Cannot link to a non running container: /links_db2 AS" in str(info.value)
     finally:
         for c in made:
             client.remove_container(c, force=True)
