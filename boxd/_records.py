@@ -20,7 +20,7 @@ from . import _caps, _fixedmodes, _logattrs, _nsmodes
 from ._devicemap import DeviceMapping, check_all
 from ._healthcheck import Health, Healthcheck, check_healthcheck
 from ._hosts import HOST_GATEWAY, parse_host
-from ._mounts import check_volume_name, clean_path, is_local
+from ._mounts import PROPAGATIONS, check_volume_name, clean_path, is_local
 from ._native import check_console_size
 from ._netconfig import (
     NetworkJoin,
@@ -427,9 +427,6 @@ def check_link(link: str) -> str:
 _ON_ROOT = "destination can't be '/': it would cover the container's root"
 
 
-_PROPAGATIONS = ("", "rprivate", "private", "rshared", "shared", "rslave", "slave")
-
-
 def check_volume(v: Volume) -> None:
     """What a volume must be, whoever sent it."""
     what = f"{v.volume or v.host}:{v.container}" if v.volume or v.host else v.container
@@ -445,8 +442,8 @@ def check_volume(v: Volume) -> None:
         raise invalid("volumes", what, "nocopy is for named volumes, not host paths")
     if v.subpath and not v.volume:
         raise invalid("volumes", what, "volume-subpath is for named volumes")
-    if v.propagation not in _PROPAGATIONS:
-        known = ", ".join(_PROPAGATIONS[1:])
+    if v.propagation and v.propagation not in PROPAGATIONS:
+        known = ", ".join(PROPAGATIONS)
         raise invalid("volumes", what, f"propagation {v.propagation!r}: use one of {known}")
     if v.subpath and not is_local(v.subpath):
         raise invalid("volumes", what, f"volume-subpath {v.subpath!r} leaves the volume")

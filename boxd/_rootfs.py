@@ -1197,7 +1197,7 @@ def container_mounts(
         # after the start.  [r]slave asks for that, which a private source cannot give;
         # [r]shared for the mounts either side makes to reach the other, which the start
         # gives by binding it here as a tree that joins the source's peer group
-        # (shared_sources), as runc's bind of it from the host's namespace does.
+        # (tree_sources, bind_trees), as runc's bind of it from the host's namespace does.
         if needs := _NEEDS.get(volume.propagation):
             point, fields = propagation_of(os.path.realpath(volume.host))
             if not any(f.startswith(needs[0]) for f in fields):
