@@ -2706,6 +2706,15 @@ BAD: list[tuple[str, str, bytes | None, int, str]] = [
     ("GET", "/images/nope/get", None, 404, "No such image: nope"),
     ("POST", "/build?buildargs=nope", b"", 400, "invalid buildargs"),
     ("GET", "/images/nope/history", None, 404, "No such image: nope"),
+    # Not a reference at all: dockerd's 400 (moby's TestCreateByImageID), not a 404.
+    ("GET", "/images/Nope/json", None, 400, "invalid reference format 'Nope': repository name"),
+    (
+        "POST",
+        "/containers/create",
+        b'{"Image": "default:sha256:' + b"a" * 64 + b'"}',
+        400,
+        "invalid reference format 'default:sha256:",
+    ),
     # API 1.48-1.50's platforms: JSON OCI platform objects, one at a time.
     ("GET", "/images/default/json?platform=%7B", None, 400, "failed to parse platform"),
     ("GET", "/images/default/history?platform=linux/amd64", None, 400, "failed to parse"),

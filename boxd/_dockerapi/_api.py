@@ -16,7 +16,7 @@ import trio
 from .. import protocol
 from .._convert import ConversionError
 from .._images.registry import RegistryError, RegistryNotFound
-from .._images.store import ImageInUse, NoSuchImage
+from .._images.store import ImageInUse, InvalidReference, NoSuchImage
 from .._images.unpack import ArchiveError, LayerError
 from .._lifecycle import error_text
 from .._messages import EndFrame, OkResponse
@@ -84,6 +84,8 @@ def api_error(exc: BaseException) -> ApiError | None:
     if isinstance(exc, ApiError):
         return exc
     if isinstance(exc, AmbiguousContainer):  # InvalidParameter, as dockerd's
+        return ApiError(400, str(exc))
+    if isinstance(exc, InvalidReference):  # InvalidParameter, as dockerd's
         return ApiError(400, str(exc))
     if isinstance(exc, NoSuchContainer | NoSuchImage | NoSuchVolume):
         text = str(exc)

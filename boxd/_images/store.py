@@ -68,6 +68,14 @@ class NoSuchImage(LookupError):
         super().__init__(f"no such image: {ref}")
 
 
+class InvalidReference(NoSuchImage):
+    """A lookup of what is neither an id nor a reference (``busybox:sha256:...``): no
+    image, in the reference parser's words (dockerd's 400 ``invalid reference format``)."""
+
+    def __init__(self, message: str) -> None:
+        LookupError.__init__(self, message)
+
+
 @attrs.frozen
 class BlobRef:
     """A layer as the manifest names it (the compressed blob) and its diff_id."""
@@ -398,8 +406,8 @@ class ImageStore:
                 raise NoSuchImage(f"{text} (the prefix matches {len(matches)} images)")
         try:
             ref = parse_reference(text)
-        except ValueError:
-            raise NoSuchImage(text) from None
+        except ValueError as exc:
+            raise InvalidReference(str(exc)) from None
         for record in records:
             if ref.digest is not None and f"{ref.name}@{ref.digest}" in record.repo_digests:
                 return record
