@@ -337,7 +337,7 @@ def test_update_keeps_what_it_is_not_given_and_changes_the_restart_policy(
     )
     daemon.ctl("run", "-d", "--rm", "--name", "gone", "default", "sleep", "300")
     r = daemon.ctl("update", "--restart", "always", "gone", check=False)
-    assert r.returncode == 1 and "--rm and --restart cannot be combined" in r.stderr
+    assert r.returncode == 1 and "cannot be updated because AutoRemove is enabled" in r.stderr
     daemon.ctl("rm", "-f", "u", "gone")
 
 
