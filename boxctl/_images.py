@@ -624,9 +624,12 @@ def cmd_history(args: Args) -> int:
     if args.format == "json":
         print_json(answer["history"])
         return 0
-    # The rows from the top are the image's and those it was committed from, as the
-    # docker CLI shows them; the others' <missing>.
-    ids = [str(i) if args.no_trunc else str(i)[7:19] for i, _tags in answer["images"]]
+    # Each row's image (the image's, those it was committed or built from), as the docker
+    # CLI shows them; the others' <missing>.
+    ids = [
+        str(i) if args.no_trunc or not str(i).startswith("sha256:") else str(i)[7:19]
+        for i, _tags in answer["images"]
+    ]
     now = time.time()
     rows = []
     for n, h in enumerate(answer["history"]):

@@ -127,7 +127,7 @@ def _matches(c: Container, key: str, values: list[str]) -> bool:
         return all(_has_label(c, v) for v in values)
     if key == "status":
         return status_word(c) in values
-    if key == "ancestor":  # a name, or the image's id (the Engine API adds the names' ids)
+    if key == "ancestor":  # a name, or an image's id (the names' and their children's added)
         return any(same_image(v, c.config.image) or v == c.config.image_id for v in values)
     if key == "health":
         return (c.state.health.status if c.state.health is not None else NONE) in values

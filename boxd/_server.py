@@ -342,6 +342,9 @@ class Server:
             if not eq:
                 raise ValueError(f"invalid filter {item!r}: use KEY=VALUE")
             filters.setdefault(key, []).append(value)
+        if "ancestor" in filters:  # the images named, and those built on them
+            ancestry = self.sup.images.ancestry
+            filters["ancestor"] = await trio.to_thread.run_sync(ancestry, filters["ancestor"])
         found = select_containers(self.sup.list, filters, all=req.all, limit=req.limit)
         sizes = await self.sup.sizes(found) if req.size else []
         await conn.stream.send_all(self._list_answers.frame(found, sizes, brief=req.brief))

@@ -1142,6 +1142,29 @@ def test_engine_api_refuses_a_bad_dockerfile_with_its_status(clean: Daemon) -> N
     assert status == 200 and last["errorDetail"]["code"] == 3, body
 
 
+def test_a_built_image_keeps_its_base_from_removal_by_id(clean: Daemon, tmp_path: Path) -> None:
+    """As with Docker's builder, whose intermediate images are its base's children
+    (moby's integration-cli TestRmiParentImageFail): the base is the built image's Parent,
+    so it is not removed by id while that image exists (by tag only the tag goes),
+    ``history`` names it on its own last row, and ``ps --filter ancestor=BASE`` takes
+    the built image's containers."""
+    base = _image(clean, BASE)["Id"]
+    dockerfile = f"FROM {BASE}\nRUN echo hello > /hello\nCMD cat /hello\n"
+    clean.ctl("build", "-q", "-t", "kid", str(_context(tmp_path, {"Dockerfile": dockerfile})))
+    assert _image(clean, "kid")["Parent"] == base
+    r = clean.ctl("rmi", str(base), check=False)
+    assert r.returncode == 1 and "image has dependent child images" in r.stderr, r.stderr
+    rows = clean.ctl("history", "--no-trunc", "-q", "kid").stdout.split()
+    base_rows = len(clean.ctl("history", "-q", BASE).stdout.split())
+    assert rows[0] == _image(clean, "kid")["Id"] and rows[-base_rows] == base
+    assert set(rows[1:-base_rows]) <= {"<missing>"}
+    clean.ctl("run", "--name", "kidrun", "kid")
+    assert clean.ctl("ps", "-aq", "--filter", f"ancestor={BASE}").stdout.split()
+    clean.ctl("rm", "kidrun")
+    clean.ctl("rmi", "kid")
+    assert _image(clean, BASE)["Id"] == base  # untagged parents go, a tagged one stays
+
+
 def test_onbuild_triggers_run_from_an_earlier_stage(clean: Daemon, tmp_path: Path) -> None:
     """As Docker's builder (moby's TestBuildMultiStageOnBuild): a stage FROM an earlier one
     runs that stage's ONBUILD triggers, each time."""

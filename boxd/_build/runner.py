@@ -146,6 +146,10 @@ class _Stage:
     cmd_set: bool = False  # a CMD of this Dockerfile's stage (ENTRYPOINT keeps it then)
     maintainer: str = ""  # the stage's MAINTAINER: its steps' author
     base: str = ""  # what the layers lie over (ImageRecord.base): "" or "default"
+    # The stored image it was built FROM, through earlier stages too: its images' Parent,
+    # so that the image is not removed by id while they exist, as Docker's builder's
+    # intermediate images keep it.
+    from_image: str = ""
 
     @property
     def inner(self) -> dict[str, Any]:
@@ -321,7 +325,7 @@ class Builder:
                 f"[Warning] One or more build-args [{' '.join(unused)}] were not consumed\n"
             )
         image_id = self.store.put_blob(_json(stage.config))
-        self.store.add(image_id, stage.layers, None, base=stage.base)
+        self.store.add(image_id, stage.layers, None, base=stage.base, parent=stage.from_image)
         if image_id in self.made:
             self.made.remove(image_id)
         image_event(self.sup, "create", image_id)  # Docker 26's (API 1.46)
@@ -344,7 +348,8 @@ class Builder:
             if {layer.diff_id for layer in earlier.layers} <= held:
                 continue
             image_id = self.store.put_blob(_json(earlier.config))
-            self.store.add(image_id, earlier.layers, None, base=earlier.base)
+            parent = earlier.from_image
+            self.store.add(image_id, earlier.layers, None, base=earlier.base, parent=parent)
             if image_id in self.made:
                 self.made.remove(image_id)
             held.update(layer.diff_id for layer in earlier.layers)
@@ -419,7 +424,11 @@ class Builder:
         for earlier in self.stages:
             if earlier.name and earlier.name == base.lower():
                 stage = _Stage(
-                    name, copy.deepcopy(earlier.config), earlier.layers, base=earlier.base
+                    name,
+                    copy.deepcopy(earlier.config),
+                    earlier.layers,
+                    base=earlier.base,
+                    from_image=earlier.from_image,
                 )
                 await self.say(f" ---> {_short(_digest(stage.config))}\n")
                 await self._triggers(stage, meta)  # an earlier stage's ONBUILDs too
@@ -441,9 +450,8 @@ class Builder:
             await self.say(f" ---> {_short(_digest(stage.config))}\n")
             return stage
         record = await self._image(base, ins, meta)
-        stage = _Stage(
-            name, copy.deepcopy(self.store.config(record)), record.layers, base=record.base
-        )
+        config = copy.deepcopy(self.store.config(record))
+        stage = _Stage(name, config, record.layers, base=record.base, from_image=record.id)
         _default_path(stage)
         await self.say(f" ---> {_short(record.id)}\n")
         await self._triggers(stage, meta)
@@ -683,7 +691,7 @@ class Builder:
         try:
             self.store.get(image_id)
         except NoSuchImage:
-            self.store.add(image_id, stage.layers, None, base=stage.base)
+            self.store.add(image_id, stage.layers, None, base=stage.base, parent=stage.from_image)
             self.made.append(image_id)
         return image_id
 

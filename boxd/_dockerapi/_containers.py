@@ -192,21 +192,6 @@ def _network_names(api: Api, refs: list[str]) -> list[str]:
     return [*refs, *(name for ref in refs if ref for i, name in ids.items() if i.startswith(ref))]
 
 
-def _image_ids(api: Api, refs: list[str]) -> list[str]:
-    """An ``ancestor`` filter's values and the ids of the images they name (by any of their
-    names, an id or a prefix of one) and of those images' descendants (built or committed
-    on them), as Docker's filter takes an image and its children by id.  Reads the
-    store: not on the event loop's thread."""
-    ids = set()
-    for ref in refs:
-        with contextlib.suppress(NoSuchImage):
-            ids.add(api.sup.images.lookup(ref).id)
-    records = api.sup.images.images() if ids else []
-    while children := {r.id for r in records if r.parent in ids and r.id not in ids}:
-        ids |= children
-    return [*refs, *sorted(ids)]
-
-
 def _images_now(api: Api, found: list[Container]) -> dict[str, str]:
     """By container id, the image ``ps`` names for a container whose image name now
     resolves to another image than the one it was made from, or to none: that image's id,
@@ -234,7 +219,7 @@ async def containers(api: Api, conn: HttpConnection, req: Request) -> None:
         filters["network"] = _network_names(api, filters["network"])
     if "ancestor" in filters:
         ancestors = filters["ancestor"]
-        filters["ancestor"] = await trio.to_thread.run_sync(_image_ids, api, ancestors)
+        filters["ancestor"] = await trio.to_thread.run_sync(api.sup.images.ancestry, ancestors)
     found = _listing.select_containers(api.sup.list, filters, all=req.flag("all"), limit=limit)
     rows = await summaries(api, found, sizes=req.flag("size"))
     if not req.at_least("1.46"):  # HostConfig.Annotations came with API 1.46

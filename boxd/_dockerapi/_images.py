@@ -15,6 +15,7 @@ from .._healthcheck import from_api as healthcheck_from_api
 from .._healthcheck import to_api as healthcheck_to_api
 from .._images.config import EMPTY_CONFIG
 from .._images.messages import (
+    MISSING,
     CommitRequest,
     DistributionRequest,
     DistributionResponse,
@@ -338,7 +339,7 @@ async def history(api: Api, conn: HttpConnection, req: Request, name: str) -> No
         check_platform(api, name, name, wanted)
     rows = []
     for i, h in enumerate(answer.history):
-        image_id, tags = answer.images[i] if i < len(answer.images) else ("<missing>", ())
+        image_id, tags = answer.images[i] if i < len(answer.images) else (MISSING, ())
         rows.append(
             {
                 "Id": image_id,

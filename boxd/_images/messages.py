@@ -235,11 +235,15 @@ class HistoryRequest:
     image: str
 
 
+MISSING = "<missing>"
+
+
 @attrs.frozen
 class HistoryResponse:
-    """``images``: the image's id and tags, then those of the image it was committed from
-    (its Parent) and so on, as far as they are stored: the rows' from the top, as Docker's
-    history names them (the others' are ``<missing>``)."""
+    """``images``: each row's image id and tags, from the top, as Docker's history names
+    them: the image's, then those of the image it was committed or built from (its
+    Parent) and so on, as far as they are stored, each on the row its history ends at;
+    :data:`MISSING` for the others."""
 
     history: tuple[dict[str, Any], ...]
     images: tuple[tuple[str, tuple[str, ...]], ...] = ()

@@ -415,6 +415,20 @@ class ImageStore:
                 return record
         raise self.gone(text, shown=ref.familiar)  # as Docker names it: nope:latest
 
+    def ancestry(self, refs: list[str]) -> list[str]:
+        """An ``ancestor`` filter's values with the ids of the images they name (by any
+        of their names, an id or a prefix of one) and of those images' descendants (built
+        or committed on them, their Parent), as Docker's filter takes an image and its
+        children by id.  Reads the store: not on the event loop's thread."""
+        ids = set()
+        for ref in refs:
+            with contextlib.suppress(NoSuchImage):
+                ids.add(self.lookup(ref).id)
+        records = self.images() if ids else []
+        while children := {r.id for r in records if r.parent in ids and r.id not in ids}:
+            ids |= children
+        return [*refs, *sorted(ids)]
+
     def gone(self, text: str, why: str = "", shown: str = "") -> NoSuchImage:
         """The error for an image ``text`` (named ``shown``, else as given) not (or no
         longer) there: with the reason it was removed after its pull, if it was."""

@@ -37,6 +37,7 @@ from .config import (
 from .messages import (
     IMAGE_REQUESTS,
     IMAGE_STREAMS,
+    MISSING,
     CommitRequest,
     CommitResponse,
     DistributionRequest,
@@ -660,14 +661,22 @@ class ImageVerbs:
                 layer = next(layers, None)
                 row["size"] = 0 if layer is None else self.store.layer_size(layer.diff_id)
             rows.append(row)
-        # The image, then the one it was committed from and so on while they are here.
-        images = [(record.id, record.repo_tags)]
-        while record.parent and len(images) < len(rows):
+        # The image's id on its top row, then the image it was committed or built from
+        # and so on while they are here, each on the row its own history ends at (a
+        # build's base many rows down); the rows between, "<missing>".
+        images: list[tuple[str, tuple[str, ...]]] = [(MISSING, ())] * len(rows)
+        if rows:
+            images[0] = (record.id, record.repo_tags)
+        seen = {record.id}
+        while record.parent and record.parent not in seen:
             try:
-                record = self._found(record.parent)[0]
+                record, config = self._found(record.parent)
             except NoSuchImage:
                 break
-            images.append((record.id, record.repo_tags))
+            seen.add(record.id)
+            top = len(rows) - len(config.get("history") or ())  # its history's last row
+            if 0 <= top < len(rows):
+                images[top] = (record.id, record.repo_tags)
         await conn.send(HistoryResponse(history=tuple(reversed(rows)), images=tuple(images)))
 
     async def prune(self, conn: Sender, req: PruneImagesRequest) -> None:
