@@ -50,3 +50,16 @@ def to_microseconds(rfc3339: str) -> str:
     head, dot, rest = rfc3339.partition(".")
     digits = len(rest) - len(rest.lstrip("0123456789"))
     return f"{head}.{rest[: min(digits, 6)]}{rest[digits:]}" if dot else rfc3339
+
+
+def rfc3339_nano(ns: int) -> str:
+    """A UTC time as Go's RFC3339Nano writes it, as dockerd stamps an image or a log line:
+    to the nanosecond (two images made within a second differ, in id too, and list in
+    order for ``since`` and ``before``), the fraction without its trailing zeros, none
+    for a whole second."""
+    import time
+
+    seconds, fraction = divmod(ns, 1_000_000_000)
+    digits = f"{fraction:09d}".rstrip("0")
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+    return f"{stamp}.{digits}Z" if digits else f"{stamp}Z"

@@ -36,7 +36,8 @@ from collections.abc import Mapping
 
 import trio
 
-from ._linesend import SocketSender, datagram, rfc3339_nano, severity
+from ._human import rfc3339_nano
+from ._linesend import SocketSender, datagram, severity
 
 SOCKET = "/run/systemd/journal/socket"
 

@@ -28,7 +28,6 @@ import logging
 import secrets
 import socket
 import ssl
-import time
 from typing import Any
 
 import trio
@@ -49,15 +48,6 @@ INFO, ERR = 6, 3
 
 def severity(stream: int) -> int:
     return ERR if stream == protocol.STDERR else INFO
-
-
-def rfc3339_nano(ns: int) -> str:
-    """Go's RFC3339Nano in UTC of ``ns`` nanoseconds since the epoch: the fraction without
-    its trailing zeros, none for a whole second."""
-    seconds, fraction = divmod(ns, 1_000_000_000)
-    digits = f"{fraction:09d}".rstrip("0")
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
-    return f"{stamp}.{digits}Z" if digits else f"{stamp}Z"
 
 
 # Docker's ring buffer's size in non-blocking mode without a max-buffer-size.

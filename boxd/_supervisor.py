@@ -1528,7 +1528,7 @@ class Supervisor:
             sender = _journald.Sender(fields, c.short_id)
         elif c.config.log_driver == "gelf":
             from . import _gelf
-            from ._linesend import rfc3339_nano
+            from ._human import rfc3339_nano
 
             gelf_fields = _gelf.container_fields(
                 cid=c.id,

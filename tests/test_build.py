@@ -1149,6 +1149,15 @@ def test_a_built_image_keeps_its_base_from_removal_by_id(clean: Daemon, tmp_path
     ``history`` names it on its own last row, and ``ps --filter ancestor=BASE`` takes
     the built image's containers."""
     base = _image(clean, BASE)["Id"]
+    # Stamped to the nanosecond, as dockerd's builder stamps it (since/before order
+    # images built within a second: moby's TestImagesFilterSinceAndBefore).
+    for n in (1, 2):
+        made = _context(tmp_path / f"n{n}", {"Dockerfile": f"FROM {BASE}\nLABEL n={n}\n"})
+        clean.ctl("build", "-q", "-t", f"stamp:{n}", str(made))
+    assert "." in str(_image(clean, "stamp:1")["Created"])
+    since = clean.ctl("images", "-q", "-f", "since=stamp:1", "stamp").stdout.split()
+    assert since == [str(_image(clean, "stamp:2")["Id"])[7:19]]
+    clean.ctl("rmi", "stamp:1", "stamp:2")
     dockerfile = f"FROM {BASE}\nRUN echo hello > /hello\nCMD cat /hello\n"
     clean.ctl("build", "-q", "-t", "kid", str(_context(tmp_path, {"Dockerfile": dockerfile})))
     assert _image(clean, "kid")["Parent"] == base

@@ -19,7 +19,7 @@ from daemon_harness import Daemon, running_daemon
 from docker_clients import docker, needs_cli
 
 from boxd import _journald, protocol
-from boxd._linesend import rfc3339_nano
+from boxd._human import rfc3339_nano
 
 JOURNALD = "/lib/systemd/systemd-journald"
 needs_journald = pytest.mark.skipif(

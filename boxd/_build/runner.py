@@ -55,6 +55,7 @@ from .. import _platforms, _users, protocol
 from .._atomic import atomic_write
 from .._convert import structure, unstructure
 from .._healthcheck import Healthcheck
+from .._human import rfc3339_nano
 from .._images.config import DEFAULT, default_base_config
 from .._images.reference import Reference, parse_reference
 from .._images.store import BlobRef, ImageRecord, ImageStore, NoSuchImage
@@ -184,7 +185,7 @@ def _digest(config: dict[str, Any]) -> str:
 
 
 def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    return rfc3339_nano(time.time_ns())  # as dockerd's builder stamps a step
 
 
 def _short(image_id: str) -> str:

@@ -33,6 +33,7 @@ import zstandard
 
 from .. import _platforms
 from .._diff import INIT_DIRS, RUNTIME_FILES
+from .._human import rfc3339_nano
 from .config import DEFAULT, DEFAULT_ID, default_base_config
 from .hardlinks import Links, add_hard_link, note_link
 from .messages import LoadedImage
@@ -503,15 +504,6 @@ def _record(
 # ---- import and commit ----------------------------------------------------------------
 
 
-def _rfc3339_nano(ns: int) -> str:
-    """A UTC time as Go's RFC3339Nano writes it, as dockerd stamps a commit or import:
-    to the nanosecond, so that two made within a second differ (in id too) and list in
-    order (``since``, ``before``); trailing zeros are dropped."""
-    seconds, fraction = divmod(ns, 1_000_000_000)
-    head = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
-    return head + f".{fraction:09d}".rstrip("0").rstrip(".") + "Z"
-
-
 def _config(
     diff_ids: list[str],
     base: dict[str, Any] | None,
@@ -525,7 +517,7 @@ def _config(
     """The new image's configuration over ``base``'s: its layers, ``config``, and a history
     entry (``empty_layer``: one that made no layer); ``comment`` and ``author`` are also
     the image's own (``docker inspect``'s Comment and Author)."""
-    now = _rfc3339_nano(time.time_ns())
+    now = rfc3339_nano(time.time_ns())
     base = dict(base or {"architecture": _arch(), "os": "linux"})
     base.pop("comment", None)
     base.pop("author", None)
