@@ -852,10 +852,11 @@ class Supervisor:
         self.store.take_spare_dir(cid, layers)
 
     def _with_volumes(self, config: ContainerConfig) -> ContainerConfig:
-        """``--volumes-from`` copied in (the container's own mount points win), then an
-        anonymous volume for each ``VOLUME`` of the image no mount covers, then its
-        volumes made where missing (an anonymous one named) and each one's ``host`` set to
-        its directory: the last step of create, after every check."""
+        """``--volumes-from`` copied in (the container's own mount points win, then the
+        later donor's), then an anonymous volume for each ``VOLUME`` of the image no mount
+        covers, then its volumes made where missing (an anonymous one named) and each
+        one's ``host`` set to its directory: the last step of create, after every
+        check."""
         mounts = builtins.list(config.volumes)
         tmpfs = {posixpath.normpath(parse_tmpfs(spec)[0]) for spec in config.tmpfs}
 
@@ -863,6 +864,8 @@ class Supervisor:
             taken = tmpfs | {posixpath.normpath(v.container) for v in mounts}
             return posixpath.normpath(path) not in taken
 
+        # Of the donors, the later wins a mount point, as dockerd registers them.
+        donated: dict[str, Volume] = {}
         for spec in config.volumes_from:
             ref, _, mode = spec.partition(":")
             if mode not in ("", "ro", "rw"):
@@ -878,7 +881,10 @@ class Supervisor:
                     # makes no mount writable), and never filled from this container's
                     # image (its CopyData is false).
                     read_only = v.read_only or mode == "ro"
-                    mounts.append(attrs.evolve(v, read_only=read_only, nocopy=bool(v.volume)))
+                    point = posixpath.normpath(v.container)
+                    donated.pop(point, None)  # (in the later donor's order)
+                    donated[point] = attrs.evolve(v, read_only=read_only, nocopy=bool(v.volume))
+        mounts += donated.values()
         paths = builtins.list(config.declared_volumes)
         if config.image_id:
             inner = self.images.config(self.images.get(config.image_id)).get("config") or {}

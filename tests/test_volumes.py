@@ -597,6 +597,18 @@ def test_volumes_from(daemon: Daemon, tmp_path: Path) -> None:
     assert "new" not in _volumes(daemon)  # refused before anything was made
     r = _fails(daemon, "run", "--rm", "--volumes-from", "src:rx", "default", "true")
     assert r.returncode == 125 and "invalid --volumes-from 'src:rx'" in r.stderr
+    # Two donors with one mount point: the later's, as dockerd registers them (moby's
+    # TestDuplicateMountpointsForVolumesFrom); the taker's own wins over both.
+    daemon.ctl("create", "--name", "src2", "-v", "second:/data", "default", "true")
+    both = ("--volumes-from", "src", "--volumes-from", "src2")
+    daemon.ctl("create", "--name", "taker", *both, "default", "true")
+    taken = {v["container"]: v["volume"] for v in daemon.inspect("taker")["config"]["volumes"]}
+    assert taken["/data"] == "second"
+    daemon.ctl("create", "--name", "own", "-v", "mine:/data", *both, "default", "true")
+    taken = {v["container"]: v["volume"] for v in daemon.inspect("own")["config"]["volumes"]}
+    assert taken["/data"] == "mine"
+    daemon.ctl("rm", "taker", "own", "src2")
+    daemon.ctl("volume", "rm", "second", "mine")
     # The anonymous volume is used by src still: rm -v of another user leaves it.
     daemon.ctl("create", "--name", "other", "--volumes-from", "src", "default", "true")
     daemon.ctl("rm", "-v", "other")
