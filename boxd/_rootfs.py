@@ -33,7 +33,7 @@ from ._inroot import openat2, read_regular
 from ._mountinfo import propagation_of
 from ._native import MAX_MOUNT_FDS, MountKind, MountOp, Native, SpawnError, SpawnPlan, Stage
 from ._record import evolve, frozen
-from ._tmpfs import parse_tmpfs, shm_data
+from ._tmpfs import PROPAGATION_BITS, parse_tmpfs, shm_data
 from ._units import split_volume
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: boxd-runtime create does without typing
@@ -1230,9 +1230,11 @@ def container_mounts(
             path,
             source="tmpfs",
             fstype="tmpfs",
-            flags=tmpfs_flags,
+            flags=tmpfs_flags & ~PROPAGATION_BITS,
             data=tmpfs_data,
         )
+        if tmpfs_flags & PROPAGATION_BITS:  # set apart: a mount's flags cannot set it
+            table.add(MountKind.MOUNT, path, flags=tmpfs_flags & PROPAGATION_BITS)
 
     def add_image(n: int, target: str, sources: tuple[str, ...]) -> None:
         path = table.resolve(_container_path(target, "image"))

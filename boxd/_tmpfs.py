@@ -2,7 +2,8 @@
 
 OPTIONS is a comma-separated list of mount flags (``ro``/``rw``, ``exec``/``noexec``,
 ``suid``/``nosuid``, ``dev``/``nodev``, the atime family, ``sync``/``async``,
-``dirsync``) and tmpfs settings (``size``, ``mode``, ``uid``, ``gid``, ``nr_inodes``).
+``dirsync``), a propagation (``shared``, ``rslave``, ...) and tmpfs settings (``size``,
+``mode``, ``uid``, ``gid``, ``nr_inodes``).
 Without options a tmpfs is ``rw,nosuid,nodev,noexec`` with mode 1777, as in Docker; an
 option given overrides its default (``exec`` lifts ``noexec``), and of an option given
 twice the last counts.  Sizes take boxd's units (``64m``, ``1g``; see
@@ -26,6 +27,25 @@ MS_NOATIME = 0x400
 MS_NODIRATIME = 0x800
 MS_RELATIME = 0x200000
 MS_STRICTATIME = 0x1000000
+
+MS_REC = 0x4000
+MS_UNBINDABLE = 0x20000
+MS_PRIVATE = 0x40000
+MS_SLAVE = 0x80000
+MS_SHARED = 0x100000
+# A tmpfs's own propagation (Docker takes these among its options too): set apart from
+# its mount, which cannot set it.
+PROPAGATION_FLAGS = {
+    "private": MS_PRIVATE,
+    "rprivate": MS_PRIVATE | MS_REC,
+    "shared": MS_SHARED,
+    "rshared": MS_SHARED | MS_REC,
+    "slave": MS_SLAVE,
+    "rslave": MS_SLAVE | MS_REC,
+    "unbindable": MS_UNBINDABLE,
+    "runbindable": MS_UNBINDABLE | MS_REC,
+}
+PROPAGATION_BITS = MS_REC | MS_UNBINDABLE | MS_PRIVATE | MS_SLAVE | MS_SHARED
 
 DEFAULT_FLAGS = MS_NOSUID | MS_NODEV | MS_NOEXEC
 # Docker's size of /dev/shm (``--shm-size``).
@@ -57,7 +77,8 @@ _SETTINGS = ("size", "mode", "uid", "gid", "nr_inodes")
 _MAX_ID = 2**32 - 2
 _KNOWN = (
     "use ro, rw, [no]exec, [no]suid, [no]dev, [no]atime, [no]diratime, [no]relatime, "
-    "[no]strictatime, sync, async, dirsync, size=, mode=, uid=, gid=, nr_inodes="
+    "[no]strictatime, sync, async, dirsync, [r]shared, [r]slave, [r]private, [r]unbindable, "
+    "size=, mode=, uid=, gid=, nr_inodes="
 )
 
 
@@ -85,7 +106,9 @@ def _setting(spec: str, key: str, value: str) -> str:
 
 
 def parse_tmpfs(spec: str) -> tuple[str, int, str]:
-    """``PATH[:OPTIONS]`` -> (PATH, MS_* flags, tmpfs data such as ``mode=1777,size=1024``).
+    """``PATH[:OPTIONS]`` -> (PATH, MS_* flags, tmpfs data such as ``mode=1777,size=1024``);
+    a propagation asked for is among the flags (:data:`PROPAGATION_BITS`: the caller sets
+    it apart, after the mount).
 
     PATH must be absolute; where it may go is checked by the mount table.  A bad option is
     refused with a ValueError that names it.
@@ -100,6 +123,8 @@ def parse_tmpfs(spec: str) -> tuple[str, int, str]:
         if not eq and key in MOUNT_FLAGS:
             bit, on = MOUNT_FLAGS[key]
             flags = flags | bit if on else flags & ~bit
+        elif not eq and key in PROPAGATION_FLAGS:  # the last one given counts
+            flags = (flags & ~PROPAGATION_BITS) | PROPAGATION_FLAGS[key]
         elif eq and key in _SETTINGS:
             settings[key] = _setting(spec, key, value)
         elif key in MOUNT_FLAGS:

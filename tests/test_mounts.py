@@ -97,6 +97,12 @@ def test_tmpfs_and_shm_in_a_container(daemon: Daemon) -> None:
         total = int(next(line for line in f if line.startswith("MemTotal:")).split()[1])
     half = int(_probe(daemon, "/run/t", "--tmpfs", "/run/t:size=50%")[1])
     assert abs(half - total / 2) < total / 100, (half, total)
+    # A propagation among the options, as Docker takes it (moby's integration-cli
+    # TestRunTmpfsMountsWithOptions): the mount's own, set after it.
+    fields = "grep ' /run/t ' /proc/self/mountinfo | cut -d' ' -f7"
+    for option, shown in (("shared", "shared:"), ("private", "-"), ("unbindable", "unbindable")):
+        r = daemon.ctl("run", "--rm", "--tmpfs", f"/run/t:{option}", "default", "sh", "-c", fields)
+        assert r.stdout.startswith(shown), (option, r.stdout)
 
 
 @pytest.mark.root
