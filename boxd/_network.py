@@ -1807,8 +1807,10 @@ class Attachment:
         config = self.container.config
         hostname = _nsmodes.hostname(self.container)
         domain = _nsmodes.domainname(self.container)
-        # As Docker's /etc/hosts: with a domain name, the full name first.
-        names = (f"{hostname}.{domain}", hostname) if domain else (hostname,)
+        # As Docker's /etc/hosts: the full name, then the bare host name (of a hostname
+        # that is itself a full name, libnetwork's too).
+        full = f"{hostname}.{domain}" if domain else hostname
+        names = (full, full.partition(".")[0]) if "." in full else (full,)
         if self._peer is not None:
             # The other container's place: its address, its name server.
             peer = self._peer[0]
