@@ -178,6 +178,9 @@ def resolve(mapping: DeviceMapping) -> list[HostDevice]:
             if device is not None:
                 found.append(device)
         dirs.sort()
+    if not found:  # dockerd's words
+        raise _devicespecs.invalid(mapping, f'"{mapping.host}": not a device node, nor a '
+                                   "directory holding one")  # fmt: skip
     return found
 
 

@@ -102,7 +102,8 @@ def test_host_paths_are_read_from_the_host(tmp_path: Path) -> None:
         1,
         3,
     )
-    assert resolve_all([parse(f"{tmp_path}/d:/dev/d")]) == []
+    with pytest.raises(ValueError, match="not a device node, nor a directory holding one"):
+        resolve_all([parse(f"{tmp_path}/d:/dev/d")])  # a link inside is left out: none
 
 
 # ---- real containers -------------------------------------------------------------------
@@ -237,6 +238,8 @@ def test_bad_devices_are_refused_with_125(clean: Daemon) -> None:
     for args, message in [
         (("--device", "/nope"), "invalid --device '/nope': /nope: No such file or directory"),
         (("--device", "/etc/passwd"), "/etc/passwd is not a device node"),
+        # A directory without one (moby's integration-cli TestRunWithBadDevice).
+        (("--device", "/etc/ssl"), '"/etc/ssl": not a device node, nor a directory holding'),
         (("--device", "/dev/null:/dev/null:rwx"), "permissions 'rwx' are not a combination"),
         (("--device", "/dev/null:dev/x"), "the container path 'dev/x' is not absolute"),
         (("--device-cgroup-rule", "c 1:3 rwx"), "invalid --device-cgroup-rule 'c 1:3 rwx'"),
