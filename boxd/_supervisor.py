@@ -832,6 +832,10 @@ class Supervisor:
             _syslog.check_reachable(_syslog.settings(log_options_of(config)))
         _devicemap.check_hosts(config.devices)
         self.networks.check(config)
+        if name and _nsmodes.peer(config.network) == name:  # dockerd's words (at its start)
+            raise ValueError(
+                f"invalid --network {config.network!r}: cannot join own network namespace"
+            )
         config = self._with_peer_ids(self.networks.by_name(config))
         self._check_links(config)
         config = self._with_volumes(config)

@@ -511,6 +511,10 @@ def test_user_networks_resolve_by_name_and_are_isolated(netd: Daemon) -> None:
         (("network", "rm", "bridge"), "bridge is a pre-defined network and cannot be removed"),
         (("run", "--network", "nope", "default", "true"), "No such network: nope"),
         (("run", "--network", "container:nope", "default", "true"), "No such container: nope"),
+        (
+            ("run", "--name", "me", "--network", "container:me", "default", "true"),
+            "invalid --network 'container:me': cannot join own network namespace",
+        ),
         (("run", "--network", "container:db", "--isolate-user", "default", "true"), "cannot go"),
         (("run", "--network", "slirp", "--isolate-user", "default", "true"), "no slirp4netns"),
         (("run", "-p", "99999", "default", "true"), "out of range"),
