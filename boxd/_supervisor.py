@@ -868,6 +868,18 @@ class Supervisor:
             taken = tmpfs | {posixpath.normpath(v.container) for v in mounts}
             return posixpath.normpath(path) not in taken
 
+        # A new anonymous volume asked for by its path alone (-v /data, Config.Volumes) is
+        # no mount of the container's own: a donor's there wins, as dockerd applies
+        # --volumes-from before it (moby's TestRunApplyVolumesFromBeforeVolumes).
+        pending: builtins.list[Volume] = []
+        if config.volumes_from:
+            declared_here = {posixpath.normpath(p) for p in config.declared_volumes}
+            pending = [
+                v
+                for v in mounts
+                if not (v.host or v.volume) and posixpath.normpath(v.container) in declared_here
+            ]
+            mounts = [v for v in mounts if v not in pending]
         # Of the donors, the later wins a mount point, as dockerd registers them.
         donated: dict[str, Volume] = {}
         for spec in config.volumes_from:
@@ -889,6 +901,7 @@ class Supervisor:
                     donated.pop(point, None)  # (in the later donor's order)
                     donated[point] = attrs.evolve(v, read_only=read_only, nocopy=bool(v.volume))
         mounts += donated.values()
+        mounts += [v for v in pending if free(v.container)]
         paths = builtins.list(config.declared_volumes)
         if config.image_id:
             inner = self.images.config(self.images.get(config.image_id)).get("config") or {}

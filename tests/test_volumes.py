@@ -607,6 +607,11 @@ def test_volumes_from(daemon: Daemon, tmp_path: Path) -> None:
     daemon.ctl("create", "--name", "own", "-v", "mine:/data", *both, "default", "true")
     taken = {v["container"]: v["volume"] for v in daemon.inspect("own")["config"]["volumes"]}
     assert taken["/data"] == "mine"
+    # A path alone (-v /data: a new anonymous volume) yields to the donor's, as dockerd
+    # applies --volumes-from first (moby's TestRunApplyVolumesFromBeforeVolumes).
+    out = daemon.ctl("run", "--rm", "--volumes-from", "src", "-v", "/data", "default", "cat",
+                     "/data/f")  # fmt: skip
+    assert out.stdout == "s\n"
     daemon.ctl("rm", "taker", "own", "src2")
     daemon.ctl("volume", "rm", "second", "mine")
     # The anonymous volume is used by src still: rm -v of another user leaves it.
