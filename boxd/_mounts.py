@@ -87,6 +87,11 @@ def parse_volume_flag(spec: str) -> dict[str, object]:
     if not dest.startswith("/"):
         raise ValueError(f"invalid volume {spec!r}: {dest!r} is not an absolute path")
     fields: dict[str, object] = {"host": "", "container": dest, **volume_options(spec, options)}
+    if fields.get("propagation") and not _is_path(source):  # dockerd's refusal
+        raise ValueError(
+            f"invalid volume {spec!r}: propagation {fields['propagation']!r} is for binds of "
+            'host paths (invalid mount config for type "volume")'
+        )
     if _is_path(source):
         if fields.get("nocopy"):
             raise ValueError(f"invalid volume {spec!r}: nocopy is for volumes, not host paths")

@@ -58,6 +58,9 @@ def test_volume_flag_forms() -> None:
         ("cache:data", "'data' is not an absolute path"),
         ("cache:/data:rx", "unknown option 'rx'"),
         ("/srv:/data:nocopy", "nocopy is for volumes, not host paths"),
+        # As dockerd (moby's integration-cli TestRunNamedVolumesMountedAsShared).
+        ("cache:/data:shared", "propagation 'shared' is for binds of host paths"),
+        ("/data:rslave", "propagation 'rslave' is for binds of host paths"),
         ("cache:/data:suid", "always nosuid and nodev"),
     ],
 )
