@@ -264,10 +264,14 @@ def check_network_options(options: dict[str, str], taken: Iterable[str]) -> None
     """``-o`` of ``network create``: an MTU (:data:`MTU_RANGE`), a bridge name that is a free
     interface name (``taken``: the bridges of boxd's networks), an IPv4 address to publish
     ports on, whether to masquerade, to have IPv6, to have IPv4, whether its containers
-    reach one another (booleans as Docker takes them)."""
+    reach one another (booleans as Docker takes them).  Another of Docker's own
+    (``com.docker.network.*``) is refused by name; any other is kept and shown, and means
+    nothing, as dockerd's bridge driver keeps it."""
     for key, value in options.items():
         if key not in NETWORK_OPTIONS:
-            raise NetworkError(f"network option {key!r} is not supported by boxd")
+            if key.startswith("com.docker.network."):
+                raise NetworkError(f"network option {key!r} is not supported by boxd")
+            continue
         if key == MTU_OPTION and parse_mtu(value) is None:
             raise NetworkError(f"invalid {key} {value!r}: use an MTU of {MTU_RANGE}")
         if key == BINDING_IP_OPTION:

@@ -1405,9 +1405,16 @@ def test_network_binding_address_and_masquerade_options(netd: Daemon) -> None:
     for opt, words in (
         (f"{binding}=nowhere", f"invalid {binding} 'nowhere': use an IPv4 address"),
         (f"{masquerade}=maybe", f"invalid {masquerade} 'maybe': use true or false"),
+        ("com.docker.network.bridge.nosuch=1", "network option 'com.docker.network.bridge"),
     ):
         r = netd.ctl("network", "create", "-o", opt, "other", check=False)
         assert r.returncode != 0 and words in r.stderr, r.stderr
+    # An option Docker itself does not know is kept and shown, as dockerd's bridge driver
+    # keeps it (moby's integration-cli TestAPINetworkInspectUserDefinedNetwork).
+    netd.ctl("network", "create", "-o", "foo=bar", "kept")
+    shown = json.loads(netd.ctl("network", "inspect", "kept").stdout)[0]["Options"]
+    assert shown["foo"] == "bar"
+    netd.ctl("network", "rm", "kept")
     netd.ctl("rm", "-f", "web")
     netd.ctl("network", "rm", "local")
 

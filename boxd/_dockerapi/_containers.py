@@ -508,12 +508,14 @@ def _stats_shape(c: Container, sample: Sample | None, previous: Sample | None) -
         "read": _shapes.rfc3339(sample[0]) if sample else _shapes.ZERO_TIME,
         "preread": _shapes.rfc3339(previous[0]) if previous else _shapes.ZERO_TIME,
         "pids_stats": {"current": stats.pids} if stats else {},
+        # Its bytes read and written, on no device of their own (the counters are its
+        # devices' sums); none before it did any I/O, as dockerd lists no device then.
         "blkio_stats": {
             "io_service_bytes_recursive": [
                 {"major": 0, "minor": 0, "op": "read", "value": stats.io_read_bytes},
                 {"major": 0, "minor": 0, "op": "write", "value": stats.io_write_bytes},
             ]
-            if stats
+            if stats and (stats.io_read_bytes or stats.io_write_bytes)
             else None
         },
         "num_procs": 0,
