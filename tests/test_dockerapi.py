@@ -1779,6 +1779,12 @@ def test_ended_execs_are_not_listed_nor_kept_for_good(clean: Daemon) -> None:
         with pytest.raises(docker.errors.NotFound, match=f"No such exec instance: {first}"):
             client.exec_inspect(first)
         assert client.inspect_container(cid)["ExecIDs"] == [waiting, last]
+        # An exec made in a run that ended is gone with it, a later run's start too, as
+        # dockerd forgets a stopped container's execs (moby's TestExecAPIStart): a 404.
+        client.stop(cid, timeout=0)
+        client.start(cid)
+        with pytest.raises(docker.errors.NotFound, match=f"No such exec instance: {last}"):
+            client.exec_start(last)
     finally:
         client.close()
 
@@ -2121,6 +2127,10 @@ def test_ping_version_and_prefixes(clean: Daemon) -> None:
         # The classic builder only (the docker CLI then does not try BuildKit); no swarm.
         assert (headers["builder-version"], headers["swarm"]) == ("1", "inactive")
         assert body == (b"OK" if method == "GET" else b"")
+    # Any path's OPTIONS (a browser's preflight): 200, as dockerd answers it (moby's
+    # integration-cli TestAPIOptionsRoute).
+    for path in ("/", "/v1.50/containers/json", "/nosuch"):
+        assert _call(clean, "OPTIONS", path)[:3:2] == (200, b""), path
     for path in (
         "/version",
         "/v1.24/version",
@@ -2675,6 +2685,7 @@ BAD: list[tuple[str, str, bytes | None, int, str]] = [
     ("POST", "/containers/nope/update", b"{}", 404, "No such container: nope"),
     ("POST", "/containers/nope/resize?h=1&w=1", None, 404, "No such container: nope"),
     ("POST", "/exec/nope/resize?h=1&w=1", None, 404, "No such exec instance: nope"),
+    ("POST", "/exec/nope/resize?h=foo&w=bar", None, 400, "h"),  # read first, as dockerd's
     ("POST", "/containers/nope/restart", None, 404, "No such container: nope"),
     ("POST", "/containers/nope/unpause", None, 404, "No such container: nope"),
     ("POST", "/containers/nope/rename?name=x", None, 404, "No such container: nope"),
@@ -2846,7 +2857,8 @@ BAD += [
 
 
 # What takes no input at all, so that no input can be bad (``/_ping``, ``/version``, ...).
-NO_INPUT = {("GET", "/_ping"), ("HEAD", "/_ping"), ("GET", "/version"), ("GET", "/info")}
+NO_INPUT = {("GET", "/_ping"), ("HEAD", "/_ping"), ("GET", "/version"), ("GET", "/info"),
+            ("OPTIONS", "/.*")}  # fmt: skip
 
 
 def test_bad_input_covers_every_route() -> None:

@@ -44,6 +44,9 @@ class Exec:
     run: Run | None = None
     exit_code: int | None = None  # of a failure to start; once it ran, its run's outcome's
     size: tuple[int, int] | None = None  # a resize that came before the process ran
+    # The run of its container it was made in: it is gone with that run (as dockerd
+    # forgets a container's execs when it stops), and no later run starts it.
+    made_in: Run | None = None
 
     @property
     def running(self) -> bool:
@@ -296,7 +299,7 @@ async def exec_create(api: Api, conn: HttpConnection, req: Request, ref: str) ->
         raise Conflict(f"container {c.id} is not running")
     command = body.command("Cmd")
     if not command:
-        raise ApiError(400, "no exec command specified")
+        raise ApiError(400, "No exec command specified")  # dockerd's words
     spec = _plan.ExecSpec(
         command=tuple(command),
         env=tuple(body.strings("Env")),
@@ -313,6 +316,7 @@ async def exec_create(api: Api, conn: HttpConnection, req: Request, ref: str) ->
     ex = Exec(
         id=os.urandom(32).hex(),
         container=c.id,
+        made_in=api.sup.run_of(c.id),
         spec=spec,
         stdin=body.flag("AttachStdin"),
         stdout=body.flag("AttachStdout"),
@@ -348,8 +352,9 @@ async def exec_start(api: Api, conn: HttpConnection, req: Request, exec_id: str)
     body = Fields(req.json_object(), "body")
     if ex.started:
         raise ApiError(409, f"exec instance {exec_id} has already been started")
-    if api.sup.run_of(ex.container) is None:
-        raise Conflict(f"container {ex.container} is not running")
+    if api.sup.run_of(ex.container) is not ex.made_in:  # its run ended: as dockerd's 404
+        del api.execs[ex.id]
+        raise ApiError(404, f"No such exec instance: {exec_id}")
     ex.started = True
     if body.flag("Detach"):
         # In the supervisor's nursery, as `boxctl exec -d`'s: it outlives this server.
@@ -434,8 +439,8 @@ async def _run_exec(
 
 
 async def exec_resize(api: Api, conn: HttpConnection, req: Request, exec_id: str) -> None:
+    size = _size(req)  # first, as dockerd reads it: a bad one is a 400 whatever the id
     ex = _exec_of(api, exec_id)
-    size = _size(req)
     if ex.code is not None:
         raise Conflict(f"exec instance {exec_id} has ended")
     # The CLI resizes right after it starts the exec, often before the process runs.

@@ -302,7 +302,13 @@ async def plugins(api: Api, conn: HttpConnection, req: Request) -> None:
     await conn.respond_json(200, [])
 
 
+async def options(api: Api, conn: HttpConnection, req: Request) -> None:
+    """Any path's OPTIONS (a browser's preflight): 200 and nothing, as dockerd answers it."""
+    await conn.respond(200, content_type=None)
+
+
 ROUTES = [
+    route("OPTIONS", r"/.*", options),
     route("POST", r"/build/prune", build_prune),
     route("GET", r"/plugins", plugins),
     route("GET", r"/_ping", ping),
