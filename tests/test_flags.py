@@ -320,8 +320,8 @@ def test_domainname_and_the_options_of_one_setting(daemon: Daemon) -> None:
     # A hostname that is a full name: it and the bare name, as libnetwork writes them
     # (moby's integration-cli TestRunHostnameFQDN).
     fqdn = "hostname; hostname -s; grep foobar /etc/hosts | cut -f2"
-    out = daemon.ctl("run", "--rm", "-h", "foobar.example.com", "default", "sh", "-c", fqdn)
-    assert out.stdout == "foobar.example.com\nfoobar\nfoobar.example.com foobar\n"
+    r = daemon.ctl("run", "--rm", "-h", "foobar.example.com", "default", "sh", "-c", fqdn)
+    assert r.stdout == "foobar.example.com\nfoobar\nfoobar.example.com foobar\n"
     out = daemon.ctl("run", "--rm", "--domainname", "a.b", "--sysctl", "kernel.domainname=c.d",
                      "default", "domainname").stdout  # fmt: skip
     assert out == "c.d\n"
