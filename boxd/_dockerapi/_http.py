@@ -125,7 +125,10 @@ class Request:
 
     @property
     def upgrade(self) -> bool:
-        return "upgrade" in self.headers.get("connection", "").lower()
+        """Whether it proposes to take the connection over: an Upgrade header (dockerd
+        looks for that alone; Go's clients may send no Connection: Upgrade with it), or
+        Connection: Upgrade."""
+        return "upgrade" in self.headers or "upgrade" in self.headers.get("connection", "").lower()
 
     def arg(self, name: str) -> str | None:
         """A query parameter; the first of a repeated one, as Docker's (Go's FormValue)
