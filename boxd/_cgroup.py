@@ -147,6 +147,9 @@ class Stats:
     # memory.stat as the kernel gives it (v1's or v2's names), for what Docker reads in
     # it: the page cache it takes off the usage (see usage_without_cache).
     memory_stat: dict[str, int] | None = None
+    # Its CPU time on each of the host's CPUs (v1's cpuacct.usage_percpu; none on v2),
+    # which Docker's stats give as percpu_usage.
+    cpu_percpu_ns: tuple[int, ...] = ()
 
     def usage_without_cache(self) -> int:
         """The memory usage as `docker stats` shows it: less the inactive file cache
@@ -1270,6 +1273,8 @@ class Cgroup:
                 limit = None if raw == "max" else int(raw)
                 peak = _v2_peak(d)
         user, system, total = self._cpu_times(total=True)
+        acct = self._dir("cpuacct")
+        percpu = _read_opt(f"{acct[0]}/cpuacct.usage_percpu").split() if acct else []
         pdir = self._dir("pids")
         pids = int(_read(f"{pdir[0]}/pids.current")) if pdir is not None else len(self.procs())
         blk = self._dir("blkio") or self._dir("io")
@@ -1302,6 +1307,7 @@ class Cgroup:
             io_read_bytes=io_r,
             io_write_bytes=io_w,
             memory_stat=memory_stat,
+            cpu_percpu_ns=tuple([int(n) for n in percpu if n.isdigit()]),
         )
 
     def usage(self) -> Usage:

@@ -1458,6 +1458,14 @@ def test_stats_memory_as_docker_counts_it(clean: Daemon) -> None:
         assert inactive is not None and memory["usage"] >= 32 << 20
         native = json.loads(clean.ctl("stats", "--no-stream", "--format", "json", "cached").stdout)
         assert native[0]["memory_usage"] <= memory["usage"] - inactive + (4 << 20)
+        # Where cpuacct is v1's, each CPU's time too (percpu_usage, which scripts count
+        # CPUs by: moby's integration-cli TestAPIStatsNoStreamGetCpu), as dockerd gives it.
+        usage = c.stats(stream=False)["cpu_stats"]["cpu_usage"]
+        lines = Path("/proc/self/cgroup").read_text().splitlines()
+        if any("cpuacct" in line.split(":")[1].split(",") for line in lines):
+            assert len(usage["percpu_usage"]) >= 1 and sum(usage["percpu_usage"]) > 0
+        else:
+            assert "percpu_usage" not in usage
     finally:
         client.close()
 

@@ -495,6 +495,8 @@ def _stats_shape(c: Container, sample: Sample | None, previous: Sample | None) -
         return {
             "cpu_usage": {
                 "total_usage": stats.cpu_total_ns,
+                # v1's, as dockerd gives them (omitted where there are none: v2)
+                **({"percpu_usage": list(stats.cpu_percpu_ns)} if stats.cpu_percpu_ns else {}),
                 "usage_in_kernelmode": stats.cpu_system_ns,
                 "usage_in_usermode": stats.cpu_user_ns,
             },
