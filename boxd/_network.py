@@ -132,6 +132,11 @@ class NoSuchNetwork(NetworkError):
     """No network has that name or id."""
 
 
+class SubnetTaken(NetworkError):
+    """A subnet asked for overlaps another network's (dockerd's 403, its IPAM's
+    ErrPoolOverlap)."""
+
+
 class NetworkConflict(RuntimeError):
     """The network is in use, or exists already."""
 
@@ -514,7 +519,7 @@ def _checked_subnet(
             )
     for other, what in taken:
         if subnet.overlaps(other):
-            raise NetworkError(f"subnet {subnet} overlaps {what}")
+            raise SubnetTaken(f"subnet {subnet} overlaps {what}")
     return subnet
 
 

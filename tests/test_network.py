@@ -523,6 +523,13 @@ def test_user_networks_resolve_by_name_and_are_isolated(netd: Daemon) -> None:
     ]:
         r = netd.ctl(*args, check=False)
         assert r.returncode != 0 and message in r.stderr, (args, r.stderr)
+    # An overlap is dockerd's 403 (its IPAM's ErrPoolOverlap: moby's integration-cli
+    # TestAPINetworkIPAMMultipleBridgeNetworks).
+    overlap = {"Name": "x", "IPAM": {"Config": [{"Subnet": "10.77.0.0/16"}]}}
+    status, _, body = docker_clients.api_call(
+        netd, "POST", "/networks/create", json.dumps(overlap).encode()
+    )
+    assert status == 403 and b"overlaps network back" in body, body
     assert [line.split()[1] for line in netd.ctl("network", "ls").stdout.splitlines()[1:]] == [
         "back",
         "bridge",

@@ -20,7 +20,13 @@ from .._images.store import ImageInUse, InvalidReference, NoSuchImage
 from .._images.unpack import ArchiveError, LayerError
 from .._lifecycle import error_text
 from .._messages import EndFrame, OkResponse
-from .._network import NetworkConflict, NetworkError, NoSuchNetwork, PredefinedNetwork
+from .._network import (
+    NetworkConflict,
+    NetworkError,
+    NoSuchNetwork,
+    PredefinedNetwork,
+    SubnetTaken,
+)
 from .._output import send_framed
 from .._supervisor import AmbiguousContainer, Conflict, NoSuchContainer, StartError, Supervisor
 from .._volumes import NoSuchDriver, NoSuchVolume, VolumeInUse
@@ -94,7 +100,7 @@ def api_error(exc: BaseException) -> ApiError | None:
         return ApiError(404, str(exc))
     if isinstance(exc, NetworkError) and str(exc).startswith("no such network"):
         return ApiError(404, str(exc)[:1].upper() + str(exc)[1:])
-    if isinstance(exc, PredefinedNetwork):
+    if isinstance(exc, PredefinedNetwork | SubnetTaken):
         return ApiError(403, str(exc))
     if isinstance(exc, Conflict | ImageInUse | NetworkConflict | VolumeInUse):
         return ApiError(409, str(exc))
