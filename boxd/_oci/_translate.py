@@ -25,6 +25,7 @@ from .._native import (
     SpawnPlan,
     check_console_size,
 )
+from .._tmpfs import PROPAGATION_FLAGS as PROPAGATION
 from ._spec import IDMapping, Mount, Process, Resources, Spec, SpecError
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: boxd-runtime create does without typing
@@ -44,9 +45,6 @@ MS_NOATIME = 0x400
 MS_NODIRATIME = 0x800
 MS_BIND = 0x1000
 MS_REC = 0x4000
-MS_UNBINDABLE = 1 << 17
-MS_PRIVATE = 1 << 18
-MS_SLAVE = 1 << 19
 MS_SHARED = 1 << 20
 MS_RELATIME = 1 << 21
 MS_STRICTATIME = 1 << 24
@@ -83,16 +81,6 @@ _FLAGS: dict[str, tuple[int, int]] = {
     "symfollow": (MS_NOSYMFOLLOW, 0),
     "bind": (0, MS_BIND),
     "rbind": (0, MS_BIND | MS_REC),
-}
-PROPAGATION = {
-    "private": MS_PRIVATE,
-    "rprivate": MS_PRIVATE | MS_REC,
-    "shared": MS_SHARED,
-    "rshared": MS_SHARED | MS_REC,
-    "slave": MS_SLAVE,
-    "rslave": MS_SLAVE | MS_REC,
-    "unbindable": MS_UNBINDABLE,
-    "runbindable": MS_UNBINDABLE | MS_REC,
 }
 # Options other runtimes know that change what a mount is: refused, never passed on as data.
 _REFUSED_OPTIONS = {
