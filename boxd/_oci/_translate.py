@@ -25,7 +25,7 @@ from .._native import (
     SpawnPlan,
     check_console_size,
 )
-from .._tmpfs import PROPAGATION_FLAGS as PROPAGATION
+from .._tmpfs import PROPAGATION_FLAGS
 from ._spec import IDMapping, Mount, Process, Resources, Spec, SpecError
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: boxd-runtime create does without typing
@@ -49,6 +49,8 @@ MS_SHARED = 1 << 20
 MS_RELATIME = 1 << 21
 MS_STRICTATIME = 1 << 24
 MS_LAZYTIME = 1 << 25
+
+PROPAGATION = PROPAGATION_FLAGS  # a spec mount's options, as --tmpfs takes them
 
 # Mount options as runc reads them: option -> (clear, set).  Anything else is mount data.
 _FLAGS: dict[str, tuple[int, int]] = {
