@@ -43,6 +43,7 @@ LINGER = 5.0
 HEAD_READ_WAIT = 2.0
 RAW_STREAM = "application/vnd.docker.raw-stream"
 MULTIPLEXED = "application/vnd.docker.multiplexed-stream"
+PLAIN_TEXT = "text/plain; charset=utf-8"  # Go's http.Error
 API_VERSION = "1.50"
 MIN_API_VERSION = "1.24"
 # Any digits and dots, as Docker's router takes them: /v1/... is a version (too old).
@@ -466,7 +467,14 @@ class HttpConnection:
     async def respond_json(self, status: int, value: object) -> None:
         await self.respond(status, json.dumps(value).encode() + b"\n")
 
-    async def error(self, exc: ApiError) -> None:
+    async def error(self, exc: ApiError, *, plain: bool = False) -> None:
+        """An error's answer: Docker's JSON, or (``plain``: a client of an API older than
+        1.24, which dockerd answers so since it dropped them) Go's http.Error text."""
+        if plain:
+            body = (exc.message + "\n").encode()
+            headers = {"X-Content-Type-Options": "nosniff"}
+            await self.respond(exc.status, body, content_type=PLAIN_TEXT, headers=headers)
+            return
         await self.respond_json(exc.status, {"message": exc.message})
 
     async def refuse(self, exc: ApiError) -> None:

@@ -167,7 +167,8 @@ class DockerApi:
                     # In the middle of a stream: ending it is all that is left.
                     await conn.close_gently()
                     return
-                await conn.error(error)
+                old = request.version is not None and version_tuple(request.version) < (1, 24)
+                await conn.error(error, plain=old)
             if conn.hijacked or not conn.keep_alive:
                 await conn.close_gently()
                 return
