@@ -1795,6 +1795,7 @@ def test_ended_execs_are_not_listed_nor_kept_for_good(clean: Daemon) -> None:
         # dockerd forgets a stopped container's execs (moby's TestExecAPIStart): a 404.
         client.stop(cid, timeout=0)
         client.start(cid)
+        assert client.inspect_container(cid)["ExecIDs"] is None  # none of this run's
         with pytest.raises(docker.errors.NotFound, match=f"No such exec instance: {last}"):
             client.exec_start(last)
     finally:

@@ -74,8 +74,13 @@ class Api:
     def execs_of(self, cid: str, *, ended: bool = True) -> list[str]:
         """The ids of a container's exec instances (without ``ended``: those that have
         not ended, Docker's ``ExecIDs``)."""
+        if ended:
+            return [e.id for e in self.execs.values() if e.container == cid]
+        run = self.sup.run_of(cid)  # one made in an earlier run is gone (see exec_start)
         return [
-            e.id for e in self.execs.values() if e.container == cid and (ended or e.code is None)
+            e.id
+            for e in self.execs.values()
+            if e.container == cid and e.code is None and (e.started or e.made_in is run)
         ]
 
 
