@@ -59,6 +59,7 @@ from ._netconfig import (
     check_link_local,
     check_mac,
     check_network_name,
+    container_interfaces,
     endpoint_ifname,
     endpoint_sysctls,
     interface_names,
@@ -1504,7 +1505,7 @@ class Networks:
         new = attrs.evolve(config, networks=(*joins, join))
         if attachment is None:  # at rest: its interface names checked now, not at its start
             try:
-                interface_names([endpoint_ifname(j.driver_opts) for j in new.networks or ()])
+                container_interfaces(new)
             except ValueError as exc:
                 raise NetworkConflict(str(exc)) from None
         async with self._lock:
@@ -1899,7 +1900,7 @@ class Attachment:
             return
         cid = self.container.id
         joins = joined(self.container.config)
-        interfaces = interface_names([endpoint_ifname(join.driver_opts) for join in joins])
+        interfaces = container_interfaces(self.container.config)
         async with nets._lock:
             for join, interface in zip(joins, interfaces, strict=True):
                 try:

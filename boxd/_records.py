@@ -34,8 +34,7 @@ from ._netconfig import (
     check_link_local,
     check_mac,
     check_network,
-    endpoint_ifname,
-    interface_names,
+    container_interfaces,
 )
 from ._portspecs import parse_expose
 from ._signames import parse_signal as parse_signal
@@ -810,7 +809,7 @@ def validate_config(config: ContainerConfig) -> None:
         if join.mac:
             check_mac(join.mac)
         check_driver_opts(join.driver_opts)
-    interface_names([endpoint_ifname(join.driver_opts) for join in config.networks or ()])
+    container_interfaces(config)  # refuses names given twice
     check_dns(config.dns, config.dns_search, config.dns_options)
     if shared and (config.dns or config.dns_search or config.dns_options):
         raise ValueError(

@@ -33,7 +33,7 @@ from ._inroot import openat2, read_regular
 from ._mountinfo import propagation_of
 from ._native import MAX_MOUNT_FDS, MountKind, MountOp, Native, SpawnError, SpawnPlan, Stage
 from ._record import evolve, frozen
-from ._tmpfs import PROPAGATION_BITS, parse_tmpfs, shm_data
+from ._tmpfs import PROPAGATION_BITS, PROPAGATION_FLAGS, parse_tmpfs, shm_data
 from ._units import split_volume
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: boxd-runtime create does without typing
@@ -84,17 +84,8 @@ MS_BIND = 0x1000
 MS_REC = 0x4000
 MS_PRIVATE = 0x40000
 MS_SLAVE = 0x80000
-MS_SHARED = 0x100000
 # A volume's propagation (Docker's word) -> its bind's flags; "" is rprivate, the default.
-_PROPAGATION = {
-    "": MS_PRIVATE | MS_REC,
-    "rprivate": MS_PRIVATE | MS_REC,
-    "private": MS_PRIVATE,
-    "rslave": MS_SLAVE | MS_REC,
-    "slave": MS_SLAVE,
-    "rshared": MS_SHARED | MS_REC,
-    "shared": MS_SHARED,
-}
+_PROPAGATION = {"": PROPAGATION_FLAGS["rprivate"], **PROPAGATION_FLAGS}
 _SHARED = ("rshared", "shared")
 # What a volume's propagation needs of the host mount its source is on (Docker's check and
 # words): a peer group to join, or one to receive from.

@@ -118,12 +118,12 @@ def test_bad_mounts_are_named(text: str, words: str) -> None:
 
 
 def test_an_images_creation_time_for_prune_until() -> None:
-    from boxd._images.verbs import _created_at
+    from boxd._images.config import created_at
 
     # Go writes nanoseconds; Python reads six digits.
-    assert _created_at({"created": "2023-11-14T22:13:20.123456789Z"}) == 1700000000.123456
-    assert _created_at({"created": "2023-11-14T22:13:20Z"}) == 1700000000.0
-    assert _created_at({}) == 0.0 and _created_at({"created": "yesterday"}) == 0.0
+    assert created_at({"created": "2023-11-14T22:13:20.123456789Z"}) == 1700000000.123456
+    assert created_at({"created": "2023-11-14T22:13:20Z"}) == 1700000000.0
+    assert created_at({}) == 0.0 and created_at({"created": "yesterday"}) == 0.0
 
 
 def test_copy_up_reads_the_layers_as_overlay_stacks_them(tmp_path: Path) -> None:

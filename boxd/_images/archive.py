@@ -34,7 +34,7 @@ import zstandard
 from .. import _platforms
 from .._diff import INIT_DIRS, RUNTIME_FILES
 from .._human import rfc3339_nano
-from .config import DEFAULT, DEFAULT_ID, default_base_config
+from .config import DEFAULT, DEFAULT_ID, created_at, default_base_config
 from .hardlinks import Links, add_hard_link, note_link
 from .messages import LoadedImage
 from .reference import Reference, parse_reference
@@ -133,7 +133,7 @@ def save(
         digest = "sha256:" + hashlib.sha256(manifest).hexdigest()
         blobs[digest] = manifest
         blobs[record.id] = store.blob_path(record.id)
-        created = _created_seconds(store.config(record).get("created"))
+        created = max(0, int(created_at(store.config(record))))
         times.setdefault(record.id, created)
         for layer in record.layers:
             blobs[layer.digest] = store.blob_path(layer.digest)
@@ -171,22 +171,6 @@ def save(
         index_doc = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": index}
         _add_bytes(tar, "index.json", _json_bytes(index_doc))
         _add_bytes(tar, "manifest.json", _json_bytes(docker))
-
-
-def _created_seconds(created: object) -> int:
-    """An image configuration's ``created`` (RFC 3339) in whole seconds; 0 when it has
-    none or an unreadable one."""
-    import datetime
-
-    from .._human import to_microseconds
-
-    if not isinstance(created, str):
-        return 0
-    try:
-        when = datetime.datetime.fromisoformat(to_microseconds(created).replace("Z", "+00:00"))
-    except ValueError:
-        return 0
-    return max(0, int(when.timestamp()))
 
 
 def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:

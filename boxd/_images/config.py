@@ -14,11 +14,13 @@
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Callable
 from typing import Any
 
 import attrs
 
+from .. import _human, _prune
 from .._healthcheck import from_api, merge
 from .._logs import format_time
 from .._records import ContainerConfig
@@ -56,6 +58,18 @@ EMPTY_CONFIG = {
     "Volumes": None,
     "WorkingDir": "",
 }
+
+
+def created_at(config: dict[str, Any]) -> float:
+    """An image's ``created`` (RFC 3339, as Go writes it: nanoseconds) as a Unix time; 0
+    when it has none or an unreadable one (it counts as old)."""
+    text = _human.to_microseconds(str(config.get("created") or ""))
+    try:
+        return _prune.parse_time(text, time.time()) if text else 0.0
+    except ValueError:
+        return 0.0
+
+
 _DEFAULT_HISTORY = "default: boxd's built-in image (this host's /usr)"
 
 

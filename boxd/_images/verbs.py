@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
 import trio
 
-from .. import _human, _platforms, _prune, _volserver, protocol
+from .. import _platforms, _prune, _volserver, protocol
 from .._healthcheck import to_api
 from .._lifecycle import LIVE, RUNNING, Conflict
 from .._logs import format_time
@@ -28,6 +28,7 @@ from .config import (
     DEFAULT,
     DEFAULT_ID,
     EMPTY_CONFIG,
+    created_at,
     default_config,
     default_record,
     default_refusal,
@@ -76,16 +77,6 @@ from .store import ImageInUse, ImageRecord, ImageStore, NoSuchImage, written_siz
 
 if TYPE_CHECKING:
     from .._supervisor import Supervisor
-
-
-def _created_at(config: dict[str, Any]) -> float:
-    """An image's ``created`` (RFC 3339, as Go writes it: nanoseconds) as a Unix time; 0
-    when it has none (it counts as old)."""
-    text = _human.to_microseconds(str(config.get("created") or ""))
-    try:
-        return _prune.parse_time(text, time.time()) if text else 0.0
-    except ValueError:
-        return 0.0
 
 
 class Sender(Protocol):
@@ -222,7 +213,7 @@ class ImageVerbs:
         records = [*stored, default_record()]
         # Newest first by the image's created time, as Docker lists them (not by when it
         # came here: a pull of an old image lists it with the old ones).
-        records.sort(key=lambda r: (_created_at(configs[r.id]), r.added), reverse=True)
+        records.sort(key=lambda r: (created_at(configs[r.id]), r.added), reverse=True)
         keep = _image_filter(req.filters, self.store, configs, parents)
         records = [
             r
@@ -701,7 +692,7 @@ class ImageVerbs:
                     continue
                 config = self.store.config(record)
                 labels = (config.get("config") or {}).get("Labels") or {}
-                if not only.selects(_created_at(config), labels):
+                if not only.selects(created_at(config), labels):
                     continue
                 untagged.extend((*record.repo_tags, *record.repo_digests))
                 for _ in (*record.repo_tags, *record.repo_digests):
@@ -869,7 +860,7 @@ def _image_filter(
     for key in ("before", "since"):
         for ref in filters.get(key, ()):
             image_id = DEFAULT_ID if is_default(ref) else store.lookup(ref).id
-            bounds.append((key, _created_at(configs.get(image_id) or {})))
+            bounds.append((key, created_at(configs.get(image_id) or {})))
     # Several untils are all applied, the earliest deciding, as dockerd's list takes them
     # (prune refuses more than one).
     now = time.time()
@@ -885,7 +876,7 @@ def _image_filter(
                 return False
         elif dangling and not (record.repo_tags or record.repo_digests):
             return False
-        created = _created_at(config)
+        created = created_at(config)
         for key, at in bounds:
             if (created >= at) if key == "before" else (created <= at):
                 return False
