@@ -361,3 +361,29 @@ def test_a_layer_of_several_uppers(tmp_path: Path) -> None:
     unpack(buf.read, str(layer))
     assert stat.S_ISCHR(os.lstat(layer / "usr" / "local" / "gone").st_mode)
     assert os.getxattr(layer / "usr" / "lib", "trusted.overlay.opaque") == b"y"
+
+
+def test_an_image_added_again_while_retired_is_not_collected(tmp_path: Path) -> None:
+    """``rmi -f`` retires an image a stopped container holds; a pull, load or build of
+    the same image makes it live again, and the collector that runs after the
+    container's removal leaves it (it deleted the record and the config the pull had
+    just written).  A config deleted between its store and the record (a collector in
+    another thread) is an error naming it, not a record without its config."""
+    layer = _tar((_info("hello"), b"hi\n"))
+    diff_id = "sha256:" + hashlib.sha256(layer).hexdigest()
+    store = ImageStore(tmp_path / "images")
+    ref = BlobRef(store.put_blob(layer), len(layer), "application/x-tar", diff_id)
+    store.unpack_layer(ref.digest, diff_id)
+    record = store.add(store.put_blob(b"{}"), (ref,), None)
+    store.retire(record)
+    assert store.images() == []
+    again = store.add(store.put_blob(b"{}"), (ref,), None)
+    store.collect(in_use=set())
+    assert store.images() == [again] and store.layer_dir(diff_id) is not None
+    assert store.read_blob(record.id) == b"{}"
+    store.retire(again)
+    store.collect(in_use=set())  # nothing holds it now: it goes
+    assert store.layer_dir(diff_id) is None and not store.has_blob(record.id)
+    with pytest.raises(FileNotFoundError, match=record.id.removeprefix("sha256:")):
+        store.add(record.id, (), None)
+    assert store.images() == []

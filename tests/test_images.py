@@ -246,6 +246,20 @@ def test_rmi_force_of_an_image_in_use_as_docker_does(
         time.sleep(0.1)
     assert os.listdir(layers) == []
 
+    # Pulled again while retired (a stopped container still used it): the image is the
+    # pull's now, and the container's removal does not take it along.
+    daemon.ctl("create", "--name", "stopped", ref)
+    daemon.ctl("rmi", "-f", ref)
+    daemon.ctl("pull", ref)
+    daemon.ctl("rm", "stopped")
+    retired = daemon.root / "images" / "retired"
+    while os.listdir(retired) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert [i["id"] for i in _stored(daemon)] == [image_id]
+    assert daemon.ctl("run", "--rm", "--pull", "never", ref).stdout.endswith("second layer\n")
+    assert len(os.listdir(layers)) == 2
+    daemon.ctl("rmi", ref)
+
     # By tag with a running container: only the tag goes; the image stays, untagged.
     daemon.ctl("pull", ref)
     daemon.ctl("run", "-d", "--name", "live", ref, "sleep", "1000")

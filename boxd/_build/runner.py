@@ -309,7 +309,8 @@ class Builder:
                     await self._step(stage, ins, meta)
             assert stage is not None
             image_id = await self._finish(stage)
-            self._keep_stages()
+            async with self.sup.puller.lock:  # (see _materialize)
+                self._keep_stages()
             return image_id
         finally:
             with trio.CancelScope(shield=True):
@@ -325,14 +326,16 @@ class Builder:
             await self.say(
                 f"[Warning] One or more build-args [{' '.join(unused)}] were not consumed\n"
             )
-        image_id = self.store.put_blob(_json(stage.config))
-        self.store.add(image_id, stage.layers, None, base=stage.base, parent=stage.from_image)
-        if image_id in self.made:
-            self.made.remove(image_id)
-        image_event(self.sup, "create", image_id)  # Docker 26's (API 1.46)
-        for ref in self.options.tags:
-            self.store.tag(image_id, ref)
-            image_event(self.sup, "tag", image_id, name=ref.familiar)
+        async with self.sup.puller.lock:  # (see _materialize)
+            image_id = self.store.put_blob(_json(stage.config))
+            parent = stage.from_image
+            self.store.add(image_id, stage.layers, None, base=stage.base, parent=parent)
+            if image_id in self.made:
+                self.made.remove(image_id)
+            image_event(self.sup, "create", image_id)  # Docker 26's (API 1.46)
+            for ref in self.options.tags:
+                self.store.tag(image_id, ref)
+                image_event(self.sup, "tag", image_id, name=ref.familiar)
         return image_id
 
     def _keep_stages(self) -> None:
@@ -686,14 +689,18 @@ class Builder:
 
     # ---- containers for steps -----------------------------------------------------
 
-    def _materialize(self, stage: _Stage) -> str:
-        """The stage's image as a stored record (for a container to run on)."""
-        image_id = self.store.put_blob(_json(stage.config))
-        try:
-            self.store.get(image_id)
-        except NoSuchImage:
-            self.store.add(image_id, stage.layers, None, base=stage.base, parent=stage.from_image)
-            self.made.append(image_id)
+    async def _materialize(self, stage: _Stage) -> str:
+        """The stage's image as a stored record (for a container to run on).  Under the
+        images' lock: the same image retired by an earlier build (its container kept) is
+        not deleted by the collector between its config's store and its record."""
+        async with self.sup.puller.lock:
+            image_id = self.store.put_blob(_json(stage.config))
+            try:
+                self.store.get(image_id)
+            except NoSuchImage:
+                parent = stage.from_image
+                self.store.add(image_id, stage.layers, None, base=stage.base, parent=parent)
+                self.made.append(image_id)
         return image_id
 
     @contextlib.asynccontextmanager
@@ -719,7 +726,7 @@ class Builder:
         if not volumes and "Volumes" in stage.inner:
             stage = _Stage(stage.name, copy.deepcopy(stage.config), stage.layers, base=stage.base)
             del stage.inner["Volumes"]
-        image_id = self._materialize(stage)
+        image_id = await self._materialize(stage)
         config = ContainerConfig(
             image=image_id,
             command=tuple(command),

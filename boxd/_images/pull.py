@@ -345,8 +345,9 @@ class Puller:
                 self.active.update(diff_ids)
             try:
                 fetched |= await self._fetch_layers(registry, layers, report)
-                self.store.put_blob(config_bytes, config_digest)
-                record = self.store.add(config_digest, layers, ref, top_digest, stamp=False)
+                async with self.lock:  # the same image retired meanwhile stays this pull's
+                    self.store.put_blob(config_bytes, config_digest)
+                    record = self.store.add(config_digest, layers, ref, top_digest, stamp=False)
                 self.unpacks.start(record)
             finally:
                 self.active.subtract(diff_ids)

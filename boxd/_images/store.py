@@ -29,6 +29,7 @@ option (one page at most) takes many of them.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -144,6 +145,9 @@ class ImageStore:
         # (an entry goes when the last one leaves: the store sees any number of layers).
         self._locks: dict[str, tuple[threading.Lock, list[int]]] = {}
         self._locks_lock = threading.Lock()
+        # An image's record made (add) against the collector's deletion of retired ones:
+        # an image added again while retired is live, and is never deleted under it.
+        self._records_lock = threading.Lock()
         # Why an image was removed after its pull (its layer refused), by id, tag and
         # digest reference: a lookup of it says so instead of a bare "no such image".
         self._refused: dict[str, str] = {}
@@ -482,25 +486,36 @@ class ImageStore:
     ) -> ImageRecord:
         """Record an image whose config and layers are stored (over ``base``, from
         ``parent``, see :class:`ImageRecord`); tag it with ``ref`` (``stamp``: see
-        :meth:`tag`)."""
-        try:
-            record = self.get(image_id)
-        except NoSuchImage:
-            record = ImageRecord(
-                id=image_id, layers=layers, added=time.time(), base=base, parent=parent
-            )
-        self._refused.pop(image_id, None)
-        if ref is not None:
-            self._refused.pop(str(ref), None)
-        if ref is not None and digest:
-            repo_digest = f"{ref.name}@{digest}"
-            self._refused.pop(repo_digest, None)
-            if repo_digest not in record.repo_digests:
-                record = attrs.evolve(record, repo_digests=(*record.repo_digests, repo_digest))
-        self.save(record)
+        :meth:`tag`).  An image retired (``rmi -f``) and added again is live again: its
+        retired record goes, and the container that held it no longer takes it along.
+        Its config must still be stored (a collector in another thread may have deleted
+        it since the caller stored it): a FileNotFoundError naming it, not a record
+        without its config."""
+        with self._records_lock:
+            if not self.has_blob(image_id):
+                path = self.blob_path(image_id)
+                raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), str(path))
+            try:
+                record = self.get(image_id)
+            except NoSuchImage:
+                record = ImageRecord(
+                    id=image_id, layers=layers, added=time.time(), base=base, parent=parent
+                )
+            self._refused.pop(image_id, None)
+            if ref is not None:
+                self._refused.pop(str(ref), None)
+            if ref is not None and digest:
+                repo_digest = f"{ref.name}@{digest}"
+                self._refused.pop(repo_digest, None)
+                if repo_digest not in record.repo_digests:
+                    digests = (*record.repo_digests, repo_digest)
+                    record = attrs.evolve(record, repo_digests=digests)
+            self.save(record)
+            (self.retired / f"{digest_hex(image_id)}.json").unlink(missing_ok=True)
         if ref is not None and ref.tag is not None:
             self.tag(image_id, ref, stamp=stamp)
-        return self.get(image_id)
+            record = self.get(image_id)
+        return record
 
     def untag(self, record: ImageRecord, name: str) -> ImageRecord:
         """``name`` (a tag or a repo digest) taken from the image; with the last tag of a
@@ -523,17 +538,26 @@ class ImageStore:
         (self.records / f"{hexa}.json").unlink(missing_ok=True)
 
     def collect(self, in_use: set[str], keep: frozenset[str] = frozenset()) -> None:
-        """Delete the retired images no container uses any more (``in_use``: image ids)."""
+        """Delete the retired images no container uses any more (``in_use``: image ids),
+        but not one added again since (a pull, load or build of the same image: only its
+        retired record is left, if :meth:`add` has not taken it yet)."""
         for record in self._retired():
-            if record.id not in in_use:
+            if record.id in in_use:
+                continue
+            with self._records_lock:
                 (self.retired / f"{digest_hex(record.id)}.json").unlink(missing_ok=True)
-                self.delete(record, keep)
+                if not (self.records / f"{digest_hex(record.id)}.json").exists():
+                    self._delete_unheld(record, keep)
 
     def delete(self, record: ImageRecord, keep: frozenset[str] = frozenset()) -> list[str]:
         """Remove an image and what no other image uses (nor ``keep``: diff_ids a pull in
         progress counts on); the layers' diff_ids removed (each once, though the image
         may hold a layer twice: two RUN steps that changed nothing)."""
         (self.records / f"{digest_hex(record.id)}.json").unlink(missing_ok=True)
+        return self._delete_unheld(record, keep)
+
+    def _delete_unheld(self, record: ImageRecord, keep: frozenset[str]) -> list[str]:
+        """What of an image whose record is gone no other image holds (see :meth:`delete`)."""
         others = self.images() + self._retired()
         used = self._used(others) | keep
         blobs = self._held(others)
