@@ -921,11 +921,14 @@ def _binds_as_trees(
     return evolve(plan, mounts=tuple(ops), mount_fds=(*plan.mount_fds, *fds))
 
 
-def _subpath_tree(native: Native, volume: Volume, recursive: bool) -> int:
+def open_subpath(volume: Volume) -> int:
+    """The volume's subpath, looked up as dockerd's safepath does (see
+    :func:`_resolved_subpath`): an ``O_PATH`` descriptor of what the lookup found, which a
+    container writing the volume meanwhile cannot point elsewhere."""
     where, subpath = _resolved_subpath(volume)
     base = os.open(where, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     try:
-        found = openat2(base, subpath, os.O_PATH | os.O_CLOEXEC, _SUBPATH_RESOLVE)
+        return openat2(base, subpath, os.O_PATH | os.O_CLOEXEC, _SUBPATH_RESOLVE)
     except OSError as exc:  # Docker's words, and which part of it is a symlink
         why = "a symlink on the way, which is not followed" if exc.errno == errno.ELOOP else ""
         raise OSError(
@@ -933,6 +936,10 @@ def _subpath_tree(native: Native, volume: Volume, recursive: bool) -> int:
         ) from None
     finally:
         os.close(base)
+
+
+def _subpath_tree(native: Native, volume: Volume, recursive: bool) -> int:
+    found = open_subpath(volume)
     try:
         return native.clone_tree(f"/proc/self/fd/{found}", recursive=recursive)
     finally:

@@ -143,6 +143,7 @@ from ._volumes import (
     VolumeMountError,
     Volumes,
     copy_up,
+    fill_subpath,
     mounts,
     stacked_dirs,
 )
@@ -963,9 +964,11 @@ class Supervisor:
                     if not held:
                         await stack.enter_async_context(self._volumes_mounted(c))
                         held = True
-                await trio.to_thread.run_sync(
-                    functools.partial(copy_up, dirs, rel, where, id_map, marked=not shared)
-                )
+                if v.subpath:
+                    fill = functools.partial(fill_subpath, v, dirs, rel, where.parent, id_map)
+                else:
+                    fill = functools.partial(copy_up, dirs, rel, where, id_map, marked=not shared)
+                await trio.to_thread.run_sync(fill)
 
     async def _mount_volumes(self, c: Container) -> None:
         """A start's volumes with a mount (Docker's local driver's ``type``, ``device``

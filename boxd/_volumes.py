@@ -57,6 +57,8 @@ from ._convert import ConversionError, structure, unstructure
 from ._images.unpack import kept_xattr, unpack
 from ._lifecycle import error_text
 from ._mounts import check_volume_name, valid_volume_name
+from ._records import Volume
+from ._rootfs import open_subpath
 from ._store import NewerFormat, atomic_write, versioned
 from ._tmpfs import MOUNT_FLAGS, MS_RDONLY
 from ._units import parse_size
@@ -484,6 +486,7 @@ def copy_up(
     id_map: tuple[int, int] | None = None,
     *,
     marked: bool = True,
+    volume_dir: Path | None = None,
 ) -> bool:
     """Fill the empty volume directory ``dest`` with what the container's layers
     (``layer_dirs``, top-most first) hold at ``rel``, owners and modes kept, as Docker
@@ -492,8 +495,12 @@ def copy_up(
     which the owners are shifted (its root owns an empty volume).  False when there was
     nothing to copy.  A fill under way is marked (:data:`FILLING`, beside ``dest``): one
     that a killed daemon cut short is emptied and done again; not ``marked`` (a volume with
-    a mount: a share's files are never emptied here), it is left as it is."""
-    marker = dest.parent / FILLING
+    a mount: a share's files are never emptied here; a volume's subpath), it is left as it
+    is.  ``volume_dir``: the volume's own directory, where the mark and the fill's
+    temporary file go (default: ``dest``'s parent; a subpath's ``dest`` is a
+    descriptor's /proc path)."""
+    volume_dir = volume_dir or dest.parent
+    marker = volume_dir / FILLING
     if marked and marker.exists():
         log.warning("volume %s: its filling was cut short; filling it again", dest.parent.name)
         _empty(dest)
@@ -505,14 +512,15 @@ def copy_up(
     if not dirs:
         if id_map is not None:
             os.chown(dest, id_map[0], id_map[0])
-        marker.unlink(missing_ok=True)
+        if marked:
+            marker.unlink(missing_ok=True)
         return False
     top = os.stat(dirs[0])
     from ._images.archive import export_merged  # tarfile and zstandard: on first use
 
     if marked:
         os.close(os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
-    with tempfile.TemporaryFile(dir=dest.parent) as tar:
+    with tempfile.TemporaryFile(dir=volume_dir) as tar:
         export_merged(dirs, tar, all_xattrs=True)
         tar.seek(0)
         unpack(tar.read, str(dest))
@@ -522,8 +530,37 @@ def copy_up(
     os.utime(dest, ns=(top.st_atime_ns, top.st_mtime_ns))
     if id_map is not None:
         _shift_owners(dest, *id_map)
-    marker.unlink(missing_ok=True)
+    if marked:
+        marker.unlink(missing_ok=True)
     return True
+
+
+def fill_subpath(
+    volume: Volume,
+    layer_dirs: list[str],
+    rel: str,
+    volume_dir: Path,
+    id_map: tuple[int, int] | None = None,
+) -> bool:
+    """A ``volume-subpath`` mount's directory filled at the container's create as Docker
+    fills it: when it is empty and the image holds something at the mount point (see
+    :func:`copy_up`; never marked nor emptied: it is the volume's, not one the fill
+    made).  Looked up as its bind is (see :func:`open_subpath`) and filled through that
+    descriptor; one that is not there, is a file or leaves the volume is left to the
+    start, which refuses it in Docker's words."""
+    if not stacked_dirs(layer_dirs, rel):
+        return False
+    try:
+        fd = open_subpath(volume)
+    except (OSError, ValueError):
+        return False
+    try:
+        if not stat.S_ISDIR(os.fstat(fd).st_mode):
+            return False
+        dest = Path(f"/proc/self/fd/{fd}")
+        return copy_up(layer_dirs, rel, dest, id_map, marked=False, volume_dir=volume_dir)
+    finally:
+        os.close(fd)
 
 
 def _copy_xattrs(source: str, dest: Path) -> None:
@@ -551,17 +588,29 @@ def _empty(directory: Path) -> None:
 
 def _shift_owners(top: Path, start: int, count: int) -> None:
     """Owners below ``top`` (itself too) as a user namespace mapping 0..count-1 to
-    start.. sees them (links not followed; mode bits kept: chown clears set-id ones)."""
+    start.. sees them (mode bits kept: chown clears set-id ones).  Each entry is taken
+    from its directory's descriptor and changed through one of its own, never through a
+    path a container sharing the volume could change into a symlink meanwhile."""
 
-    def shift(path: str) -> None:
-        st = os.lstat(path)
+    def shift(fd: int, name: str = "", dir_fd: int | None = None) -> None:
+        st = os.fstat(fd)
         uid = st.st_uid + start if st.st_uid < count else st.st_uid
         gid = st.st_gid + start if st.st_gid < count else st.st_gid
-        os.lchown(path, uid, gid)
-        if not stat.S_ISLNK(st.st_mode):
-            os.chmod(path, stat.S_IMODE(st.st_mode))
+        if stat.S_ISLNK(st.st_mode):  # the link itself, which is never followed
+            os.chown(name, uid, gid, dir_fd=dir_fd, follow_symlinks=False)
+        else:
+            os.chown(f"/proc/self/fd/{fd}", uid, gid)
+            os.chmod(f"/proc/self/fd/{fd}", stat.S_IMODE(st.st_mode))
 
-    shift(str(top))
-    for where, dirs, files in os.walk(top):
-        for name in (*dirs, *files):
-            shift(os.path.join(where, name))
+    top_fd = os.open(top, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        shift(top_fd)
+        for _, dirs, files, dir_fd in os.fwalk(".", dir_fd=top_fd):
+            for name in (*dirs, *files):
+                fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+                try:
+                    shift(fd, name, dir_fd)
+                finally:
+                    os.close(fd)
+    finally:
+        os.close(top_fd)

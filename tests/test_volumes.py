@@ -420,6 +420,30 @@ def test_a_new_volume_is_filled_from_the_image(daemon: Daemon, image_with_data: 
 
 
 @pytest.mark.root
+def test_a_volume_subpath_is_filled_from_the_image(daemon: Daemon, image_with_data: Path) -> None:
+    """As Docker's create fills a ``volume-subpath`` mount (moby's TestRunMountVolumeSubdir,
+    "subdir with copy data"): an empty directory there gets what the image holds at the
+    mount point, owners and modes kept (as the user namespace maps them with
+    --isolate-user); one that holds something is left as it is, and so is the rest of
+    the volume."""
+    run = ("run", "--rm", "--rootfs", str(image_with_data))
+    make = "mkdir /v/a /v/b /v/u; echo kept > /v/b/f; echo top > /v/top"
+    daemon.ctl(*run, "-v", "parts:/v", "sh", "-c", make)
+    show = "stat -c '%u %g %a' /data /data/sub/file; cat /data/sub/file"
+    mount = "type=volume,src=parts,dst=/data,volume-subpath="
+    out = daemon.ctl(*run, "--mount", mount + "a", "sh", "-c", show).stdout
+    assert out == "1234 5678 750\n1234 5678 640\nfrom the image\n"
+    assert daemon.ctl(*run, "--mount", mount + "b", "ls", "/data").stdout == "f\n"
+    out = daemon.ctl(*run, "--isolate-user", "--mount", mount + "u", "sh", "-c", show).stdout
+    assert out == "1234 5678 750\n1234 5678 640\nfrom the image\n"
+    data = daemon.root / "volumes" / "parts" / "_data"
+    assert (data / "u" / "sub" / "file").stat().st_uid > 1234  # a host id of the namespace
+    out = daemon.ctl(*run, "-v", "parts:/v", "sh", "-c", "ls /v; cat /v/a/sub/file /v/b/f").stdout
+    assert out == "a\nb\ntop\nu\nfrom the image\nkept\n"
+    daemon.ctl("volume", "rm", "parts")
+
+
+@pytest.mark.root
 def test_a_volume_is_filled_at_create(
     daemon: Daemon, image_with_data: Path, tmp_path: Path
 ) -> None:
