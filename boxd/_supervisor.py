@@ -738,11 +738,23 @@ class Supervisor:
         await self._layers_ready(config.image)
         config = await self._resolve_image_mounts(config)
         container, image = self._new(config, name, starts=starts)
+        # Held until it is made: a removal meanwhile (`rm -f NAME`, a prune: the container
+        # is listed from here on) waits for it, as Docker's cannot see it before.
+        entry = self._entries[container.id]
+        entry.lock.acquire_nowait()
+        try:
+            return await self._make(entry, image, starts=starts)
+        finally:
+            entry.lock.release()
+
+    async def _make(self, entry: _Entry, image: Image, *, starts: bool) -> Container:
+        """The rest of :meth:`create`, under the new container's lock."""
+        container, config = entry.container, entry.container.config
         try:
             self._check_workdir(container, image)
             await self._fill_volumes(container, image)
         except BaseException:  # not made after all: nor are its anonymous volumes
-            self._discard(self._entries[container.id])
+            self._discard(entry)
             self._drop_anonymous(container)
             raise
         if starts:
@@ -756,7 +768,6 @@ class Supervisor:
         # removes every auto-remove container it does not adopt; a record lost leaves a
         # directory without one, which is deleted): its record is written without the two
         # fsyncs (~5 ms of every `boxctl run --rm` here).
-        entry = self._entries[container.id]
         try:
             if config.auto_remove:
                 self.store.save(container, durable=False)
@@ -1975,6 +1986,8 @@ class Supervisor:
         c = entry.container
         _lifecycle.check_remove(c.name, entry.phase, force=force)
         async with entry.lock:
+            if entry.gone.is_set():  # its create failed meanwhile
+                raise NoSuchContainer(ref)
             _lifecycle.check_remove(c.name, entry.phase, force=force)  # started meanwhile?
             if entry.phase in _lifecycle.LIVE:
                 await self.stop(c.id, grace=0, manual=False)  # killed: no stop event
@@ -2117,9 +2130,12 @@ class Supervisor:
         for entry in builtins.list(self._entries.values()):
             c = entry.container
             labels = dict(label.partition("=")[::2] for label in c.config.labels)
+            # Not one that `run` made for its start (it starts or goes at once).
+            if entry.image is not None:
+                continue
             if entry.phase in _lifecycle.AT_REST and only.selects(c.created_at, labels):
                 async with entry.lock:
-                    if entry.phase in _lifecycle.AT_REST:
+                    if entry.phase in _lifecycle.AT_REST and not entry.gone.is_set():
                         where = self.store.container_dir(entry.container.id)
                         reclaimed += await trio.to_thread.run_sync(_bytes_below, where)
                         await self._remove_now(entry)

@@ -414,6 +414,64 @@ async def test_a_creates_record_is_written_off_the_loop_and_what_follows_waits_f
         assert released == [True, True, True, True]
 
 
+async def test_a_removal_or_prune_during_a_create_waits_for_it(
+    tmp_path: Path, host: CgroupHost, image: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A container is listed from the moment its create begins; a prune or an `rm -f` of
+    it meanwhile (a test suite's clean-up beside its next create) waits for the create,
+    which returns the container made, and then removes it (the create failed with a
+    KeyError, a 500, once the removal had taken it away under it).  A container `run`
+    made for its start is not pruned before that start."""
+    async with supervisor(tmp_path, host) as sup:
+        fill = sup._fill_volumes
+        gate = trio.Event()
+
+        async def held(c: Container, *args: object, **kw: object) -> None:
+            await gate.wait()
+            await fill(c, *args, **kw)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(sup, "_fill_volumes", held)
+        for removal in ("prune", "rm -f"):
+            gate = trio.Event()
+            made: list[Container] = []
+            removed: list[object] = []
+
+            async def create(made: list[Container]) -> None:
+                made.append(await sup.create(config(image, "true"), "c"))
+
+            async def remove(removed: list[object], removal: str) -> None:
+                if removal == "prune":
+                    removed.append((await sup.prune())[0])
+                else:
+                    removed.append(await sup.remove("c", force=True))
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(create, made)
+                await trio.testing.wait_all_tasks_blocked()
+                assert [c.name for c in sup.list(all=True)] == ["c"]
+                nursery.start_soon(remove, removed, removal)
+                await trio.testing.wait_all_tasks_blocked()
+                assert removed == []  # waits for the create
+                gate.set()
+            (c,) = made
+            assert removed == ([[c.id]] if removal == "prune" else [None])
+            assert sup.list(all=True) == [] and not sup.store.container_dir(c.id).exists()
+        gate = trio.Event()
+        running: list[Container] = []
+
+        async def run(running: list[Container]) -> None:
+            running.append(await sup.run(config(image, "sleep", "100")))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(run, running)
+            await trio.testing.wait_all_tasks_blocked()
+            gate.set()
+            assert await sup.prune() == ([], 0)
+        (c,) = running
+        assert status(c) is Status.RUNNING
+        await sup.remove(c.id, force=True)
+
+
 async def test_links_that_follow_a_rename_are_written_off_the_loop_and_a_removal_wins(
     tmp_path: Path, host: CgroupHost, image: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
