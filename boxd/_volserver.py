@@ -12,7 +12,7 @@ import attrs
 import trio
 
 from . import _prune
-from ._volumes import VolumeInUse, VolumeRecord
+from ._volumes import NoSuchVolume, VolumeInUse, VolumeRecord
 
 if TYPE_CHECKING:
     from ._supervisor import Supervisor
@@ -144,10 +144,14 @@ def info(sup: Supervisor, record: VolumeRecord, *, size: int = -1) -> VolumeInfo
 
 
 async def sizes(sup: Supervisor) -> list[VolumeInfo]:
-    """Every volume with the bytes it holds (``system df``), measured in a thread."""
+    """Every volume with the bytes it holds (``system df``), measured in a thread; one
+    removed while the others are measured is not counted (as Docker's df skips it)."""
     found = []
     for record in sup.volumes.list():
-        size = await trio.to_thread.run_sync(sup.volumes.size, record.name)
+        try:
+            size = await trio.to_thread.run_sync(sup.volumes.size, record.name)
+        except NoSuchVolume:
+            continue
         found.append(info(sup, record, size=size))
     return found
 
