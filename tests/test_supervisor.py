@@ -690,7 +690,7 @@ async def test_recovery_removes_every_auto_remove_container_it_does_not_adopt(
     _live_record(root, cut.id, status="starting")
     _live_record(root, ended.id, status="exited", exit_code=0, started_at=1.0)
     async with supervisor(tmp_path, host) as sup:
-        assert [c.name for c in sup.list(all=True)] == ["first"]
+        assert [c.name for c in sup.list(all=True)] == ["kept"]
         assert status(sup.inspect(kept.id)) is Status.CREATED
         for gone in (waiting, cut, ended):
             assert not (root / "containers" / gone.id).exists()
