@@ -387,3 +387,23 @@ def test_an_image_added_again_while_retired_is_not_collected(tmp_path: Path) -> 
     with pytest.raises(FileNotFoundError, match=record.id.removeprefix("sha256:")):
         store.add(record.id, (), None)
     assert store.images() == []
+
+
+def test_threads_changing_one_image_record_keep_it_whole(tmp_path: Path) -> None:
+    """A load, an import or a commit (worker threads) and a tag or pull (the loop's) may
+    change one image's record at once: each change is made on the record as it is and
+    written whole (two writes through its one temporary file made it invalid JSON, or
+    one's rename found the file gone), and no tag is lost."""
+    from boxd._images.reference import parse_reference
+
+    store = ImageStore(tmp_path / "images")
+    record = store.add(store.put_blob(b"{}"), (), None)
+
+    def tag(n: int) -> None:
+        for i in range(15):
+            store.tag(record.id, parse_reference(f"t{n}:{i}"))
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        list(pool.map(tag, range(4)))
+    tags = sorted(store.get(record.id).repo_tags)
+    assert tags == sorted(f"docker.io/library/t{n}:{i}" for n in range(4) for i in range(15))

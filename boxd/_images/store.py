@@ -145,9 +145,12 @@ class ImageStore:
         # (an entry goes when the last one leaves: the store sees any number of layers).
         self._locks: dict[str, tuple[threading.Lock, list[int]]] = {}
         self._locks_lock = threading.Lock()
-        # An image's record made (add) against the collector's deletion of retired ones:
+        # Images' records read, changed and written by one thread at a time (a load, an
+        # import or a commit in a worker thread beside a tag or a pull on the loop's: two
+        # writes of one record through its one temporary file made it invalid JSON), and
+        # an image's record made (add) against the collector's deletion of retired ones:
         # an image added again while retired is live, and is never deleted under it.
-        self._records_lock = threading.Lock()
+        self._records_lock = threading.RLock()
         # Why an image was removed after its pull (its layer refused), by id, tag and
         # digest reference: a lookup of it says so instead of a bare "no such image".
         self._refused: dict[str, str] = {}
@@ -350,7 +353,8 @@ class ImageStore:
 
     def save(self, record: ImageRecord) -> None:
         data = json.dumps(unstructure(record), indent=1).encode()
-        atomic_write(self.records / f"{digest_hex(record.id)}.json", data)
+        with self._records_lock:
+            atomic_write(self.records / f"{digest_hex(record.id)}.json", data)
 
     def images(self) -> list[ImageRecord]:
         found = []
@@ -462,15 +466,16 @@ class ImageStore:
             )
         name = str(ref.with_tag(ref.tag or "latest"))
         taken = ""
-        for record in self.images():
-            if record.id != image_id and name in record.repo_tags:
-                self.save(attrs.evolve(record, repo_tags=_without(record.repo_tags, name)))
-                taken = record.id
-        record = self.get(image_id)
-        tags = record.repo_tags if name in record.repo_tags else (*record.repo_tags, name)
-        tagged = time.time() if stamp else record.tagged
-        if (tags, tagged) != (record.repo_tags, record.tagged):
-            self.save(attrs.evolve(record, repo_tags=tags, tagged=tagged))
+        with self._records_lock:
+            for record in self.images():
+                if record.id != image_id and name in record.repo_tags:
+                    self.save(attrs.evolve(record, repo_tags=_without(record.repo_tags, name)))
+                    taken = record.id
+            record = self.get(image_id)
+            tags = record.repo_tags if name in record.repo_tags else (*record.repo_tags, name)
+            tagged = time.time() if stamp else record.tagged
+            if (tags, tagged) != (record.repo_tags, record.tagged):
+                self.save(attrs.evolve(record, repo_tags=tags, tagged=tagged))
         return taken
 
     def add(
@@ -512,21 +517,24 @@ class ImageStore:
                     record = attrs.evolve(record, repo_digests=digests)
             self.save(record)
             (self.retired / f"{digest_hex(image_id)}.json").unlink(missing_ok=True)
-        if ref is not None and ref.tag is not None:
-            self.tag(image_id, ref, stamp=stamp)
-            record = self.get(image_id)
+            if ref is not None and ref.tag is not None:
+                self.tag(image_id, ref, stamp=stamp)
+                record = self.get(image_id)
         return record
 
     def untag(self, record: ImageRecord, name: str) -> ImageRecord:
         """``name`` (a tag or a repo digest) taken from the image; with the last tag of a
-        repository, the repository's digests too (as Docker's rmi)."""
-        tags = _without(record.repo_tags, name)
-        digests = _without(record.repo_digests, name)
-        repo = name.rpartition(":")[0]
-        if "@" not in name and all(t.rpartition(":")[0] != repo for t in tags):
-            digests = tuple([d for d in digests if d.partition("@")[0] != repo])
-        record = attrs.evolve(record, repo_tags=tags, repo_digests=digests)
-        self.save(record)
+        repository, the repository's digests too (as Docker's rmi).  Of the record as it
+        is now (another thread may have tagged it since ``record`` was read)."""
+        with self._records_lock:
+            record = self.get(record.id)
+            tags = _without(record.repo_tags, name)
+            digests = _without(record.repo_digests, name)
+            repo = name.rpartition(":")[0]
+            if "@" not in name and all(t.rpartition(":")[0] != repo for t in tags):
+                digests = tuple([d for d in digests if d.partition("@")[0] != repo])
+            record = attrs.evolve(record, repo_tags=tags, repo_digests=digests)
+            self.save(record)
         return record
 
     def retire(self, record: ImageRecord) -> None:
@@ -534,8 +542,9 @@ class ImageStore:
         the image but not the layers a container holds); :meth:`collect` deletes it."""
         hexa = digest_hex(record.id)
         record = attrs.evolve(record, repo_tags=(), repo_digests=())
-        atomic_write(self.retired / f"{hexa}.json", json.dumps(unstructure(record)).encode())
-        (self.records / f"{hexa}.json").unlink(missing_ok=True)
+        with self._records_lock:
+            atomic_write(self.retired / f"{hexa}.json", json.dumps(unstructure(record)).encode())
+            (self.records / f"{hexa}.json").unlink(missing_ok=True)
 
     def collect(self, in_use: set[str], keep: frozenset[str] = frozenset()) -> None:
         """Delete the retired images no container uses any more (``in_use``: image ids),
@@ -553,7 +562,8 @@ class ImageStore:
         """Remove an image and what no other image uses (nor ``keep``: diff_ids a pull in
         progress counts on); the layers' diff_ids removed (each once, though the image
         may hold a layer twice: two RUN steps that changed nothing)."""
-        (self.records / f"{digest_hex(record.id)}.json").unlink(missing_ok=True)
+        with self._records_lock:
+            (self.records / f"{digest_hex(record.id)}.json").unlink(missing_ok=True)
         return self._delete_unheld(record, keep)
 
     def _delete_unheld(self, record: ImageRecord, keep: frozenset[str]) -> list[str]:
