@@ -1,10 +1,12 @@
 """Six docker-py clients at once, as a parallel test suite drives a daemon: each runs a
 seeded mix of what such suites do (run with a published port, exec, build, a user
 network with its DNS, volumes, cp of binary files, restart, logs, binary stdin through an
-attach, commit, pause, rename, stats, top, kill, a prune of its own containers, and the
-listings and disk use) for ``CLIENTS_SECONDS`` (default 30), each checking what it gets.
-No request may fail: the two races this found (a prune or ``rm -f`` during a create, a
-volume removed during ``system df``) have deterministic tests in test_supervisor.py."""
+attach, commit, pause, rename, stats, top, kill, a prune of its own containers, tags,
+save and load of the one image they all use, and the listings and disk use) for
+``CLIENTS_SECONDS`` (default 30), each checking what it gets.
+No request may fail: the races this found have deterministic tests (a prune or ``rm -f``
+during a create, a volume removed during ``system df``: test_supervisor.py; one image's
+record written by two threads at once: test_image_unpack.py)."""
 
 from __future__ import annotations
 
@@ -162,6 +164,17 @@ class Client:
         pruned = self.c.containers.prune(filters={"label": f"w={self.n}"})
         assert pruned["ContainersDeleted"] == [made.id]
         running.remove(force=True)
+
+    def op_tags(self) -> None:
+        name = f"t{self.n}:{self.i}"
+        base = self.c.images.get(IMAGE)
+        assert base.tag(f"t{self.n}", str(self.i))
+        archive = b"".join(self.c.images.get(name).save(named=name))
+        self.c.images.remove(name)
+        (loaded,) = self.c.images.load(archive)
+        assert loaded.id == base.id and name in loaded.tags
+        self.c.images.remove(name)
+        assert IMAGE in self.c.images.get(IMAGE).tags
 
     def op_listings(self) -> None:
         self.c.info()
