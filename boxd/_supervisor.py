@@ -2227,8 +2227,7 @@ class Supervisor:
             # last of those containers.
             async with self.images_lock:
                 used = self.images_in_use()
-                keep = frozenset(self._puller.active if self._puller else ())
-                await trio.to_thread.run_sync(self.images.collect, used, keep)
+                await trio.to_thread.run_sync(self.images.collect, used)
 
     def _fill_trash(self) -> None:
         """Something was moved into the trash: it is emptied at the next pause."""

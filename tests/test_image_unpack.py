@@ -407,3 +407,96 @@ def test_threads_changing_one_image_record_keep_it_whole(tmp_path: Path) -> None
         list(pool.map(tag, range(4)))
     tags = sorted(store.get(record.id).repo_tags)
     assert tags == sorted(f"docker.io/library/t{n}:{i}" for n in range(4) for i in range(15))
+
+
+def test_a_layer_an_image_being_made_takes_outlives_a_removal(tmp_path: Path) -> None:
+    """A commit, build, import or load whose layer is already stored (another image's)
+    holds it before it checks: a removal of that other image before the new image is
+    recorded leaves the layer and its blob (it deleted them, and the new image was left
+    without its layer); a removal that read the records before the hold ended reads them
+    again, and finds the new image."""
+    from boxd._images.store import _Unused
+
+    layer = _tar((_info("hello"), b"hi\n"))
+    tar = tmp_path / "layer.tar"
+    tar.write_bytes(layer)
+    diff_id = digest = "sha256:" + hashlib.sha256(layer).hexdigest()
+    ref = BlobRef(digest, len(layer), "application/x-tar", diff_id)
+    store = ImageStore(tmp_path / "images")
+    with store.holding() as hold:
+        store.keep_layer(hold, tar, digest, diff_id)
+        first = store.make(b'{"n":1}', (ref,))
+    check = _Unused(store)  # a removal's, before the next image's hold ends
+    assert check.free(diff_id) is False
+    with store.holding() as hold:
+        store.keep_layer(hold, tar, digest, diff_id)  # stored already: taken as it is
+        assert store.delete(first) == []
+        assert store.has_blob(digest) and store.layer_dir(diff_id) is not None
+        assert check.free(diff_id) is False and store.held() == {diff_id}
+        second = store.make(b'{"n":2}', (ref,))
+    assert store.held() == frozenset() and check.free(diff_id, digest) is False
+    assert (Path(store.lowers(second)[0]) / "hello").read_bytes() == b"hi\n"
+    assert store.delete(second) == [diff_id]
+    assert not store.has_blob(digest) and store.layer_dir(diff_id) is None
+    assert not store.has_blob(second.id) and store._locks == {}
+
+
+def test_images_made_of_one_layer_and_removed_by_threads_keep_it(tmp_path: Path) -> None:
+    """Two clients commit the same change at once (the same layer) and remove their
+    images: each image, once recorded, has its layer and blob, whatever the other's
+    removal did meanwhile; after both, nothing is left."""
+    from boxd._images.archive import layer_of_uppers
+
+    upper = tmp_path / "upper"
+    (upper / "etc").mkdir(parents=True)
+    (upper / "etc" / "made").write_text("x\n")
+    store = ImageStore(tmp_path / "images")
+    missing = []
+
+    def client(n: int) -> None:
+        for i in range(200):
+            with store.holding() as hold:
+                layer = layer_of_uppers(store, hold, [("/", upper, ())])
+                assert layer is not None
+                record = store.make(f'{{"client":{n},"i":{i}}}'.encode(), (layer,))
+            if not store.has_blob(layer.digest) or store.layer_dir(layer.diff_id) is None:
+                missing.append((n, i))
+            store.delete(record)
+
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        list(pool.map(client, range(2)))
+    assert missing == []
+    assert store.images() == [] and not os.listdir(store.blobs)
+    assert not os.listdir(store.layer_dirs) and store.held() == frozenset()
+
+
+def test_a_failed_load_leaves_only_what_another_image_being_made_holds(tmp_path: Path) -> None:
+    """A load cut short by a bad layer deletes the blobs, configs and layers it stored,
+    but not a layer another load or commit took meanwhile (it found it stored, and
+    records it next)."""
+    good, bad = _tar((_info("a"), b"a\n")), _tar((_info("b"), b"b\n"))
+    (tmp_path / "good.tar").write_bytes(good)
+    (tmp_path / "bad.tar").write_bytes(bad)
+    good_id = "sha256:" + hashlib.sha256(good).hexdigest()
+    bad_digest = "sha256:" + hashlib.sha256(bad).hexdigest()
+    store = ImageStore(tmp_path / "images")
+    for other in (False, True):
+        with store.holding() as taker:
+            with (
+                pytest.raises(LayerError, match="unpacks to"),
+                store.undone_on_failure(),
+                store.holding() as hold,
+            ):
+                store.keep_layer(hold, tmp_path / "good.tar", good_id, good_id)
+                if other:
+                    store.keep_layer(taker, tmp_path / "good.tar", good_id, good_id)
+                store.put_blob(b'{"loaded":1}')
+                store.keep_layer(hold, tmp_path / "bad.tar", bad_digest, "sha256:" + "0" * 64)
+            assert not store.has_blob(bad_digest)
+            assert store.has_blob(good_id) is other
+            assert (store.layer_dir(good_id) is not None) is other
+            ref = BlobRef(good_id, len(good), "application/x-tar", good_id)
+            taken = store.make(b'{"taken":1}', (ref,)) if other else None
+        if taken is not None:
+            assert store.delete(taken) == [good_id]
+        assert os.listdir(store.blobs) == [] and os.listdir(store.layer_dirs) == []

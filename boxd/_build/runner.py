@@ -58,7 +58,7 @@ from .._healthcheck import Healthcheck
 from .._human import rfc3339_nano
 from .._images.config import DEFAULT, default_base_config
 from .._images.reference import Reference, parse_reference
-from .._images.store import BlobRef, ImageRecord, ImageStore, NoSuchImage
+from .._images.store import BlobRef, Hold, ImageRecord, ImageStore, NoSuchImage
 from .._images.unpack import open_in_root
 from .._images.verbs import image_event
 from .._lifecycle import error_text
@@ -247,6 +247,8 @@ class Builder:
         self.ignore = Ignore(_read_text(context, ".dockerignore") or "")
         self.cache_dir = _cache_dir(self.store)
         self.made: list[str] = []  # image records this build added for its steps
+        # The layers of its stages: none is removed under it before its image is recorded.
+        self.hold = Hold(self.store)
         self.kept: set[str] = set()  # of those, the ones a kept container uses
         self.stages: list[_Stage] = []
         self.escape = "\\"
@@ -309,10 +311,10 @@ class Builder:
                     await self._step(stage, ins, meta)
             assert stage is not None
             image_id = await self._finish(stage)
-            async with self.sup.puller.lock:  # (see _materialize)
-                self._keep_stages()
+            self._keep_stages()
             return image_id
         finally:
+            self.hold.release()  # the steps' images go, with the layers only they hold
             with trio.CancelScope(shield=True):
                 await self._forget_steps()
 
@@ -326,17 +328,21 @@ class Builder:
             await self.say(
                 f"[Warning] One or more build-args [{' '.join(unused)}] were not consumed\n"
             )
-        async with self.sup.puller.lock:  # (see _materialize)
-            image_id = self.store.put_blob(_json(stage.config))
-            parent = stage.from_image
-            self.store.add(image_id, stage.layers, None, base=stage.base, parent=parent)
-            if image_id in self.made:
-                self.made.remove(image_id)
-            image_event(self.sup, "create", image_id)  # Docker 26's (API 1.46)
-            for ref in self.options.tags:
-                self.store.tag(image_id, ref)
-                image_event(self.sup, "tag", image_id, name=ref.familiar)
+        image_id = self._make(stage)
+        if image_id in self.made:
+            self.made.remove(image_id)
+        image_event(self.sup, "create", image_id)  # Docker 26's (API 1.46)
+        for ref in self.options.tags:
+            self.store.tag(image_id, ref)
+            image_event(self.sup, "tag", image_id, name=ref.familiar)
         return image_id
+
+    def _make(self, stage: _Stage) -> str:
+        """The stage's image recorded (with its config): its id."""
+        record = self.store.make(
+            _json(stage.config), stage.layers, base=stage.base, parent=stage.from_image
+        )
+        return record.id
 
     def _keep_stages(self) -> None:
         """Keep each earlier stage's image that holds layers no other image does, untagged,
@@ -351,9 +357,7 @@ class Builder:
         for earlier in reversed(self.stages):
             if {layer.diff_id for layer in earlier.layers} <= held:
                 continue
-            image_id = self.store.put_blob(_json(earlier.config))
-            parent = earlier.from_image
-            self.store.add(image_id, earlier.layers, None, base=earlier.base, parent=parent)
+            image_id = self._make(earlier)
             if image_id in self.made:
                 self.made.remove(image_id)
             held.update(layer.diff_id for layer in earlier.layers)
@@ -454,6 +458,7 @@ class Builder:
             await self.say(f" ---> {_short(_digest(stage.config))}\n")
             return stage
         record = await self._image(base, ins, meta)
+        self.hold.add(*[layer.diff_id for layer in record.layers])
         config = copy.deepcopy(self.store.config(record))
         stage = _Stage(name, config, record.layers, base=record.base, from_image=record.id)
         _default_path(stage)
@@ -622,9 +627,8 @@ class Builder:
             config = entry["config"]
         except (OSError, ValueError, KeyError, TypeError):
             return False
-        for layer in layers:
-            if not self.store.has_blob(layer.digest) or self.store.layer_dir(layer.diff_id) is None:
-                return False
+        if not self.store.present(self.hold, layers):
+            return False
         stage.config, stage.layers = config, layers
         await self.say(f" ---> Using cache\n ---> {_short(_digest(config))}\n")
         return True
@@ -666,6 +670,7 @@ class Builder:
                 if index >= len(source.record.layers):
                     continue
                 found = source.record.layers[index]
+                self.hold.add(found.diff_id)
                 await self.sup.unpacks.ready(source.record, source.name)
                 config["rootfs"] = {
                     **config.get("rootfs", {}),
@@ -690,17 +695,12 @@ class Builder:
     # ---- containers for steps -----------------------------------------------------
 
     async def _materialize(self, stage: _Stage) -> str:
-        """The stage's image as a stored record (for a container to run on).  Under the
-        images' lock: the same image retired by an earlier build (its container kept) is
-        not deleted by the collector between its config's store and its record."""
-        async with self.sup.puller.lock:
-            image_id = self.store.put_blob(_json(stage.config))
-            try:
-                self.store.get(image_id)
-            except NoSuchImage:
-                parent = stage.from_image
-                self.store.add(image_id, stage.layers, None, base=stage.base, parent=parent)
-                self.made.append(image_id)
+        """The stage's image as a stored record (for a container to run on)."""
+        image_id = _digest(stage.config)
+        try:
+            self.store.get(image_id)
+        except NoSuchImage:
+            self.made.append(self._make(stage))
         return image_id
 
     @contextlib.asynccontextmanager
@@ -954,7 +954,7 @@ class Builder:
         uppers = self.sup.uppers(cid)
         upper = archive.container_upper(self.sup.inspect(cid).config.userns)
         layer: BlobRef | None = await trio.to_thread.run_sync(
-            archive.layer_of_uppers, self.store, uppers, upper
+            archive.layer_of_uppers, self.store, self.hold, uppers, upper
         )
         return layer
 
@@ -1193,7 +1193,7 @@ class Builder:
                 finally:
                     os.close(fd)
                 layer: BlobRef | None = await trio.to_thread.run_sync(
-                    archive.layer_of_uppers, self.store, [("/", work, ())]
+                    archive.layer_of_uppers, self.store, self.hold, [("/", work, ())]
                 )
                 return layer
             finally:

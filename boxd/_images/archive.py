@@ -38,7 +38,7 @@ from .config import DEFAULT, DEFAULT_ID, created_at, default_base_config
 from .hardlinks import Links, add_hard_link, note_link
 from .messages import LoadedImage
 from .reference import Reference, parse_reference
-from .store import BlobRef, ImageRecord, ImageStore, digest_hex
+from .store import BlobRef, Hold, ImageRecord, ImageStore, NoSuchImage, digest_hex
 from .tarstream import ZSTD_MAGIC
 from .unpack import (
     OPAQUE,
@@ -234,10 +234,16 @@ class _Archive:
 
 
 def _store_layer(
-    store: ImageStore, archive: _Archive, name: str, diff_id: str, digest: str | None
+    store: ImageStore,
+    hold: Hold,
+    archive: _Archive,
+    name: str,
+    diff_id: str,
+    digest: str | None,
 ) -> BlobRef:
     """Copy a layer member into the blob store (checked against ``digest`` when the
-    archive names it by one) and unpack it once (checked against ``diff_id``)."""
+    archive names it by one) and unpack it once (checked against ``diff_id``), held by
+    ``hold``."""
     fd, tmp = store.temp_file()
     sha = hashlib.sha256()
     size = 0
@@ -251,27 +257,25 @@ def _store_layer(
         if digest is not None and actual != digest:
             raise ArchiveError(f"layer {name!r} does not match its digest {digest} ({actual})")
         media = _media_type(tmp)
-        if not store.has_blob(actual):
-            store.commit_blob(tmp, actual)
-    finally:
-        tmp.unlink(missing_ok=True)
-    try:
-        store.unpack_layer(actual, diff_id)
+        store.keep_layer(hold, tmp, actual, diff_id, move=True)
     except LayerError as exc:
         raise ArchiveError(f"layer {name!r}: {exc}") from None
+    finally:
+        tmp.unlink(missing_ok=True)
     return BlobRef(actual, size, media, diff_id)
 
 
 def _load_image(
     store: ImageStore,
+    hold: Hold,
     archive: _Archive,
     config_name: str,
     layer_names: list[tuple[str, str | None]],
     config_digest: str | None,
     platform: str,
-) -> tuple[str, tuple[BlobRef, ...]] | None:
-    """An image's configuration and layers stored: its id and layers, or None where it
-    is not for ``platform`` (if one is given)."""
+) -> tuple[bytes, tuple[BlobRef, ...]] | None:
+    """An image's layers stored (held by ``hold``): its configuration and layers, or None
+    where it is not for ``platform`` (if one is given)."""
     config_bytes = archive.read(config_name)
     image_id = "sha256:" + hashlib.sha256(config_bytes).hexdigest()
     if config_digest is not None and image_id != config_digest:
@@ -292,17 +296,19 @@ def _load_image(
         raise ArchiveError(
             f"config {config_name!r} lists {len(diff_ids)} layers, the archive {len(layer_names)}"
         )
+    # Held before the stored image's record is read: a removal of it meanwhile either
+    # took the record first (the layers are stored here again) or leaves them.
+    hold.add(*[str(diff_id) for diff_id in diff_ids])
     stored = store.stored_layers(image_id)
     if stored is not None:
-        return image_id, stored
+        return config_bytes, stored
     layers = tuple(
         [
-            _store_layer(store, archive, name, str(diff_id), digest)
+            _store_layer(store, hold, archive, name, str(diff_id), digest)
             for (name, digest), diff_id in zip(layer_names, diff_ids, strict=True)
         ]
     )
-    store.put_blob(config_bytes, image_id)
-    return image_id, layers
+    return config_bytes, layers
 
 
 def _unwrap(path: Path, kinds: Sequence[str]) -> None:
@@ -358,7 +364,7 @@ def load(store: ImageStore, path: Path, platform: str = "") -> list[LoadedImage]
 def _load(store: ImageStore, path: Path, platform: str) -> list[LoadedImage]:
     loaded: list[LoadedImage] = []
     parents: dict[str, str] = {}  # of manifest.json's entries, by image id
-    with _open_tar(path) as tar:
+    with _open_tar(path) as tar, store.holding() as hold:
         archive = _Archive(tar)
         if archive.has("manifest.json"):
             entries = archive.json("manifest.json")
@@ -375,21 +381,28 @@ def _load(store: ImageStore, path: Path, platform: str) -> list[LoadedImage]:
                 except (KeyError, TypeError):
                     raise ArchiveError("manifest.json: an entry lacks Config or Layers") from None
                 image = _load_image(
-                    store, archive, config_name, layer_names, _digest_of(config_name), platform
+                    store,
+                    hold,
+                    archive,
+                    config_name,
+                    layer_names,
+                    _digest_of(config_name),
+                    platform,
                 )
                 if image is None:
                     continue
-                image_id, layers = image
-                loaded.append(_record(store, image_id, layers, tags))
-                parents[image_id] = parent
+                config, layers = image
+                loaded.append(_record(store, config, layers, tags))
+                parents[loaded[-1].id] = parent
         elif archive.has("index.json"):
-            for image_id, layers, tags in _load_oci(store, archive, platform):
-                loaded.append(_record(store, image_id, layers, tags))
+            for config, layers, tags in _load_oci(store, hold, archive, platform):
+                loaded.append(_record(store, config, layers, tags))
         else:
             raise ArchiveError("neither manifest.json nor index.json: not an image archive")
     for image_id, parent in parents.items():
         if parent in parents and parent != image_id:
-            _set_parent(store, store.get(image_id), store.get(parent))
+            with contextlib.suppress(NoSuchImage):  # removed since by another client
+                _set_parent(store, store.get(image_id), store.get(parent))
     return loaded
 
 
@@ -422,8 +435,8 @@ def _digest_of(name: str) -> str | None:
 
 
 def _load_oci(
-    store: ImageStore, archive: _Archive, platform: str
-) -> Iterator[tuple[str, tuple[BlobRef, ...], list[str]]]:
+    store: ImageStore, hold: Hold, archive: _Archive, platform: str
+) -> Iterator[tuple[bytes, tuple[BlobRef, ...], list[str]]]:
     index = archive.json("index.json")
     for entry in index.get("manifests") or []:
         digest = str(entry.get("digest", ""))
@@ -435,11 +448,11 @@ def _load_oci(
             (archive.blob(str(d["digest"])), str(d["digest"])) for d in manifest.get("layers", [])
         ]
         image = _load_image(
-            store, archive, archive.blob(config_digest), layer_names, config_digest, platform
+            store, hold, archive, archive.blob(config_digest), layer_names, config_digest, platform
         )
         if image is None:
             continue
-        image_id, layers = image
+        config, layers = image
         annotations = entry.get("annotations") or {}
         # containerd's full name; else an OCI ref.name that is a whole reference (skopeo
         # writes those), not a bare tag.
@@ -448,7 +461,7 @@ def _load_oci(
         if not name and ":" in ref_name:
             name = ref_name
         tags = [name] if name else []
-        yield image_id, layers, tags
+        yield config, layers, tags
 
 
 def _host_manifest(
@@ -468,9 +481,9 @@ def _host_manifest(
 
 
 def _record(
-    store: ImageStore, image_id: str, layers: tuple[BlobRef, ...], tags: list[str]
+    store: ImageStore, config: bytes, layers: tuple[BlobRef, ...], tags: list[str]
 ) -> LoadedImage:
-    store.add(image_id, layers, None)
+    image_id = store.make(config, layers).id
     names = []
     replaced = {}
     for tag in tags:
@@ -529,8 +542,10 @@ def _arch() -> str:
     return host().architecture
 
 
-def _single_layer(store: ImageStore, tar_path: Path) -> BlobRef:
-    """A layer blob from a tar (any compression tarfile reads): stored as it is."""
+def _single_layer(store: ImageStore, hold: Hold, tar_path: Path, *, move: bool = False) -> BlobRef:
+    """A layer blob from a tar (any compression tarfile reads): stored as it is (the
+    file renamed into place with ``move``: one of the store's temporary files), held by
+    ``hold``."""
     from .unpack import open_layer
 
     sha = hashlib.sha256()
@@ -545,18 +560,9 @@ def _single_layer(store: ImageStore, tar_path: Path) -> BlobRef:
     digest = "sha256:" + sha.hexdigest()
     media = _media_type(tar_path)
     size = tar_path.stat().st_size
-    if not store.has_blob(digest):
-        fd, tmp = store.temp_file()
-        os.close(fd)
-        try:
-            shutil.copyfile(tar_path, tmp)
-            store.commit_blob(tmp, digest)
-        finally:
-            tmp.unlink(missing_ok=True)
     try:
-        store.unpack_layer(digest, diff_id)
+        store.keep_layer(hold, tar_path, digest, diff_id, move=move)
     except LayerError as exc:
-        store.blob_path(digest).unlink(missing_ok=True)
         raise ArchiveError(str(exc)) from None
     return BlobRef(digest, size, media, diff_id)
 
@@ -574,9 +580,9 @@ def import_rootfs(
     if not tar_path.stat().st_size:  # an empty layer, as dockerd makes of no bytes
         tar_path.write_bytes(bytes(1024))  # (a tar archive's end alone)
     _unwrap(tar_path, ("xz", "bzip2"))  # the layer reader reads gzip and zstd
-    with store.undone_on_failure():
+    with store.undone_on_failure(), store.holding() as hold:
         try:
-            layer = _single_layer(store, tar_path)
+            layer = _single_layer(store, hold, tar_path)
         except (EOFError, OSError, zlib.error, zstandard.ZstdError) as exc:
             if isinstance(exc, OSError) and exc.errno is not None:
                 raise  # a system call's (a full disk), not the tarball's (gzip's)
@@ -584,8 +590,7 @@ def import_rootfs(
         os_name, arch, variant = platform
         base = {"architecture": arch, "os": os_name, **({"variant": variant} if variant else {})}
         config = _config([layer.diff_id], base, container_config, comment=comment)
-        image_id = store.put_blob(_json_bytes(config))
-        return store.add(image_id, (layer,), ref)
+        return store.make(_json_bytes(config), (layer,), ref)
 
 
 @attrs.frozen
@@ -634,31 +639,33 @@ def commit(
     then based on it); ``history``: the new entry's ``created_by``, ``comment`` and
     ``author``.  A container that changed nothing adds no layer, only the history entry
     (``empty_layer``), as Docker's commit."""
-    layer = layer_of_uppers(store, uppers, upper)
-    own = () if layer is None else (layer,)
-    layers: tuple[BlobRef, ...] = ()
-    if parent is None:
-        base, over, parent_id = default_base_config(), DEFAULT, DEFAULT_ID
-    else:
-        base, layers, over = store.config(parent), parent.layers, parent.base
-        parent_id = parent.id
-    diff_ids = [below.diff_id for below in (*layers, *own)]
-    config = _config(diff_ids, base, container_config, **history, empty_layer=layer is None)
-    image_id = store.put_blob(_json_bytes(config))
-    return store.add(image_id, (*layers, *own), ref, base=over, parent=parent_id)
+    with store.holding() as hold:
+        layer = layer_of_uppers(store, hold, uppers, upper)
+        own = () if layer is None else (layer,)
+        layers: tuple[BlobRef, ...] = ()
+        if parent is None:
+            base, over, parent_id = default_base_config(), DEFAULT, DEFAULT_ID
+        else:
+            base, layers, over = store.config(parent), parent.layers, parent.base
+            parent_id = parent.id
+        diff_ids = [below.diff_id for below in (*layers, *own)]
+        config = _config(diff_ids, base, container_config, **history, empty_layer=layer is None)
+        layers = (*layers, *own)
+        return store.make(_json_bytes(config), layers, ref, base=over, parent=parent_id)
 
 
 def layer_of_uppers(
-    store: ImageStore, uppers: Sequence[Overlay], upper: Upper = LAYER
+    store: ImageStore, hold: Hold, uppers: Sequence[Overlay], upper: Upper = LAYER
 ) -> BlobRef | None:
     """Overlay upper directories (or any directories) as one stored, unpacked layer (see
-    :func:`write_diff`); None when they hold no change (no layer is stored: Docker's
-    commit and builders make none of an empty diff, only an ``empty_layer`` entry)."""
+    :func:`write_diff`), held by ``hold``; None when they hold no change (no layer is
+    stored: Docker's commit and builders make none of an empty diff, only an
+    ``empty_layer`` entry)."""
     fd, tmp = store.temp_file()
     try:
         with os.fdopen(fd, "wb") as out:
             changed = write_diff(uppers, out, upper)
-        return _single_layer(store, tmp) if changed else None
+        return _single_layer(store, hold, tmp, move=True) if changed else None
     finally:
         tmp.unlink(missing_ok=True)
 

@@ -13,7 +13,6 @@ checking its blobs costs, as ``skopeo copy`` to ``dir:`` or ``ctr content fetch`
 
 from __future__ import annotations
 
-import collections
 import functools
 import hashlib
 import json
@@ -245,18 +244,17 @@ class Puller:
         self.credentials = credentials
         self.insecure = insecure
         self._locks: dict[str, trio.Lock] = {}
-        # Deleting images takes this lock, and leaves the diff_ids of pulls in progress
-        # (the supervisor's, which its clean-up takes before any pull).
+        # Deleting images takes this lock (the supervisor's, which its clean-up takes
+        # before any pull), and a pull or push takes it to hold its layers: a deletion in
+        # progress ends before, and a later one leaves them (ImageStore.holding).
         self.lock = lock or trio.Lock()
-        self.active: collections.Counter[str] = collections.Counter()
 
     async def delete(self, record: ImageRecord) -> list[str]:
         """Remove an image and its layers no other image or pull in progress uses
         (cancelling their unpacks first); the diff_ids removed."""
         async with self.lock:
-            keep = frozenset(self.active)
-            await self.unpacks.stop(self.store.unshared(record) - keep)
-            return await trio.to_thread.run_sync(self.store.delete, record, keep)
+            await self.unpacks.stop(self.store.unshared(record) - self.store.held())
+            return await trio.to_thread.run_sync(self.store.delete, record)
 
     async def tags(self, ref: Reference, user: tuple[str, str] | None = None) -> list[str]:
         """The tags of ``ref``'s repository, as its registry lists them (``pull -a``)."""
@@ -339,19 +337,19 @@ class Puller:
                     f"image operating system {json.dumps(system)} cannot be used on this "
                     "platform: operating system is not supported"
                 )
-            layers = self.store.stored_layers(config_digest) or self._layers(ref, manifest, config)
-            diff_ids = [layer.diff_id for layer in layers]
-            async with self.lock:
-                self.active.update(diff_ids)
-            try:
+            stored = self.store.stored_layers(config_digest)
+            layers = stored or self._layers(ref, manifest, config)
+            with self.store.holding() as hold:
+                async with self.lock:
+                    hold.add(*[layer.diff_id for layer in layers])
+                if stored is not None:  # removed before the hold: its layers fetched again
+                    stored = self.store.stored_layers(config_digest)
+                    layers = stored or self._layers(ref, manifest, config)
                 fetched |= await self._fetch_layers(registry, layers, report)
-                async with self.lock:  # the same image retired meanwhile stays this pull's
-                    self.store.put_blob(config_bytes, config_digest)
-                    record = self.store.add(config_digest, layers, ref, top_digest, stamp=False)
+                record = self.store.make(
+                    config_bytes, layers, ref, top_digest, image_id=config_digest, stamp=False
+                )
                 self.unpacks.start(record)
-            finally:
-                self.active.subtract(diff_ids)
-                self.active = +self.active
         return Pulled(record, top_digest, fetched or before != record.id)
 
     async def _manifest(

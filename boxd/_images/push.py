@@ -314,9 +314,9 @@ async def serve(sup: Supervisor, conn: Sender, req: PushRequest) -> None:
             async for p in receive:
                 await conn.send(PushProgressFrame(p.layer, p.status, p.current, p.total))
 
-    async with puller.lock:  # rmi meanwhile keeps the layers (as for a pull)
-        puller.active.update(diff_ids)
-    try:
+    with sup.images.holding() as hold:
+        async with puller.lock:  # rmi meanwhile keeps the layers (as for a pull)
+            hold.add(*diff_ids)
         for ref, record in targets:
             tag = ref.tag or "latest"
             await conn.send(PushingFrame(repository=ref.name, tag=tag))
@@ -327,9 +327,6 @@ async def serve(sup: Supervisor, conn: Sender, req: PushRequest) -> None:
                     digest, size = await push_tag(sup, ref, record, user, report)
             image_event(sup, "push", record.id, ref.familiar, ref.familiar_name)
             await conn.send(PushedFrame(tag=tag, digest=digest, size=size))
-    finally:
-        puller.active.subtract(diff_ids)
-        puller.active = +puller.active
     await conn.send(EndFrame())
 
 

@@ -28,6 +28,7 @@ option (one page at most) takes many of them.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import errno
 import hashlib
@@ -50,6 +51,7 @@ from .unpack import LayerError, unpack
 
 __all__ = [
     "BlobRef",
+    "Hold",
     "ImageRecord",
     "ImageStore",
     "NoSuchImage",
@@ -154,9 +156,14 @@ class ImageStore:
         # Why an image was removed after its pull (its layer refused), by id, tag and
         # digest reference: a lookup of it says so instead of a bare "no such image".
         self._refused: dict[str, str] = {}
-        # Per thread, inside undone_on_failure: the blobs it stored and the layers it
-        # unpacked (their diff_ids).
+        # Per thread, inside undone_on_failure: the configs it stored, the layer blobs it
+        # stored (with their diff_ids) and the layers it unpacked (their diff_ids).
         self._added = threading.local()
+        # The layers (diff_ids) that images being made take (see holding), counted over
+        # their holds, and how many holds have ended: a removal that read the records
+        # before an end reads them again (the image made then is recorded).
+        self._holds: collections.Counter[str] = collections.Counter()
+        self._ends = 0
 
     # ---- blobs ----------------------------------------------------------------------
 
@@ -177,41 +184,125 @@ class ImageStore:
         path = self.blob_path(actual)
         if not path.exists():
             atomic_write(path, data, 0o600, durable=False)
-            self._note(blob=actual)
+            self._note(config=actual)
         return actual
 
     @contextlib.contextmanager
     def undone_on_failure(self) -> Iterator[None]:
         """Blobs stored and layers unpacked by this thread within the context are deleted
         again if it raises (a load or import cut short by a full disk or a bad layer in
-        the middle), those no image uses by then: nothing is left that no image holds."""
-        added: tuple[set[str], set[str]] = (set(), set())
+        the middle), those no image uses (nor holds) by then: nothing is left that no
+        image holds.  Its holds end first (:meth:`holding` inside this context)."""
+        added = _Added()
         self._added.sets = added
         try:
             yield
         except BaseException:
-            self._drop_unused(*added)
+            self._drop_unused(added)
             raise
         finally:
             del self._added.sets
 
-    def _note(self, *, blob: str = "", layer: str = "") -> None:
-        sets = getattr(self._added, "sets", None)
-        if sets is not None:
-            if blob:
-                sets[0].add(blob)
-            if layer:
-                sets[1].add(layer)
+    def _note(self, *, config: str = "", blob: str = "", layer: str = "") -> None:
+        """``blob``: a layer blob of the layer ``layer`` (else ``layer`` was unpacked)."""
+        added: _Added | None = getattr(self._added, "sets", None)
+        if added is None:
+            return
+        if config:
+            added.configs.add(config)
+        elif blob:
+            added.blobs[blob] = layer
+        elif layer:
+            added.layers.add(layer)
 
-    def _drop_unused(self, blobs: set[str], diff_ids: set[str]) -> None:
-        others = self.images() + self._retired()
-        used = self._used(others)
-        held = self._held(others)
-        for diff_id in diff_ids - used:
+    def _drop_unused(self, added: _Added) -> None:
+        check = _Unused(self)
+        for diff_id in added.layers | set(added.blobs.values()):
             with self._layer_lock(diff_id):
-                self._delete_layer(diff_id)
-        for digest in blobs - held:
-            self._delete_blob(digest, held)
+                if check.free(diff_id) and diff_id in added.layers:
+                    self._delete_layer(diff_id)
+                for digest in [d for d, of in added.blobs.items() if of == diff_id]:
+                    if check.free(diff_id, digest):
+                        self._delete_blob(digest, check.blobs)
+        with self._records_lock:
+            for digest in added.configs:
+                if not self._recorded(digest):
+                    self.blob_path(digest).unlink(missing_ok=True)
+
+    # ---- holds ----------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def holding(self) -> Iterator[Hold]:
+        """A :class:`Hold` for an image being made, released at the end of the context
+        (once its record is written)."""
+        hold = Hold(self)
+        try:
+            yield hold
+        finally:
+            hold.release()
+
+    def _hold(self, diff_ids: Collection[str]) -> None:
+        with self._locks_lock:
+            self._holds.update(diff_ids)
+
+    def _release(self, diff_ids: Collection[str]) -> None:
+        with self._locks_lock:
+            self._holds.subtract(diff_ids)
+            self._holds = +self._holds
+            self._ends += 1
+
+    def held(self) -> frozenset[str]:
+        """The diff_ids images being made hold now."""
+        with self._locks_lock:
+            return frozenset(self._holds)
+
+    def _held_now(self, diff_id: str) -> tuple[bool, int]:
+        """Whether ``diff_id`` is held, and how many holds have ended."""
+        with self._locks_lock:
+            return diff_id in self._holds, self._ends
+
+    def keep_layer(
+        self, hold: Hold, source: Path, digest: str, diff_id: str, *, move: bool = False
+    ) -> None:
+        """The layer ``diff_id`` whose blob ``digest`` is at ``source`` (renamed into
+        place with ``move``, else copied, unless the store has that blob), unpacked unless
+        it is; held by ``hold`` first, and checked and made under the layer's lock, so
+        a removal of an image with this layer either ended before (and it is stored again
+        here) or leaves it.  Raises :class:`LayerError` for a blob that does not unpack to
+        ``diff_id`` (the blob stored here is deleted again)."""
+        hold.add(diff_id)
+        with self._layer_lock(diff_id):
+            stored = not self.has_blob(digest)
+            if stored:
+                if move:
+                    os.rename(source, self.blob_path(digest))
+                else:
+                    fd, tmp = self.temp_file()
+                    os.close(fd)
+                    try:
+                        shutil.copyfile(source, tmp)
+                        os.rename(tmp, self.blob_path(digest))
+                    finally:
+                        tmp.unlink(missing_ok=True)
+                self._note(blob=digest, layer=diff_id)
+            if self.layer_dir(diff_id) is None:
+                try:
+                    with open(self.blob_path(digest), "rb") as blob:
+                        self._unpack(blob.read, diff_id, f"layer {digest}")
+                except LayerError:
+                    if stored:
+                        self._delete_blob(digest, set())
+                    raise
+
+    def present(self, hold: Hold, layers: Collection[BlobRef]) -> bool:
+        """Whether every one of ``layers`` (a cache entry's) is stored and unpacked;
+        each held by ``hold`` first, as :meth:`keep_layer` holds one."""
+        hold.add(*[layer.diff_id for layer in layers])
+        for layer in layers:
+            with self._layer_lock(layer.diff_id):
+                if not self.has_blob(layer.digest) or self.layer_dir(layer.diff_id) is None:
+                    return False
+        return True
 
     def temp_file(self) -> tuple[int, Path]:
         fd, name = tempfile.mkstemp(dir=self.tmp, prefix="blob-")
@@ -220,7 +311,6 @@ class ImageStore:
     def commit_blob(self, tmp: Path, digest: str) -> None:
         """Move a verified download into place."""
         os.rename(tmp, self.blob_path(digest))
-        self._note(blob=digest)
 
     def twin(self, digest: str) -> tuple[str, int] | None:
         """The gzip blob (digest, size) made of the plain tar blob ``digest``, if any."""
@@ -522,6 +612,25 @@ class ImageStore:
                 record = self.get(image_id)
         return record
 
+    def make(
+        self,
+        config: bytes,
+        layers: tuple[BlobRef, ...],
+        ref: Reference | None = None,
+        digest: str = "",
+        *,
+        image_id: str | None = None,
+        base: str = "",
+        parent: str = "",
+        stamp: bool = True,
+    ) -> ImageRecord:
+        """Store an image's config (checked against ``image_id`` when given) and
+        :meth:`add` its record, in one step against a removal or the collector of the same
+        image, which deletes a config only while no record of it exists."""
+        with self._records_lock:
+            image_id = self.put_blob(config, image_id)
+            return self.add(image_id, layers, ref, digest, base=base, parent=parent, stamp=stamp)
+
     def untag(self, record: ImageRecord, name: str) -> ImageRecord:
         """``name`` (a tag or a repo digest) taken from the image; with the last tag of a
         repository, the repository's digests too (as Docker's rmi).  Of the record as it
@@ -546,7 +655,7 @@ class ImageStore:
             atomic_write(self.retired / f"{hexa}.json", json.dumps(unstructure(record)).encode())
             (self.records / f"{hexa}.json").unlink(missing_ok=True)
 
-    def collect(self, in_use: set[str], keep: frozenset[str] = frozenset()) -> None:
+    def collect(self, in_use: set[str]) -> None:
         """Delete the retired images no container uses any more (``in_use``: image ids),
         but not one added again since (a pull, load or build of the same image: only its
         retired record is left, if :meth:`add` has not taken it yet)."""
@@ -556,34 +665,39 @@ class ImageStore:
             with self._records_lock:
                 (self.retired / f"{digest_hex(record.id)}.json").unlink(missing_ok=True)
                 if not (self.records / f"{digest_hex(record.id)}.json").exists():
-                    self._delete_unheld(record, keep)
+                    self._delete_unheld(record)
 
-    def delete(self, record: ImageRecord, keep: frozenset[str] = frozenset()) -> list[str]:
-        """Remove an image and what no other image uses (nor ``keep``: diff_ids a pull in
-        progress counts on); the layers' diff_ids removed (each once, though the image
-        may hold a layer twice: two RUN steps that changed nothing)."""
+    def delete(self, record: ImageRecord) -> list[str]:
+        """Remove an image and what no other image uses (nor one being made holds: see
+        :meth:`holding`); the layers' diff_ids removed (each once, though the image may
+        hold a layer twice: two RUN steps that changed nothing)."""
         with self._records_lock:
             (self.records / f"{digest_hex(record.id)}.json").unlink(missing_ok=True)
-        return self._delete_unheld(record, keep)
+        return self._delete_unheld(record)
 
-    def _delete_unheld(self, record: ImageRecord, keep: frozenset[str]) -> list[str]:
-        """What of an image whose record is gone no other image holds (see :meth:`delete`)."""
-        others = self.images() + self._retired()
-        used = self._used(others) | keep
-        blobs = self._held(others)
+    def _delete_unheld(self, record: ImageRecord) -> list[str]:
+        """What of an image whose record is gone no other image uses or holds (see
+        :meth:`delete`)."""
+        check = _Unused(self)
         removed = []
         for layer in record.layers:
             # After an unpack of the layer in progress (cancel it first: Unpacks.stop);
             # one that starts later finds no blob.
             with self._layer_lock(layer.diff_id):
-                if layer.diff_id not in used and layer.diff_id not in removed:
+                if layer.diff_id not in removed and check.free(layer.diff_id):
                     self._delete_layer(layer.diff_id)
                     removed.append(layer.diff_id)
-                if layer.digest not in blobs and layer.diff_id not in keep:
-                    self._delete_blob(layer.digest, blobs)
-        if record.id not in blobs:
-            self.blob_path(record.id).unlink(missing_ok=True)
+                if check.free(layer.diff_id, layer.digest):
+                    self._delete_blob(layer.digest, check.blobs)
+        with self._records_lock:  # not the config of the same image added again
+            if not self._recorded(record.id):
+                self.blob_path(record.id).unlink(missing_ok=True)
         return removed
+
+    def _recorded(self, image_id: str) -> bool:
+        """Whether the image has a record, live or retired (its config is needed)."""
+        name = f"{digest_hex(image_id)}.json"
+        return (self.records / name).exists() or (self.retired / name).exists()
 
     def unshared(self, record: ImageRecord) -> set[str]:
         """The diff_ids of ``record``'s layers that no other image (retired ones too)
@@ -596,7 +710,7 @@ class ImageStore:
         return {layer.diff_id for r in records for layer in r.layers}
 
     @staticmethod
-    def _held(records: list[ImageRecord]) -> set[str]:
+    def _blobs_of(records: list[ImageRecord]) -> set[str]:
         """The blobs ``records`` need: their layers' and their configs (an image's id)."""
         return {layer.digest for r in records for layer in r.layers} | {r.id for r in records}
 
@@ -612,7 +726,7 @@ class ImageStore:
         if len(records) != on_disk:
             return 0
         used = self._used(records)
-        held = self._held(records)
+        held = self._blobs_of(records)
         # A held plain blob's gzip twin is held too (the twins' records, read once each,
         # before the blobs are swept); another twin record goes.
         for entry in os.scandir(self.twins):
@@ -677,6 +791,61 @@ class ImageStore:
 
 class ImageInUse(RuntimeError):
     """rmi of an image a container uses (without --force)."""
+
+
+class Hold:
+    """The layers an image being made (a load, import, commit, build or pull) takes: each
+    held (:meth:`add`) before it checks that the layer is stored, until its record is
+    written (:meth:`release`).  A removal of another image with the layer leaves it,
+    and so does the collector of retired images (see :meth:`ImageStore.keep_layer`)."""
+
+    def __init__(self, store: ImageStore) -> None:
+        self._store = store
+        self.diff_ids: set[str] = set()
+
+    def add(self, *diff_ids: str) -> None:
+        """Hold these layers too (each once, however often it is named)."""
+        new = set(diff_ids) - self.diff_ids
+        self._store._hold(new)
+        self.diff_ids |= new
+
+    def release(self) -> None:
+        """Let them go (the image's record holds those it uses); it may hold more again."""
+        self._store._release(self.diff_ids)
+        self.diff_ids = set()
+
+
+@attrs.define
+class _Added:
+    """What one thread stored inside :meth:`ImageStore.undone_on_failure`: configs, layer
+    blobs (each with its layer's diff_id) and unpacked layers."""
+
+    configs: set[str] = attrs.Factory(set)
+    blobs: dict[str, str] = attrs.Factory(dict)
+    layers: set[str] = attrs.Factory(set)
+
+
+class _Unused:
+    """Which layers and blobs no image record uses and no image being made holds, as a
+    removal asks it under each layer's lock: the records are read again whenever a hold
+    has ended since they were read (its image is recorded by then)."""
+
+    def __init__(self, store: ImageStore) -> None:
+        self._store = store
+        self._ends = -1
+        self.used: set[str] = set()
+        self.blobs: set[str] = set()  # the layer blobs and configs records need
+
+    def free(self, diff_id: str, blob: str = "") -> bool:
+        """Whether the layer (with ``blob``: that blob of it) may go."""
+        held, ends = self._store._held_now(diff_id)
+        if held:
+            return False
+        if ends != self._ends:
+            store = self._store
+            records = store.images() + store._retired()
+            self.used, self.blobs, self._ends = store._used(records), store._blobs_of(records), ends
+        return blob not in self.blobs if blob else diff_id not in self.used
 
 
 def _without(items: tuple[str, ...], item: str) -> tuple[str, ...]:
