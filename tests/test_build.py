@@ -1054,6 +1054,41 @@ def test_a_failed_step_keeps_its_container_without_force_rm(clean: Daemon, tmp_p
     assert after == images
 
 
+def test_builds_running_on_one_step_image_leave_it_to_the_last(
+    clean: Daemon, tmp_path: Path
+) -> None:
+    """Two builds of Dockerfiles that start alike run their later steps on one same step
+    image (the second takes the first's cache): the build that made it ends first and
+    leaves it to the other, which removes it at its end; both succeed, and only the base
+    and their images are left (the maker's end removed it under the other build, or the
+    other kept it forever)."""
+    before = set(clean.ctl("images", "-a", "-q", "--no-trunc").stdout.split())
+    started = "RUN echo a > /a\nRUN echo {}; sleep {}\n"
+    procs = []
+    for name, sleep in (("one", 1), ("two", 4)):
+        ctx = _context(
+            tmp_path / name, {"Dockerfile": f"FROM {BASE}\n" + started.format(name, sleep)}
+        )
+        argv = [sys.executable, "-m", "boxctl", "--socket", str(clean.socket)]
+        proc = subprocess.Popen(
+            [*argv, "build", "-t", f"shared:{name}", str(ctx)],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+        )  # fmt: skip
+        procs.append(proc)
+        assert proc.stdout is not None
+        for line in proc.stdout:  # its last step runs (on the step image)
+            if line.strip() == name:
+                break
+    for proc in procs:
+        assert proc.wait(timeout=60) == 0
+        assert proc.stdout is not None
+        proc.stdout.close()
+    built = {_image(clean, f"shared:{name}")["Id"] for name in ("one", "two")}
+    assert set(clean.ctl("images", "-a", "-q", "--no-trunc").stdout.split()) == before | built
+    clean.ctl("rmi", "shared:one", "shared:two")
+
+
 def test_boxctl_context_on_stdin_and_a_dockerfile_outside(clean: Daemon, tmp_path: Path) -> None:
     ctx = _context(tmp_path / "ctx", {"f.txt": "F\n"})
     outside = tmp_path / "elsewhere.Dockerfile"

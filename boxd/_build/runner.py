@@ -32,6 +32,7 @@ warning.
 from __future__ import annotations
 
 import codecs
+import collections
 import contextlib
 import copy
 import email.utils
@@ -44,6 +45,7 @@ import re
 import shutil
 import tempfile
 import time
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -237,6 +239,30 @@ def prune_cache(store: ImageStore) -> list[str]:
     return deleted
 
 
+@attrs.define
+class _StepImages:
+    """The images the builds in progress of one store run their steps on, by id: how many
+    builds run on each; those a build recorded (the last build that runs on one removes
+    it); those a kept container (a failed RUN's) uses (retired instead); and those being
+    removed (a build that needs one again waits, then records it anew)."""
+
+    users: collections.Counter[str] = attrs.Factory(collections.Counter)
+    made: set[str] = attrs.Factory(set)
+    kept: set[str] = attrs.Factory(set)
+    deleting: dict[str, trio.Event] = attrs.Factory(dict)
+
+
+# Per store (one per supervisor), while it lives.
+_STEP_IMAGES: weakref.WeakKeyDictionary[ImageStore, _StepImages] = weakref.WeakKeyDictionary()
+
+
+def _step_images(store: ImageStore) -> _StepImages:
+    found = _STEP_IMAGES.get(store)
+    if found is None:
+        found = _STEP_IMAGES[store] = _StepImages()
+    return found
+
+
 class Builder:
     def __init__(self, sup: Supervisor, context: Path, options: Options, say: Say) -> None:
         self.sup = sup
@@ -246,10 +272,10 @@ class Builder:
         self.say = say
         self.ignore = Ignore(_read_text(context, ".dockerignore") or "")
         self.cache_dir = _cache_dir(self.store)
-        self.made: list[str] = []  # image records this build added for its steps
+        self.steps = _step_images(self.store)
+        self.ran_on: list[str] = []  # the images it ran its steps on (counted in steps)
         # The layers of its stages: none is removed under it before its image is recorded.
         self.hold = Hold(self.store)
-        self.kept: set[str] = set()  # of those, the ones a kept container uses
         self.stages: list[_Stage] = []
         self.escape = "\\"
         self.used_args: set[str] = set()
@@ -329,8 +355,7 @@ class Builder:
                 f"[Warning] One or more build-args [{' '.join(unused)}] were not consumed\n"
             )
         image_id = self._make(stage)
-        if image_id in self.made:
-            self.made.remove(image_id)
+        self.steps.made.discard(image_id)  # the image now, whichever build made it
         image_event(self.sup, "create", image_id)  # Docker 26's (API 1.46)
         for ref in self.options.tags:
             self.store.tag(image_id, ref)
@@ -350,40 +375,55 @@ class Builder:
         it): the layers its steps' cache entries name stay, so a rebuild of a multi-stage
         Dockerfile hits the cache in every stage, not only in the last.  Later stages
         first: one built on another holds that one's layers."""
-        made = set(self.made)
+        made = self.steps.made
         held = {
             layer.diff_id for r in self.store.images() if r.id not in made for layer in r.layers
         }
         for earlier in reversed(self.stages):
             if {layer.diff_id for layer in earlier.layers} <= held:
                 continue
-            image_id = self._make(earlier)
-            if image_id in self.made:
-                self.made.remove(image_id)
+            self.steps.made.discard(self._make(earlier))
             held.update(layer.diff_id for layer in earlier.layers)
 
     async def _forget_steps(self) -> None:
-        """Remove the images recorded for steps (not their layers the image uses; a
-        container kept after a failed step keeps its image as ``rmi -f`` does).  One that
-        cannot be (a full disk refuses the retired record) stays, an untagged image
-        ``image prune`` removes; the build's own outcome is what its client is told."""
+        """Remove the images builds recorded for steps that no other build in progress
+        runs on (not their layers the image uses; a container kept after a failed step
+        keeps its image as ``rmi -f`` does; one a user tagged or runs a container on
+        meanwhile stays).  One that cannot be removed (a full disk refuses the retired
+        record) stays, an untagged image ``image prune`` removes; the build's own outcome
+        is what its client is told."""
+        steps = self.steps
+        last = []
+        for image_id in self.ran_on:
+            steps.users[image_id] -= 1
+            if not steps.users[image_id]:
+                del steps.users[image_id]
+                if image_id in steps.made:
+                    last.append(image_id)
+        self.ran_on.clear()
         used = self.sup.images_in_use()
-        for image_id in self.made:
+        for image_id in last:
+            steps.made.discard(image_id)
+            kept = image_id in steps.kept
+            steps.kept.discard(image_id)
             try:
                 record = self.store.get(image_id)
             except NoSuchImage:
                 continue
-            if image_id in used and image_id not in self.kept:
-                continue  # the same step of another build, running on it now
+            if record.repo_tags or (image_id in used and not kept):
+                continue
+            steps.deleting[image_id] = done = trio.Event()
             try:
-                if image_id in self.kept:
+                if kept:
                     async with self.sup.puller.lock:
                         self.store.retire(record)
                 else:
                     await self.sup.puller.delete(record)
             except OSError as exc:
                 log.warning("build: step image %s left: %s", image_id, error_text(exc))
-        self.made.clear()
+            finally:
+                del steps.deleting[image_id]
+                done.set()
 
     async def _find_sources(self) -> None:
         for name in self.options.cache_from:
@@ -695,12 +735,19 @@ class Builder:
     # ---- containers for steps -----------------------------------------------------
 
     async def _materialize(self, stage: _Stage) -> str:
-        """The stage's image as a stored record (for a container to run on)."""
+        """The stage's image as a stored record (for a container to run on), counted as
+        this build's step image until its end (another build's made or removed it
+        meanwhile: then made again here)."""
         image_id = _digest(stage.config)
+        while (removal := self.steps.deleting.get(image_id)) is not None:
+            await removal.wait()
         try:
             self.store.get(image_id)
         except NoSuchImage:
-            self.made.append(self._make(stage))
+            self.steps.made.add(self._make(stage))
+        if image_id not in self.ran_on:
+            self.steps.users[image_id] += 1
+            self.ran_on.append(image_id)
         return image_id
 
     @contextlib.asynccontextmanager
@@ -756,8 +803,8 @@ class Builder:
             if remove:
                 with trio.CancelScope(shield=True):
                     await self.sup.remove(c.id, force=True, volumes=True)
-            else:
-                self.kept.add(image_id)
+            elif image_id in self.steps.made:  # retired, not removed, at the end
+                self.steps.kept.add(image_id)
 
     async def _run(self, stage: _Stage, ins: Instruction) -> None:
         shell = list(stage.inner.get("Shell") or ["/bin/sh", "-c"])
