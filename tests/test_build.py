@@ -136,8 +136,19 @@ def test_boxctl_build_runs_every_instruction(clean: Daemon, tmp_path: Path) -> N
     assert "WHO=boxd" in str(history)
     listing = clean.ctl("history", "built:1").stdout.splitlines()
     assert listing[0].split() == ["IMAGE", "CREATED", "CREATED", "BY", "SIZE", "COMMENT"]
-    image_id = _image(clean, "built:1")["Id"]
-    assert [line.split()[0] for line in listing[1:3]] == [str(image_id)[7:19], "<missing>"]
+    # Each step's image (Docker's classic builder keeps them), from the image down to the
+    # base; --label made the image a child of the last step's, with its history.
+    built = _image(clean, "built:1")
+    ids = [line.split()[0] for line in listing[1:]]
+    assert ids[0] == str(built["Id"])[7:19] and "<missing>" not in ids
+    assert ids[-1] == str(_image(clean, BASE)["Id"])[7:19]
+    assert str(built["Parent"])[7:19] not in ids  # its history's top row shows the image
+    steps = [
+        line.split()[-1] for line in lines if line.startswith(" ---> ") and " " not in line[6:]
+    ]
+    assert steps[-1] == str(built["Parent"])[7:19] and len(steps) == 14  # FROM's too
+    for step in steps:  # each an image that runs, as the classic builder's
+        _image(clean, step)
     longest = max((h.get("created_by", "") for h in history), key=len)
     assert len(longest) > 45
     assert any(longest[:44] + "…" in line for line in listing)  # as the docker CLI cuts it
@@ -1058,10 +1069,8 @@ def test_builds_running_on_one_step_image_leave_it_to_the_last(
     clean: Daemon, tmp_path: Path
 ) -> None:
     """Two builds of Dockerfiles that start alike run their later steps on one same step
-    image (the second takes the first's cache): the build that made it ends first and
-    leaves it to the other, which removes it at its end; both succeed, and only the base
-    and their images are left (the maker's end removed it under the other build, or the
-    other kept it forever)."""
+    image (the second takes the first's cache): the build that made it ends first; both
+    succeed, the step image is both images' Parent, and it goes with the last of them."""
     before = set(clean.ctl("images", "-a", "-q", "--no-trunc").stdout.split())
     started = "RUN echo a > /a\nRUN echo {}; sleep {}\n"
     procs = []
@@ -1084,9 +1093,30 @@ def test_builds_running_on_one_step_image_leave_it_to_the_last(
         assert proc.wait(timeout=60) == 0
         assert proc.stdout is not None
         proc.stdout.close()
-    built = {_image(clean, f"shared:{name}")["Id"] for name in ("one", "two")}
-    assert set(clean.ctl("images", "-a", "-q", "--no-trunc").stdout.split()) == before | built
+    assert len({_image(clean, f"shared:{name}")["Parent"] for name in ("one", "two")}) == 1
     clean.ctl("rmi", "shared:one", "shared:two")
+    assert set(clean.ctl("images", "-a", "-q", "--no-trunc").stdout.split()) == before
+
+
+def test_a_failed_builds_steps_are_images_that_run(clean: Daemon, tmp_path: Path) -> None:
+    """As Docker's classic builder keeps them: the id each step prints is an image, so
+    the last good step of a failed build runs to look into it; it is dangling (listed,
+    ``dangling=true``), and ``image prune`` removes it with the steps' images below it."""
+    before = set(clean.ctl("images", "-a", "-q", "--no-trunc").stdout.split())
+    dockerfile = f"FROM {BASE}\nRUN echo one > /one\nENV X=1\nRUN false\n"
+    r = clean.ctl("build", str(_context(tmp_path, {"Dockerfile": dockerfile})), check=False)
+    assert r.returncode == 1
+    steps = [line[6:] for line in r.stdout.splitlines() if line.startswith(" ---> ")]
+    last = [s for s in steps if " " not in s][-1]  # ENV's (not "Running in ...")
+    out = clean.ctl("run", "--rm", last, "sh", "-c", "cat /one; echo $X").stdout
+    assert out == "one\n1\n"
+    dangling = clean.ctl("images", "-q", "-f", "dangling=true").stdout.split()
+    assert last in dangling
+    made = {_image(clean, last)["Id"], _image(clean, last)["Parent"]}  # ENV's and RUN's
+    clean.remove_containers()  # the failed RUN's, kept (no --force-rm)
+    clean.ctl("image", "prune", "-f")  # (and what earlier tests' failed builds left)
+    after = set(clean.ctl("images", "-a", "-q", "--no-trunc").stdout.split())
+    assert not made & before and after <= before and not made & after
 
 
 def test_boxctl_context_on_stdin_and_a_dockerfile_outside(clean: Daemon, tmp_path: Path) -> None:
@@ -1179,10 +1209,11 @@ def test_engine_api_refuses_a_bad_dockerfile_with_its_status(clean: Daemon) -> N
 
 def test_a_built_image_keeps_its_base_from_removal_by_id(clean: Daemon, tmp_path: Path) -> None:
     """As with Docker's builder, whose intermediate images are its base's children
-    (moby's integration-cli TestRmiParentImageFail): the base is the built image's Parent,
-    so it is not removed by id while that image exists (by tag only the tag goes),
-    ``history`` names it on its own last row, and ``ps --filter ancestor=BASE`` takes
-    the built image's containers."""
+    (moby's integration-cli TestRmiParentImageFail): each step's image is the next one's
+    Parent, down to the base, which is not removed by id while they exist (by tag only
+    the tag goes); ``history`` names each on its own last row, ``images`` lists only the
+    built image (``-a`` the steps' too), ``ps --filter ancestor=BASE`` takes the built
+    image's containers, and the built image's removal takes its steps' with it."""
     base = _image(clean, BASE)["Id"]
     # Stamped to the nanosecond, as dockerd's builder stamps it (since/before order
     # images built within a second: moby's TestImagesFilterSinceAndBefore).
@@ -1195,18 +1226,22 @@ def test_a_built_image_keeps_its_base_from_removal_by_id(clean: Daemon, tmp_path
     clean.ctl("rmi", "stamp:1", "stamp:2")
     dockerfile = f"FROM {BASE}\nRUN echo hello > /hello\nCMD cat /hello\n"
     clean.ctl("build", "-q", "-t", "kid", str(_context(tmp_path, {"Dockerfile": dockerfile})))
-    assert _image(clean, "kid")["Parent"] == base
+    step = str(_image(clean, "kid")["Parent"])  # RUN's
+    assert _image(clean, step)["Parent"] == base
     r = clean.ctl("rmi", str(base), check=False)
     assert r.returncode == 1 and "image has dependent child images" in r.stderr, r.stderr
     rows = clean.ctl("history", "--no-trunc", "-q", "kid").stdout.split()
     base_rows = len(clean.ctl("history", "-q", BASE).stdout.split())
-    assert rows[0] == _image(clean, "kid")["Id"] and rows[-base_rows] == base
-    assert set(rows[1:-base_rows]) <= {"<missing>"}
+    assert rows[: len(rows) - base_rows + 1] == [_image(clean, "kid")["Id"], step, base]
+    listed = clean.ctl("images", "-q", "--no-trunc").stdout.split()
+    every = clean.ctl("images", "-a", "-q", "--no-trunc").stdout.split()
+    assert step not in listed and step in every
     clean.ctl("run", "--name", "kidrun", "kid")
     assert clean.ctl("ps", "-aq", "--filter", f"ancestor={BASE}").stdout.split()
     clean.ctl("rm", "kidrun")
-    clean.ctl("rmi", "kid")
-    assert _image(clean, BASE)["Id"] == base  # untagged parents go, a tagged one stays
+    removed = clean.ctl("rmi", "kid").stdout
+    assert f"Deleted: {step}" in removed  # untagged parents go, a tagged one stays
+    assert _image(clean, BASE)["Id"] == base
 
 
 def test_onbuild_triggers_run_from_an_earlier_stage(clean: Daemon, tmp_path: Path) -> None:

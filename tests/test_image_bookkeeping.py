@@ -373,7 +373,8 @@ def test_rmi_names_the_layers_it_deletes_by_dockers_ids(
 ) -> None:
     """rmi names the layers it deletes top first by Docker's layer ids (ChainIDs: a
     layer's diff_id over the ids below it), each once: two RUN steps that wrote the same
-    are two layers of Docker's (one directory of boxd's)."""
+    are two layers of Docker's (one directory of boxd's); each with its image (the first
+    RUN's image is the built one's Parent, and goes with it)."""
     (tmp_path / "ctx").mkdir()
     same = "RUN echo a > /a && touch -r /bin/busybox /a\n"  # the same layer twice
     (tmp_path / "ctx" / "Dockerfile").write_text(f"FROM bb:1\n{same}{same}")
@@ -387,7 +388,7 @@ def test_rmi_names_the_layers_it_deletes_by_dockers_ids(
     r = docker(daemon, "rmi", "twice:1")
     assert r.stdout.splitlines() == [
         "Untagged: twice:1", f"Deleted: {image['Id']}", f"Deleted: {chains[2]}",
-        f"Deleted: {chains[1]}",
+        f"Deleted: {image['Parent']}", f"Deleted: {chains[1]}",
     ]  # fmt: skip
 
 

@@ -149,10 +149,11 @@ class _Stage:
     cmd_set: bool = False  # a CMD of this Dockerfile's stage (ENTRYPOINT keeps it then)
     maintainer: str = ""  # the stage's MAINTAINER: its steps' author
     base: str = ""  # what the layers lie over (ImageRecord.base): "" or "default"
-    # The stored image it was built FROM, through earlier stages too: its images' Parent,
-    # so that the image is not removed by id while they exist, as Docker's builder's
-    # intermediate images keep it.
-    from_image: str = ""
+    # The stored image of its last step (each step's is recorded, as Docker's classic
+    # builder keeps them: what a step prints is an image that runs), else its FROM
+    # image's ("": scratch or default): the next step's image's Parent, so the chain
+    # leads to the base, which is then not removed by id while they exist.
+    image: str = ""
 
     @property
     def inner(self) -> dict[str, Any]:
@@ -241,9 +242,10 @@ def prune_cache(store: ImageStore) -> list[str]:
 
 @attrs.define
 class _StepImages:
-    """The images the builds in progress of one store run their steps on, by id: how many
-    builds run on each; those a build recorded (the last build that runs on one removes
-    it); those a kept container (a failed RUN's) uses (retired instead); and those being
+    """The images that builds in progress of one store run a step's container on, but
+    not the steps' own images (see :meth:`Builder._forget_steps`), by id: how many builds
+    run on each; those a build recorded (the last build that runs on one removes it);
+    those a kept container (a failed RUN's) uses (retired instead); and those being
     removed (a build that needs one again waits, then records it anew)."""
 
     users: collections.Counter[str] = attrs.Factory(collections.Counter)
@@ -273,7 +275,7 @@ class Builder:
         self.ignore = Ignore(_read_text(context, ".dockerignore") or "")
         self.cache_dir = _cache_dir(self.store)
         self.steps = _step_images(self.store)
-        self.ran_on: list[str] = []  # the images it ran its steps on (counted in steps)
+        self.ran_on: list[str] = []  # those of them it ran a container on (counted there)
         # The layers of its stages: none is removed under it before its image is recorded.
         self.hold = Hold(self.store)
         self.stages: list[_Stage] = []
@@ -336,11 +338,9 @@ class Builder:
                     await self.say(f"Step {number}/{total} : {ins.original}\n")
                     await self._step(stage, ins, meta)
             assert stage is not None
-            image_id = await self._finish(stage)
-            self._keep_stages()
-            return image_id
+            return await self._finish(stage)
         finally:
-            self.hold.release()  # the steps' images go, with the layers only they hold
+            self.hold.release()  # the steps' images hold their layers now
             with trio.CancelScope(shield=True):
                 await self._forget_steps()
 
@@ -354,7 +354,9 @@ class Builder:
             await self.say(
                 f"[Warning] One or more build-args [{' '.join(unused)}] were not consumed\n"
             )
-        image_id = self._make(stage)
+        image_id = _digest(stage.config)
+        if image_id != stage.image:  # --label (else: the last step's image)
+            image_id = self._make(stage)
         self.steps.made.discard(image_id)  # the image now, whichever build made it
         image_event(self.sup, "create", image_id)  # Docker 26's (API 1.46)
         for ref in self.options.tags:
@@ -363,35 +365,27 @@ class Builder:
         return image_id
 
     def _make(self, stage: _Stage) -> str:
-        """The stage's image recorded (with its config): its id."""
+        """The stage's configuration recorded as an image, a child of its last step's
+        (or FROM) image: its id (the same image again if it is the same)."""
         record = self.store.make(
-            _json(stage.config), stage.layers, base=stage.base, parent=stage.from_image
+            _json(stage.config), stage.layers, base=stage.base, parent=stage.image
         )
         return record.id
 
-    def _keep_stages(self) -> None:
-        """Keep each earlier stage's image that holds layers no other image does, untagged,
-        as Docker's classic builder keeps it (a ``<none>`` image; ``image prune`` removes
-        it): the layers its steps' cache entries name stay, so a rebuild of a multi-stage
-        Dockerfile hits the cache in every stage, not only in the last.  Later stages
-        first: one built on another holds that one's layers."""
-        made = self.steps.made
-        held = {
-            layer.diff_id for r in self.store.images() if r.id not in made for layer in r.layers
-        }
-        for earlier in reversed(self.stages):
-            if {layer.diff_id for layer in earlier.layers} <= held:
-                continue
-            self.steps.made.discard(self._make(earlier))
-            held.update(layer.diff_id for layer in earlier.layers)
+    async def _step_done(self, stage: _Stage) -> None:
+        """A step's image recorded, and shown as Docker's classic builder shows it."""
+        stage.image = self._make(stage)
+        await self.say(f" ---> {_short(stage.image)}\n")
 
     async def _forget_steps(self) -> None:
-        """Remove the images builds recorded for steps that no other build in progress
-        runs on (not their layers the image uses; a container kept after a failed step
-        keeps its image as ``rmi -f`` does; one a user tagged or runs a container on
-        meanwhile stays).  One that cannot be removed (a full disk refuses the retired
-        record) stays, an untagged image ``image prune`` removes; the build's own outcome
-        is what its client is told."""
+        """Remove the images builds recorded only to run a step's container on (COPY's
+        without the image's volumes, a stage's FROM image with the default PATH, another
+        image's for COPY --from) that no other build in progress runs on (not the steps'
+        own images, which stay; not their layers another image uses; a container kept
+        after a failed step keeps its image as ``rmi -f`` does; one a user tagged or runs
+        a container on meanwhile stays).  One that cannot be removed (a full disk refuses
+        the retired record) stays, an untagged image ``image prune`` removes; the build's
+        own outcome is what its client is told."""
         steps = self.steps
         last = []
         for image_id in self.ran_on:
@@ -476,7 +470,7 @@ class Builder:
                     copy.deepcopy(earlier.config),
                     earlier.layers,
                     base=earlier.base,
-                    from_image=earlier.from_image,
+                    image=earlier.image,
                 )
                 await self.say(f" ---> {_short(_digest(stage.config))}\n")
                 await self._triggers(stage, meta)  # an earlier stage's ONBUILDs too
@@ -500,7 +494,7 @@ class Builder:
         record = await self._image(base, ins, meta)
         self.hold.add(*[layer.diff_id for layer in record.layers])
         config = copy.deepcopy(self.store.config(record))
-        stage = _Stage(name, config, record.layers, base=record.base, from_image=record.id)
+        stage = _Stage(name, config, record.layers, base=record.base, image=record.id)
         _default_path(stage)
         await self.say(f" ---> {_short(record.id)}\n")
         await self._triggers(stage, meta)
@@ -670,7 +664,8 @@ class Builder:
         if not self.store.present(self.hold, layers):
             return False
         stage.config, stage.layers = config, layers
-        await self.say(f" ---> Using cache\n ---> {_short(_digest(config))}\n")
+        await self.say(" ---> Using cache\n")
+        await self._step_done(stage)
         return True
 
     async def _cached_from(
@@ -719,7 +714,8 @@ class Builder:
                 layers = (*layers, found)
             stage.config, stage.layers = config, layers
             self._remember(stage, key)
-            await self.say(f" ---> Using cache\n ---> {_short(_digest(config))}\n")
+            await self.say(" ---> Using cache\n")
+            await self._step_done(stage)
             return True
         return False
 
@@ -730,15 +726,18 @@ class Builder:
 
     async def _stored(self, stage: _Stage, key: str) -> None:
         self._remember(stage, key)
-        await self.say(f" ---> {_short(_digest(stage.config))}\n")
+        await self._step_done(stage)
 
     # ---- containers for steps -----------------------------------------------------
 
     async def _materialize(self, stage: _Stage) -> str:
-        """The stage's image as a stored record (for a container to run on), counted as
-        this build's step image until its end (another build's made or removed it
-        meanwhile: then made again here)."""
+        """The stage's image as a stored record (for a container to run on): its last
+        step's; else (see :meth:`_forget_steps`) one recorded for it, counted as this
+        build's until its end (another build's made or removed it meanwhile: then made
+        again here)."""
         image_id = _digest(stage.config)
+        if image_id == stage.image:
+            return image_id
         while (removal := self.steps.deleting.get(image_id)) is not None:
             await removal.wait()
         try:

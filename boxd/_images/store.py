@@ -481,7 +481,7 @@ class ImageStore:
             except FileNotFoundError:
                 raise NoSuchImage(image_id) from None
 
-    def _retired(self) -> list[ImageRecord]:
+    def retired_images(self) -> list[ImageRecord]:
         found = []
         for path in sorted(self.retired.glob("*.json")):
             with contextlib.suppress(OSError, ValueError):
@@ -659,7 +659,7 @@ class ImageStore:
         """Delete the retired images no container uses any more (``in_use``: image ids),
         but not one added again since (a pull, load or build of the same image: only its
         retired record is left, if :meth:`add` has not taken it yet)."""
-        for record in self._retired():
+        for record in self.retired_images():
             if record.id in in_use:
                 continue
             with self._records_lock:
@@ -702,7 +702,7 @@ class ImageStore:
     def unshared(self, record: ImageRecord) -> set[str]:
         """The diff_ids of ``record``'s layers that no other image (retired ones too)
         uses: what deleting it would delete."""
-        others = [r for r in self.images() + self._retired() if r.id != record.id]
+        others = [r for r in self.images() + self.retired_images() if r.id != record.id]
         return {layer.diff_id for layer in record.layers} - self._used(others)
 
     @staticmethod
@@ -721,7 +721,7 @@ class ImageStore:
         (a pull cut short keeps its layers until then, for the next pull of the image).
         Nothing is deleted while an image record cannot be read.  ``images``: the stored
         images (:meth:`images`, which the caller reads anyway).  How many went."""
-        records = images + self._retired()
+        records = images + self.retired_images()
         on_disk = len([*self.records.glob("*.json"), *self.retired.glob("*.json")])
         if len(records) != on_disk:
             return 0
@@ -843,7 +843,7 @@ class _Unused:
             return False
         if ends != self._ends:
             store = self._store
-            records = store.images() + store._retired()
+            records = store.images() + store.retired_images()
             self.used, self.blobs, self._ends = store._used(records), store._blobs_of(records), ends
         return blob not in self.blobs if blob else diff_id not in self.used
 

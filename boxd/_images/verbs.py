@@ -379,12 +379,15 @@ class ImageVerbs:
 
     async def _delete(self, record: ImageRecord) -> tuple[tuple[str, ...], int]:
         """Delete an image no container uses: its id and the layers that went with it, top
-        first, by the ids Docker names them by (their ChainIDs), and those layers' bytes."""
+        first, by the ids Docker names them by (their ChainIDs: a layer over others no
+        other image has, though its directory stays for an image that has it over other
+        layers), and the bytes of the layers deleted."""
         sizes = {layer.diff_id: self.store.layer_size(layer.diff_id) for layer in record.layers}
         removed = await self.sup.puller.delete(record)
         self.sup.events.image("delete", record.id, record.id)
-        diff_ids = [layer.diff_id for layer in record.layers]
-        gone = [c for c, d in zip(_chain_ids(diff_ids), diff_ids, strict=True) if d in removed]
+        others = self.store.images() + self.store.retired_images()
+        held = {c for r in others for c in _chain_ids([layer.diff_id for layer in r.layers])}
+        gone = [c for c in _chain_ids([layer.diff_id for layer in record.layers]) if c not in held]
         return (record.id, *reversed(gone)), sum(sizes[diff_id] for diff_id in removed)
 
     def _children(self, record: ImageRecord) -> list[ImageRecord]:
@@ -666,8 +669,8 @@ class ImageVerbs:
                 break
             seen.add(record.id)
             top = len(rows) - len(config.get("history") or ())  # its history's last row
-            if 0 <= top < len(rows):
-                images[top] = (record.id, record.repo_tags)
+            if 0 <= top < len(rows) and images[top][0] == MISSING:  # (a child's if the same:
+                images[top] = (record.id, record.repo_tags)  # a build's --label)
         await conn.send(HistoryResponse(history=tuple(reversed(rows)), images=tuple(images)))
 
     async def prune(self, conn: Sender, req: PruneImagesRequest) -> None:
