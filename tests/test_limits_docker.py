@@ -549,7 +549,12 @@ async def test_a_v2_supervisor_drops_what_it_ignores_and_applies_the_rest(
     wanted = Resources(memory_reservation=32 * M, memory_swappiness=5, oom_kill_disable=True)
     async with open_supervisor(tmp_path / "root", native=FakeNative(), cgroups=fs.detect()) as sup:
         config = ContainerConfig(
-            image=str(tmp_path / "image"), command=("true",), network="none", resources=wanted
+            # Running while updated (FakeNative runs it on the host; its end would take the
+            # cgroup away: it read "no such file" under a loaded CI run).
+            image=str(tmp_path / "image"),
+            command=("sleep", "60"),
+            network="none",
+            resources=wanted,
         )
         assert len(sup.limit_warnings(wanted)) == 2
         c = await sup.create(config, "c")
