@@ -500,3 +500,23 @@ def test_a_failed_load_leaves_only_what_another_image_being_made_holds(tmp_path:
         if taken is not None:
             assert store.delete(taken) == [good_id]
         assert os.listdir(store.blobs) == [] and os.listdir(store.layer_dirs) == []
+
+
+def test_records_are_parsed_once_and_read_again_when_their_file_changes(
+    tmp_path: Path,
+) -> None:
+    """The store keeps the records it parsed while their files stay the same (a prune
+    reads them all for each image it deletes); a record written again (a tag), one that
+    went, and one that does not parse are seen as they are now."""
+    from boxd._images.reference import parse_reference
+
+    store = ImageStore(tmp_path / "images")
+    first, second = store.make(b'{"n":1}', ()), store.make(b'{"n":2}', ())
+    listed = store.images()
+    assert store.images()[0] is listed[0]  # not parsed again
+    store.tag(first.id, parse_reference("x:1"))
+    assert {r.id: r.repo_tags for r in store.images()}[first.id] == ("docker.io/library/x:1",)
+    (store.records / f"{second.id[7:]}.json").write_text("{not json")
+    assert [r.id for r in store.images()] == [first.id]
+    store.delete(first)
+    assert store.images() == []

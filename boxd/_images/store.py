@@ -156,6 +156,8 @@ class ImageStore:
         # Why an image was removed after its pull (its layer refused), by id, tag and
         # digest reference: a lookup of it says so instead of a bare "no such image".
         self._refused: dict[str, str] = {}
+        # The records as last read, by directory and file name (see _read_records).
+        self._parsed: dict[Path, dict[str, tuple[tuple[int, int, int], ImageRecord]]] = {}
         # Per thread, inside undone_on_failure: the configs it stored, the layer blobs it
         # stored (with their diff_ids) and the layers it unpacked (their diff_ids).
         self._added = threading.local()
@@ -447,11 +449,28 @@ class ImageStore:
             atomic_write(self.records / f"{digest_hex(record.id)}.json", data)
 
     def images(self) -> list[ImageRecord]:
-        found = []
-        for path in sorted(self.records.glob("*.json")):
+        return self._read_records(self.records)
+
+    def _read_records(self, directory: Path) -> list[ImageRecord]:
+        """The records in ``directory`` (by name), each parsed once while its file stays
+        the same (every write renames a new file into place: another inode): a prune or
+        an rmi reads them all for each image it deletes, a store may hold thousands (a
+        classic build keeps an image per step), and the JSON and its conversion are most
+        of a read.  One that cannot be read or parsed is left out."""
+        known = self._parsed.get(directory, {})
+        seen: dict[str, tuple[tuple[int, int, int], ImageRecord]] = {}
+        with os.scandir(directory) as entries:
+            names = sorted([(e.name, e) for e in entries if e.name.endswith(".json")])
+        for name, entry in names:
             with contextlib.suppress(OSError, ValueError):
-                found.append(structure(json.loads(path.read_bytes()), ImageRecord))
-        return found
+                st = entry.stat(follow_symlinks=False)
+                key = (st.st_ino, st.st_mtime_ns, st.st_size)
+                hit = known.get(name)
+                if hit is None or hit[0] != key:  # read after the stat: never older
+                    hit = (key, structure(json.loads(Path(entry.path).read_bytes()), ImageRecord))
+                seen[name] = hit
+        self._parsed[directory] = seen
+        return [record for _, record in seen.values()]
 
     def get(self, image_id: str) -> ImageRecord:
         path = self.records / f"{digest_hex(image_id)}.json"
@@ -482,11 +501,7 @@ class ImageStore:
                 raise NoSuchImage(image_id) from None
 
     def retired_images(self) -> list[ImageRecord]:
-        found = []
-        for path in sorted(self.retired.glob("*.json")):
-            with contextlib.suppress(OSError, ValueError):
-                found.append(structure(json.loads(path.read_bytes()), ImageRecord))
-        return found
+        return self._read_records(self.retired)
 
     def config(self, record: ImageRecord) -> dict[str, Any]:
         config: dict[str, Any] = json.loads(self.read_blob(record.id))
