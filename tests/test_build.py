@@ -790,6 +790,37 @@ def test_the_layer_cache(clean: Daemon, tmp_path: Path) -> None:
     assert status == 200 and json.loads(body)["CachesDeleted"]
     after = clean.ctl("build", "-t", "cached", str(ctx)).stdout
     assert "Using cache" not in after
+    # The cache is the steps' images, as Docker's classic builder's: rmi of the image
+    # takes them, and no step is taken from the cache then (ENV's has no layer to miss).
+    clean.ctl("rmi", "cached")
+    removed = clean.ctl("build", "-t", "cached", str(ctx)).stdout
+    assert "Using cache" not in removed
+    clean.ctl("rmi", "cached")
+
+
+def test_copy_from_a_stage_is_cached_by_the_files_and_their_owners(
+    clean: Daemon, tmp_path: Path
+) -> None:
+    """As Docker's classic builder keys it (moby's TestBuildMultiStageCopyFromSyntax): a
+    COPY --from is taken from the cache when the files it copies are the same, though
+    the stage that made them ran again (their times differ); not when their owners
+    differ (COPY --from keeps them)."""
+    dockerfile = f"""\
+FROM {BASE} AS src
+ARG V
+RUN echo x > /x && if [ "$V" = 3 ]; then chown 5:5 /x; fi
+FROM {BASE}
+COPY --from=src /x /x
+"""
+    ctx = _context(tmp_path / "ctx", {"Dockerfile": dockerfile})
+    copied = []
+    for v in (1, 2, 3):
+        out = clean.ctl("build", "--build-arg", f"V={v}", "-t", "from-cache", str(ctx)).stdout
+        copied.append(out.split("COPY --from=src")[1])
+        assert "Using cache" not in out.split("COPY --from=src")[0].split("RUN echo")[1]
+    assert [" ---> Using cache" in step for step in copied] == [False, True, False]
+    assert clean.ctl("run", "--rm", "from-cache", "stat", "-c", "%u", "/x").stdout == "5\n"
+    clean.ctl("rmi", "from-cache")
 
 
 def test_every_stage_of_a_multi_stage_build_is_cached(clean: Daemon, tmp_path: Path) -> None:

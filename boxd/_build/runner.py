@@ -36,6 +36,7 @@ import collections
 import contextlib
 import copy
 import email.utils
+import functools
 import hashlib
 import json
 import logging
@@ -647,8 +648,8 @@ class Builder:
         with_layer: bool,
         inner: dict[str, Any] | None = None,
     ) -> bool:
-        """Take the step's result from the cache if it has one whose layers are all
-        still stored: the step cache's entry ``key``, or with --cache-from, an image's
+        """Take the step's result from the cache if it has one whose image and layers
+        are still stored: the step cache's entry ``key``, or with --cache-from, an image's
         next history entry if made ``created_by`` (``with_layer`` or none; ``inner``:
         a metadata step's new configuration)."""
         if self.options.no_cache:
@@ -660,6 +661,10 @@ class Builder:
             layers = tuple(structure(entry["layers"], tuple[BlobRef, ...]))
             config = entry["config"]
         except (OSError, ValueError, KeyError, TypeError):
+            return False
+        try:  # Docker's classic cache is the steps' images: gone with rmi of the image
+            self.store.get(_digest(config))
+        except NoSuchImage:
             return False
         if not self.store.present(self.hold, layers):
             return False
@@ -874,7 +879,9 @@ class Builder:
                             )
                         source = named[0]
                         digest = await trio.to_thread.run_sync(
-                            sources.digest, root_fd, [source], ignore
+                            functools.partial(
+                                sources.digest, root_fd, [source], ignore, owners=label == "from"
+                            )
                         )
                     except sources.SourceError as exc:
                         raise BuildError(f"line {ins.line}: RUN --mount: {exc}") from None
@@ -1071,7 +1078,9 @@ class Builder:
                     ignore = Excluding(ignore, excludes, [s.rel for s in found_sources])
                 dest_dir = dest_dir or len(found_sources) > 1
                 content = await trio.to_thread.run_sync(
-                    sources.digest, root_fd, found_sources, ignore
+                    functools.partial(
+                        sources.digest, root_fd, found_sources, ignore, owners=label == "from"
+                    )
                 )
             except sources.SourceError as exc:
                 raise BuildError(f"{ins.keyword} failed: {exc}") from None
@@ -1159,7 +1168,7 @@ class Builder:
             self._container(stage, ["true"], [], volumes=False) as cid,
             self.sup.open_root(cid) as (_, fd),
         ):
-            yield fd, None, f"from:{_digest(stage.config)}"
+            yield fd, None, "from"  # (the files' owners are the key's too)
 
     async def _copy_layer(
         self,

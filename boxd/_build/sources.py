@@ -230,15 +230,21 @@ def _open_file(root_fd: int, entry: _Entry) -> IO[bytes]:
     return f
 
 
-def digest(root_fd: int, sources: list[Source], ignore: Ignore | None) -> str:
+def digest(
+    root_fd: int, sources: list[Source], ignore: Ignore | None, *, owners: bool = False
+) -> str:
     """A digest of what the sources hold (names, types, modes, links, contents; not
-    times or owners): the layer cache's key for a COPY or ADD."""
+    times, as Docker's classic builder's tarsum leaves them out; ``owners``: theirs
+    too, for a stage's or an image's files, which COPY --from copies with them): the
+    layer cache's key for a COPY or ADD."""
     h = hashlib.sha256()
     for source in sources:
         h.update(f"\0source\0{source.rel}\0".encode())
         for entry in _walk(root_fd, source, ignore):
             st = entry.st
             h.update(f"\0{entry.rel}\0{st.st_mode:o}\0{entry.link}\0".encode())
+            if owners:
+                h.update(f"{st.st_uid}:{st.st_gid}\0".encode())
             if stat.S_ISREG(st.st_mode):
                 with _open_file(root_fd, entry) as f:
                     while chunk := f.read(_CHUNK):
