@@ -190,6 +190,14 @@ def test_metadata_instructions() -> None:
     assert by.startswith("/bin/sh -c #(nop)  EXPOSE")
     config, _ = _apply("WORKDIR sub\n", {"WorkingDir": "/app"})
     assert config["WorkingDir"] == "/app/sub"
+    # Cleaned, and a variable's words split for EXPOSE, as Docker's builder does (moby's
+    # TestBuildWorkdirWithEnvVariables, TestBuildEnvironmentReplacementExpose).
+    config, by = _apply("WORKDIR //a/./b/../c/\n", {"WorkingDir": "/app"})
+    assert config["WorkingDir"] == "/a/c" and by.endswith("WORKDIR /a/c")
+    (ins,) = parse("EXPOSE $PORTS\n").instructions
+    config = {}
+    apply_metadata(ins, config, {"PORTS": "  99   100 "}, "\\")
+    assert config["ExposedPorts"] == {"99/tcp": {}, "100/tcp": {}}
     config, _ = _apply("ENTRYPOINT run.sh\n", {"Cmd": ["x"], "Shell": ["/bin/bash", "-c"]})
     assert config == {"Entrypoint": ["/bin/bash", "-c", "run.sh"], "Shell": ["/bin/bash", "-c"]}
     config, _ = _apply('HEALTHCHECK --interval=1m30s --timeout=500ms CMD ["true"]\n')

@@ -548,7 +548,9 @@ def pairs(instruction: Instruction, env: dict[str, str], escape: str) -> list[tu
         key, _, value = word.partition("=")
         key = expand(key, env, escape, line)
         if not key:
-            raise DockerfileError(f"line {line}: {instruction.keyword} {text}: a name is empty")
+            raise DockerfileError(  # Docker's words
+                f"line {line}: {instruction.keyword} names can not be blank: {text}"
+            )
         found.append((key, expand(value, env, escape, line)))
     return found
 

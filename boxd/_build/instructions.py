@@ -5,6 +5,7 @@ changed one out."""
 from __future__ import annotations
 
 import json
+import posixpath
 from collections.abc import Sequence
 from typing import Any
 
@@ -192,6 +193,9 @@ def apply_metadata(
             raise DockerfileError(f"line {line}: WORKDIR requires exactly one argument")
         if not path.startswith("/"):
             path = (inner.get("WorkingDir") or "/").rstrip("/") + "/" + path
+        # Cleaned, as Docker's builder cleans it ("/a/b/" is "/a/b"; Go's Clean takes
+        # "//" to "/", which normpath keeps).
+        path = "/" + posixpath.normpath(path).lstrip("/")
         inner["WorkingDir"] = path
         return nop(inner, f"WORKDIR {path}", writes=True)
     if kw == "USER":
@@ -213,13 +217,17 @@ def apply_metadata(
     if kw == "EXPOSE":
         if not ins.text:
             raise DockerfileError(f"line {line}: EXPOSE requires at least one argument")
-        given = words(ins.text, env, escape, line)
+        # A variable's value is split into words here, as Docker's builder splits it for
+        # EXPOSE alone (EXPOSE $PORTS with PORTS="80 443").
+        given = [port for word in words(ins.text, env, escape, line) for port in word.split()]
         ports = _ports(ins, given)
         exposed = dict(inner.get("ExposedPorts") or {})
         exposed.update({p: {} for p in ports})
         inner["ExposedPorts"] = exposed
         return nop(inner, "EXPOSE " + " ".join(given))
     if kw == "VOLUME":
+        if not ins.text.strip():
+            raise DockerfileError(f"line {line}: VOLUME requires at least one argument")
         paths = (
             list(ins.exec_form) if ins.exec_form is not None else words(ins.text, env, escape, line)
         )
@@ -261,10 +269,10 @@ def apply_metadata(
     if kw == "ONBUILD":
         trigger = ins.text.strip()
         first = trigger.split(None, 1)[0].upper() if trigger else ""
-        if first in ("ONBUILD", "FROM", "MAINTAINER") or not first:
-            raise DockerfileError(
-                f"line {line}: {first or 'an empty trigger'} isn't allowed as an ONBUILD trigger"
-            )
+        if not first:
+            raise DockerfileError(f"line {line}: ONBUILD requires at least one argument")
+        if first in ("ONBUILD", "FROM", "MAINTAINER"):
+            raise DockerfileError(f"line {line}: {first} isn't allowed as an ONBUILD trigger")
         inner["OnBuild"] = [*(inner.get("OnBuild") or []), trigger]
         return nop(inner, f"ONBUILD {trigger}")
     raise DockerfileError(f"line {line}: {kw} is not a metadata instruction")
@@ -312,6 +320,8 @@ _DURATIONS = {
 def _healthcheck(ins: Instruction) -> dict[str, Any]:
     where = f"line {ins.line}: HEALTHCHECK"
     rest = ins.text.strip()
+    if not rest:
+        raise DockerfileError(f"{where} requires an argument: CMD COMMAND or NONE")
     kind, _, command = rest.partition(" ")
     if kind.upper() == "NONE":
         if command.strip() or ins.flags:

@@ -339,6 +339,8 @@ class Builder:
                     await self.say(f"Step {number}/{total} : {ins.original}\n")
                     await self._step(stage, ins, meta)
             assert stage is not None
+            if not (stage.image or stage.base or self.options.labels):  # FROM scratch alone
+                raise BuildError("No image was generated. Is your Dockerfile empty?")
             return await self._finish(stage)
         finally:
             self.hold.release()  # the steps' images hold their layers now
@@ -443,6 +445,8 @@ class Builder:
         shown = []
         for word in raw_words(ins.text, self.escape):
             name, eq, default = word.partition("=")
+            if not name:
+                raise BuildError(f"line {ins.line}: ARG names can not be blank: {word}")
             if not is_name(name):
                 raise BuildError(f"line {ins.line}: ARG names a bad variable: {word!r}")
             value = expand(default, env, self.escape, ins.line) if eq else None
@@ -463,7 +467,10 @@ class Builder:
         elif len(found) == 1:
             base, name = found[0], ""
         else:
-            raise BuildError(f"line {ins.line}: FROM takes IMAGE [AS NAME], not {ins.text!r}")
+            raise BuildError(  # Docker's words first
+                f"line {ins.line}: FROM requires either one or three arguments: IMAGE [AS NAME],"
+                f" not {ins.text!r}"
+            )
         for earlier in self.stages:
             if earlier.name and earlier.name == base.lower():
                 stage = _Stage(

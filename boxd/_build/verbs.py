@@ -221,6 +221,11 @@ async def _build(
         try:
             dockerfile = parse(_dockerfile(context, req.dockerfile))
         except DockerfileError as exc:
+            # As Docker's daemon words it: "dockerfile parse error on line 3: unknown
+            # instruction: NOINSTRUCTION".
+            where, _, what = str(exc).partition(": ")
+            if where.startswith("line ") and where[5:].isdigit() and what:
+                raise BuildError(f"dockerfile parse error on {where}: {what}") from None
             raise BuildError(f"Dockerfile parse error: {exc}") from None
         if not dockerfile.instructions:
             raise BuildError("Dockerfile parse error: file with no instructions")
