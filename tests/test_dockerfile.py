@@ -273,6 +273,7 @@ def test_dockerignore() -> None:
     assert ignore.excluded("d/e/tmp") and ignore.excluded("tmp")
     assert ignore.excluded("abs") and not ignore.excluded("sub/a.log")
     assert not Ignore("").excluded("anything")
+    assert Ignore("\ufeffDockerfile\n").excluded("Dockerfile")  # an editor's byte order mark
     # An excluded directory is walked for what a ! line names below it (Docker's check).
     kept = Ignore("dir\n!dir/sub/file\n")
     assert kept.excluded("dir/sub") and not kept.excluded("dir/sub/file")

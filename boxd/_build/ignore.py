@@ -55,7 +55,9 @@ class Ignore:
     def __init__(self, text: str = "") -> None:
         self.rules: list[tuple[bool, re.Pattern[str]]] = []
         self._kept: list[str] = []  # the patterns of the ``!`` lines
-        for line in text.splitlines():
+        # A UTF-8 byte order mark (an editor's) is not part of the first pattern, as
+        # Docker reads the file (moby's TestBuildWithUTF8BOMDockerignore).
+        for line in text.removeprefix("\ufeff").splitlines():
             line = line.strip()
             if not line or line.startswith("#"):
                 continue
