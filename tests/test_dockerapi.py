@@ -1066,6 +1066,23 @@ def test_events_followed_in_order(clean: Daemon) -> None:
     assert (status, names) == (200, {"evt"})
 
 
+def test_events_until_alone_and_a_terminals_resize(clean: Daemon) -> None:
+    """As dockerd: ``events --until`` alone gives the kept events up to then (it gave
+    none: moby's TestEventsCommit and others), a container's terminal resized is a
+    ``resize`` event with its size, and a ``since`` after the ``until`` is refused."""
+    run = _docker(clean, "run", "-d", "-t", "--name", "rsz", "default", "sleep", "30")
+    cid = run.stdout.strip()
+    status, _, _ = _call(clean, "POST", f"/containers/{cid}/resize?h=40&w=100")
+    assert status == 200
+    _docker(clean, "rm", "-f", cid)
+    fmt = "{{.Action}} {{.Actor.Attributes.height}}x{{.Actor.Attributes.width}}"
+    argv = ["events", "-f", f"container={cid}", "--until", f"{time.time():.9f}"]
+    actions = _docker(clean, *argv, "--format", fmt).stdout.splitlines()
+    assert "resize 40x100" in actions and actions[-1].startswith("destroy"), actions
+    status, _, body = _call(clean, "GET", "/events?since=20&until=10")
+    assert status == 400 and b"`since` time (20) cannot be after `until` time (10)" in body
+
+
 def test_an_execs_events_carry_the_id_its_client_was_given(clean: Daemon) -> None:
     """exec_create, exec_start and exec_die name the exec by the id its create answered,
     as dockerd's do (moby's TestEventsExecDie): boxd's carried a new id of their own, so a

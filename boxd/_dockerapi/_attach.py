@@ -104,7 +104,10 @@ async def resize(api: Api, conn: HttpConnection, req: Request, ref: str) -> None
     run = api.sup.run_of(ref)
     if run is None:
         raise Conflict(f"container {ref} is not running")
-    run.resize(*_size(req))
+    rows, cols = _size(req)
+    run.resize(rows, cols)
+    # As dockerd reports a container's (not an exec's) resize.
+    api.sup.events.report("resize", api.sup.inspect(ref), height=str(rows), width=str(cols))
     await conn.respond(200, content_type=None)
 
 

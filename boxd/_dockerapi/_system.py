@@ -208,9 +208,17 @@ def _registry_config(insecure: frozenset[str], req: Request) -> dict[str, Any]:
 
 
 async def events(api: Api, conn: HttpConnection, req: Request) -> None:
-    """Kept events from ``since``, then new ones until ``until`` (or the client goes)."""
+    """Kept events from ``since`` (with ``until`` alone: from the oldest kept, as
+    dockerd's), then new ones until ``until`` (or the client goes)."""
     since = req.number("since")
     until = req.number("until")
+    if since is not None and until is not None and since > until:  # dockerd's words
+        raise ApiError(
+            400,
+            f"`since` time ({req.arg('since')}) cannot be after `until` time ({req.arg('until')})",
+        )
+    if until is not None and since is None:
+        since = 0
     keep = event_filter(_shapes.parse_filters(req.arg("filters")))
     history, channel = api.sup.events.subscribe()
 
