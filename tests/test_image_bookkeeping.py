@@ -399,3 +399,5 @@ def test_a_missing_image_is_named_as_docker_names_it(daemon: Daemon) -> None:
         assert r.stderr == "Error response from daemon: No such image: nope:latest\n", args
     r = docker(daemon, "rmi", "team/nope:2")
     assert r.stderr == "Error response from daemon: No such image: team/nope:2\n"
+    r = docker(daemon, "rmi", " ")  # moby's TestRmiBlank
+    assert r.stderr == "Error response from daemon: image name cannot be blank\n"

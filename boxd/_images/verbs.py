@@ -318,6 +318,8 @@ class ImageVerbs:
         refused even with ``-f``, by tag only the tag goes.  Then (``prune``) the untagged
         images it came from that nothing else uses go too.  The built-in image default is
         not in the store: refused as such, not as unknown."""
+        if not req.image.strip():
+            raise ValueError("image name cannot be blank")  # dockerd's words
         if is_default(req.image):
             raise Conflict(default_refusal("removed"))
         record = self.store.lookup(req.image)
