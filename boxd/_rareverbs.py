@@ -256,6 +256,10 @@ def handlers(sup: Supervisor) -> dict[type[Any], Callable[[Any, Any], Awaitable[
     async def events(conn: Connection, req: EventsRequest) -> None:
         """The kept events in [since, until], then new ones until ``until``; a follower
         that hangs up ends its stream at once, not at the next event."""
+        if req.since is not None and req.until is not None and req.since > req.until:
+            raise ValueError(  # dockerd's words
+                f"`since` time ({req.since:.9f}) cannot be after `until` time ({req.until:.9f})"
+            )
         wanted = event_filter(req.filters)
         history, channel = sup.events.subscribe()
         await conn.send(OkResponse())

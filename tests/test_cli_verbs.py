@@ -511,6 +511,11 @@ def test_events_are_followed_in_order(daemon: Daemon) -> None:
     line = r.stdout.splitlines()
     assert len(line) == 1 and line[0].split()[1:4] == ["container", "create", first]
     assert line[0].endswith("(image=default, name=first)")
+    r = daemon.ctl("events", "--since", "20", "--until", "10", check=False)
+    assert (r.returncode, r.stderr) == (
+        1,
+        "boxctl: `since` time (20.000000000) cannot be after `until` time (10.000000000)\n",
+    )
     # --format: Docker's Go templates over Docker's fields; the event filter matches the
     # action's first word.
     fmt = "{{.Type}} {{.Action}} {{.Actor.Attributes.name}} {{.Actor.Attributes.signal}}"
