@@ -52,6 +52,14 @@ def test_flags_and_bad_lines() -> None:
         parse("# escape=x\nFROM x\n")
     # Not valid JSON: the shell form, as Docker reads it.
     assert parse("CMD [oops\n").instructions[0].exec_form is None
+    # An instruction without its arguments is refused by the parser, before any step
+    # runs, in Docker's words (moby's TestBuildLineErrorOnBuild, TestBuildMissingArgs);
+    # RUN, CMD and ENTRYPOINT may be empty.
+    with pytest.raises(DockerfileError, match=r"^line 3: ONBUILD requires at least one argument$"):
+        parse("FROM x\nRUN make\nONBUILD\n")
+    with pytest.raises(DockerfileError, match=r"^line 2: COPY requires at least two arguments$"):
+        parse("FROM x\nCOPY --from=y\n")
+    assert len(parse("FROM x\nRUN\nCMD\nENTRYPOINT\n").instructions) == 4
 
 
 def test_heredocs_take_the_lines_up_to_their_delimiter() -> None:

@@ -187,6 +187,8 @@ def parse(text: str) -> Dockerfile:
             parts.append(lines[i].rstrip())
             i += 1
         ins = _instruction(first, "".join(parts).strip())
+        if not ins.text and ins.keyword in _NEEDS_ARGUMENTS:  # before any step runs
+            raise DockerfileError(f"line {first}: {ins.keyword} {_NEEDS_ARGUMENTS[ins.keyword]}")
         if ins.keyword in HEREDOC_KEYWORDS and ins.exec_form is None:
             docs = []
             for m in _HEREDOC.finditer(ins.text):
@@ -215,6 +217,27 @@ def _heredoc(m: re.Match[str], lines: list[str], i: int, ins: Instruction) -> tu
 
 def _continues(line: str, escape: str) -> bool:
     return line.rstrip().endswith(escape)
+
+
+# What an instruction given no arguments is told, in the words of Docker's parser, which
+# refuses it before the build runs anything (RUN, CMD and ENTRYPOINT may be empty).
+_NEEDS_ARGUMENTS = {
+    "ADD": "requires at least two arguments",
+    "ARG": "requires at least one argument",
+    "COPY": "requires at least two arguments",
+    "ENV": "requires at least one argument",
+    "EXPOSE": "requires at least one argument",
+    "FROM": "requires either one or three arguments: IMAGE [AS NAME]",
+    "HEALTHCHECK": "requires an argument: CMD COMMAND or NONE",
+    "LABEL": "requires at least one argument",
+    "MAINTAINER": "requires exactly one argument",
+    "ONBUILD": "requires at least one argument",
+    "SHELL": "requires at least one argument",
+    "STOPSIGNAL": "requires exactly one argument",
+    "USER": "requires exactly one argument",
+    "VOLUME": "requires at least one argument",
+    "WORKDIR": "requires exactly one argument",
+}
 
 
 def _instruction(line: int, text: str) -> Instruction:
