@@ -1219,6 +1219,22 @@ def test_the_go_clients_null_buildargs_labels_and_cachefrom(clean: Daemon) -> No
     assert _image(clean, "gonull:1")["Config"]["Labels"] == {"from": "file"}  # type: ignore[index]
 
 
+def test_engine_api_names_each_stages_image_in_an_aux_message(clean: Daemon) -> None:
+    """As Docker's classic builder (moby's TestBuildMultiStageOnBuild): an ``aux`` ID as
+    each stage ends, the built image's last; each an image (its last step's)."""
+    dockerfile = f"FROM {BASE} AS one\nENV A=1\nFROM one\nENV B=2\nFROM {BASE}\nENV C=3\n"
+    status, _, body = api_call(
+        clean, "POST", "/build?t=staged-aux:1", body=_tar({"Dockerfile": dockerfile.encode()})
+    )
+    assert status == 200, body
+    lines = [json.loads(line) for line in body.splitlines() if line.strip()]
+    ids = [line["aux"]["ID"] for line in lines if "aux" in line]
+    assert len(ids) == 3 and ids[2] == _image(clean, "staged-aux:1")["Id"]
+    assert _image(clean, ids[1])["Parent"] == ids[0]  # "FROM one" builds on stage one
+    assert "B=2" in _image(clean, ids[1])["Config"]["Env"]  # type: ignore[index]
+    clean.ctl("rmi", "staged-aux:1")
+
+
 def test_engine_api_refuses_a_bad_dockerfile_with_its_status(clean: Daemon) -> None:
     """As dockerd (moby's TestBuildWithEmptyDockerfile): a context or Dockerfile refused
     before any output is the response's 400, not an error line of a 200 (the Go client

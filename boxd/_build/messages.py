@@ -2,8 +2,9 @@
 
 ``BuildRequest``: the context follows as a tar in stdin byte frames (an empty one ends
 it); the daemon answers with an ``OkResponse``, then ``BuildOutputFrame`` per piece of
-Docker's build output, and ``BuiltFrame`` at the end (or an ``ErrorResponse`` of kind
-``build``, whose message is the one line Docker prints).
+Docker's build output, ``StageBuiltFrame`` as each stage but the last ends, and
+``BuiltFrame`` at the end (or an ``ErrorResponse`` of kind ``build``, whose message is the
+one line Docker prints).
 """
 
 from __future__ import annotations
@@ -43,6 +44,14 @@ class BuildRequest:
 @attrs.frozen
 class BuildOutputFrame:
     stream: str  # text, lines ending in \n as Docker's {"stream": ...}
+
+
+@attrs.frozen
+class StageBuiltFrame:
+    """An earlier stage's image (its last step's), which Docker's classic builder names in
+    an ``aux`` message of its own as each stage ends."""
+
+    id: str
 
 
 @attrs.frozen

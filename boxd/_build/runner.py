@@ -267,8 +267,17 @@ def _step_images(store: ImageStore) -> _StepImages:
 
 
 class Builder:
-    def __init__(self, sup: Supervisor, context: Path, options: Options, say: Say) -> None:
+    def __init__(
+        self,
+        sup: Supervisor,
+        context: Path,
+        options: Options,
+        say: Say,
+        stage_built: Say | None = None,
+    ) -> None:
+        """``stage_built``: told the image of each stage but the last as it ends."""
         self.sup = sup
+        self.stage_built = stage_built
         self.store = sup.images
         self.context = context
         self.options = options
@@ -332,6 +341,8 @@ class Builder:
                         if target and stage.name == target.lower():
                             break
                         self.stages.append(stage)
+                        if stage.image and self.stage_built is not None:
+                            await self.stage_built(stage.image)
                     await self.say(f"Step {number}/{total} : {ins.original}\n")
                     stage = await self._from(ins, meta)
                 else:

@@ -28,6 +28,7 @@ from .messages import (
     BuildOutputFrame,
     BuildRequest,
     BuiltFrame,
+    StageBuiltFrame,
 )
 from .runner import Builder, BuildError, Options, Say
 
@@ -229,7 +230,11 @@ async def _build(
             raise BuildError(f"Dockerfile parse error: {exc}") from None
         if not dockerfile.instructions:
             raise BuildError("Dockerfile parse error: file with no instructions")
-        builder = Builder(sup, context, options, say)
+
+        async def stage_built(image_id: str) -> None:
+            await conn.send(StageBuiltFrame(id=image_id))
+
+        builder = Builder(sup, context, options, say, stage_built)
         image_id = ""
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_cancel_when_gone, conn, nursery.cancel_scope)

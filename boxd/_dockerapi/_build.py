@@ -15,7 +15,7 @@ import trio
 
 from .. import _fixedmodes
 from .._build.dockerfile import DockerfileError
-from .._build.messages import BuildOutputFrame, BuildRequest, BuiltFrame
+from .._build.messages import BuildOutputFrame, BuildRequest, BuiltFrame, StageBuiltFrame
 from .._build.runner import BuildError
 from .._build.verbs import build as build_verb
 from .._records import Resources, Ulimit
@@ -30,6 +30,8 @@ class _Answers(Streamed):
     async def send(self, message: object) -> None:
         if isinstance(message, BuildOutputFrame):
             await self.line({"stream": message.stream})
+        elif isinstance(message, StageBuiltFrame):  # each earlier stage's, as Docker's
+            await self.line({"aux": {"ID": message.id}})
         elif isinstance(message, BuiltFrame):
             await self.line({"aux": {"ID": message.id}})
             if self.quiet:  # all the CLI's -q prints: what it is sent as stream
