@@ -33,18 +33,15 @@ if TYPE_CHECKING:
     from typing import IO, Any
 
 
-def _pairs(values: list[str], option: str, *, need_value: bool) -> dict[str, str]:
-    found = {}
+def _pairs(values: list[str], option: str, *, need_value: bool) -> dict[str, str | None]:
+    """KEY=VALUE items; without ``need_value`` a bare KEY takes its value from the
+    environment, as Docker's --build-arg does (None where it is not set there)."""
+    found: dict[str, str | None] = {}
     for item in values:
         key, eq, value = item.partition("=")
         if not key:
             raise CliError(f"boxctl build: invalid {option} {item!r}: use KEY=VALUE", USAGE)
-        if not eq and not need_value:
-            # Docker: --build-arg NAME takes NAME's value from the environment.
-            if key not in os.environ:
-                continue
-            value = os.environ[key]
-        found[key] = value
+        found[key] = value if eq or need_value else os.environ.get(key)
     return found
 
 
@@ -222,10 +219,12 @@ def cmd_build(args: Args) -> int:
             pass
         except OSError as exc:
             raise CliError(f"boxctl build: --iidfile {args.iidfile}: {exc.strerror}") from None
+    build_args = _pairs(args.build_arg, "--build-arg", need_value=False)
     request = {
         "type": "BuildRequest",
         "tags": args.tag,
-        "build_args": _pairs(args.build_arg, "--build-arg", need_value=False),
+        "build_args": {k: v for k, v in build_args.items() if v is not None},
+        "unset_args": [k for k, v in build_args.items() if v is None],
         "target": args.target or "",
         "labels": _pairs(args.label, "--label", need_value=True),
         "no_cache": args.no_cache,

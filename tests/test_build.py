@@ -964,6 +964,25 @@ RUN echo "$DIR ${{UNSET-unset}} ${{GLOBAL-unset}} [$B]" > /args
     clean.ctl("rmi", "args")
 
 
+def test_a_build_arg_without_a_value_keeps_the_default_and_is_named_unused(
+    clean: Daemon, tmp_path: Path
+) -> None:
+    """As Docker's (moby's TestBuildBuildTimeArgEnv): ``--build-arg NAME`` with NAME not in
+    the client's environment (the Engine API's null) leaves the ARG's default, and one
+    that no ARG takes is named in the warning with those given a value."""
+    dockerfile = f'FROM {BASE}\nARG KEPT=fromfile\nRUN [ "$KEPT" = fromfile ]\n'
+    ctx = _context(tmp_path / "ctx", {"Dockerfile": dockerfile})
+    args = ("--build-arg", "KEPT", "--build-arg", "NOARG", "--build-arg", "GIVEN=x")
+    out = clean.ctl("build", *args, str(ctx)).stdout
+    assert "[Warning] One or more build-args [GIVEN NOARG] were not consumed" in out
+    query = urllib.parse.urlencode({"buildargs": json.dumps({"KEPT": None, "NOARG": None})})
+    status, _, body = api_call(
+        clean, "POST", f"/build?{query}", body=_tar({"Dockerfile": dockerfile.encode()})
+    )
+    assert status == 200 and b"errorDetail" not in body, body
+    assert b"build-args [NOARG] were not consumed" in body
+
+
 def test_onbuild_triggers_run_in_the_child(clean: Daemon, tmp_path: Path) -> None:
     parent = _context(
         tmp_path / "parent", {"Dockerfile": f"FROM {BASE}\nONBUILD RUN echo fired > /fired\n"}

@@ -19,6 +19,10 @@ class BuildRequest:
     tags: tuple[str, ...] = ()
     dockerfile: str = ""  # its path in the context; empty: Dockerfile
     build_args: dict[str, str] = attrs.Factory(dict)
+    # Given without a value the client could take (``--build-arg NAME`` with NAME not in
+    # its environment; the API's null): an ARG's default stays, and each is named in the
+    # unused-arguments warning when no ARG takes it, as dockerd names it.
+    unset_args: tuple[str, ...] = ()
     target: str = ""
     labels: dict[str, str] = attrs.Factory(dict)
     no_cache: bool = False

@@ -115,6 +115,7 @@ class BuildError(Exception):
 class Options:
     tags: tuple[Reference, ...] = ()
     build_args: dict[str, str] = attrs.Factory(dict)
+    unset_args: tuple[str, ...] = ()  # (see BuildRequest)
     target: str = ""
     labels: dict[str, str] = attrs.Factory(dict)
     no_cache: bool = False
@@ -363,7 +364,8 @@ class Builder:
             labels = dict(stage.inner.get("Labels") or {})
             labels.update(self.options.labels)
             stage.inner["Labels"] = labels
-        unused = sorted(set(self.options.build_args) - self.used_args - PROXY_ARGS)
+        given = {*self.options.build_args, *self.options.unset_args}
+        unused = sorted(given - self.used_args - PROXY_ARGS)
         if unused:
             await self.say(
                 f"[Warning] One or more build-args [{' '.join(unused)}] were not consumed\n"
@@ -462,9 +464,9 @@ class Builder:
                 raise BuildError(f"line {ins.line}: ARG names a bad variable: {word!r}")
             value = expand(default, env, self.escape, ins.line) if eq else None
             shown.append(name if value is None else f"{name}={value}")
+            self.used_args.add(name)
             if name in self.options.build_args:
                 value = self.options.build_args[name]
-                self.used_args.add(name)
             elif not eq:
                 value = meta.get(name)
             if value is not None:

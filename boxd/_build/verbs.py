@@ -62,7 +62,7 @@ def _options(req: BuildRequest) -> Options:
         if ref.digest is not None:
             raise ValueError(f"invalid tag {tag!r}: a tag cannot hold a digest")
         tags.append(ref.with_tag(ref.tag or "latest"))
-    for name in req.build_args:
+    for name in (*req.build_args, *req.unset_args):
         if not name:
             raise ValueError("a --build-arg has an empty name")
     for host in req.extra_hosts:
@@ -80,6 +80,7 @@ def _options(req: BuildRequest) -> Options:
     return Options(
         tags=tuple(tags),
         build_args=dict(req.build_args),
+        unset_args=req.unset_args,
         target=req.target,
         labels=dict(req.labels),
         no_cache=req.no_cache,

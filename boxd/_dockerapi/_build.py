@@ -63,6 +63,12 @@ def _json_map(req: Request, name: str) -> dict[str, str]:
     return {str(k): str(v) for k, v in value.items() if v is not None}
 
 
+def _nulls(req: Request, name: str) -> tuple[str, ...]:
+    """The keys given null in the JSON object ``name`` (checked by :func:`_json_map`)."""
+    value = _json_arg(req, name)
+    return tuple(str(k) for k, v in value.items() if v is None) if isinstance(value, dict) else ()
+
+
 def _json_list(req: Request, name: str) -> tuple[str, ...]:
     """A JSON list of strings (``cachefrom=["app:latest"]``, as the CLI and docker-py
     send it)."""
@@ -129,6 +135,7 @@ async def build(api: Api, conn: HttpConnection, req: Request) -> None:
         tags=tuple(req.query.get("t", [])),
         dockerfile=req.arg("dockerfile") or "",
         build_args=_json_map(req, "buildargs"),
+        unset_args=_nulls(req, "buildargs"),
         target=req.arg("target") or "",
         labels=_json_map(req, "labels"),
         no_cache=req.flag("nocache"),
