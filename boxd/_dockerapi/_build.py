@@ -66,7 +66,7 @@ def _json_map(req: Request, name: str) -> dict[str, str]:
 def _nulls(req: Request, name: str) -> tuple[str, ...]:
     """The keys given null in the JSON object ``name`` (checked by :func:`_json_map`)."""
     value = _json_arg(req, name)
-    return tuple(str(k) for k, v in value.items() if v is None) if isinstance(value, dict) else ()
+    return tuple([str(k) for k, v in value.items() if v is None]) if isinstance(value, dict) else ()
 
 
 def _json_list(req: Request, name: str) -> tuple[str, ...]:
