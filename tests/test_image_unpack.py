@@ -520,3 +520,23 @@ def test_records_are_parsed_once_and_read_again_when_their_file_changes(
     assert [r.id for r in store.images()] == [first.id]
     store.delete(first)
     assert store.images() == []
+
+
+def test_a_container_removed_while_measured_has_written_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``system df`` beside an ``rm`` (six clients at once): the container's ``fs/`` went
+    between the glob's steps, which raised FileNotFoundError and made df a 500."""
+    import boxd._rootfs
+    from boxd._images.store import written_size
+
+    upper = tmp_path / "c" / "fs" / "root" / "upper"
+    upper.mkdir(parents=True)
+    (upper / "f").write_bytes(b"12345")
+    assert written_size(tmp_path / "c") == 5
+
+    def vanished(container_dir: Path) -> list[Path]:
+        raise FileNotFoundError(2, "No such file or directory", str(container_dir / "fs"))
+
+    monkeypatch.setattr(boxd._rootfs, "written_uppers", vanished)
+    assert written_size(tmp_path / "c") == 0

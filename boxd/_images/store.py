@@ -871,12 +871,17 @@ def written_size(container_dir: Path) -> int:
     """What a container wrote to its own filesystem (Docker's SizeRw): what its overlays'
     upper directories hold (/usr's too on default) as :func:`disk_usage` counts it, but
     the files boxd writes at each start (Docker keeps its own out of the container's
-    layer too), so that a container that changed nothing has written 0 B."""
+    layer too), so that a container that changed nothing has written 0 B.  A container
+    removed while it is measured (``system df`` beside an ``rm``) has written nothing."""
     from .._diff import RUNTIME_FILES
     from .._rootfs import root_upper, written_uppers
 
     root = root_upper(container_dir)
-    return disk_usage(written_uppers(container_dir), {f"{root}{p}" for p in RUNTIME_FILES})
+    try:
+        uppers = written_uppers(container_dir)
+    except FileNotFoundError:  # its fs/ went between the glob's steps
+        return 0
+    return disk_usage(uppers, {f"{root}{p}" for p in RUNTIME_FILES})
 
 
 def disk_usage(dirs: list[Path], leave_out: Collection[str] = ()) -> int:
