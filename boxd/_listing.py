@@ -16,6 +16,7 @@ from . import _wirejson, protocol
 from ._convert import unstructure
 from ._dockerwords import STATUSES, WORDS, shown_phase
 from ._healthcheck import HEALTH_FILTERS, NONE
+from ._images.config import is_default
 from ._images.reference import parse_reference
 from ._lifecycle import NoSuchContainer
 from ._mounts import clean_path
@@ -23,7 +24,6 @@ from ._netconfig import NetworkSettings, PortBinding
 from ._portspecs import parse_expose
 from ._records import Container, ContainerConfig
 
-DEFAULT_IMAGES = ("default", "default:latest")
 _MATCHED = (
     *("id", "name", "label", "status", "ancestor", "exited", "health"),
     *("network", "volume", "is-task"),
@@ -160,7 +160,7 @@ def same_image(wanted: str, image: str) -> bool:
     """Whether the reference ``wanted`` names a container's ``image`` (Docker's
     ``ancestor`` filter)."""
     if image == "default":
-        return wanted in DEFAULT_IMAGES
+        return is_default(wanted)
     try:
         return str(parse_reference(wanted)) == str(parse_reference(image))
     except ValueError:

@@ -734,6 +734,11 @@ class Supervisor:
         first written when it runs or could not start (see :meth:`run`); its directory is
         made as it starts (:meth:`_run_once`)."""
         self._check_open()
+        if config.image != "default" and is_default(config.image):
+            # The built-in image by another of its names (`images` lists it by
+            # default:latest and its id, as users copy them from there): one name in the
+            # record, which everything after this tells the stored images from.
+            config = attrs.evolve(config, image="default")
         await self.give_space_back()
         await self._layers_ready(config.image)
         config = await self._resolve_image_mounts(config)

@@ -2518,6 +2518,18 @@ def test_boxctl_shows_the_default_image_as_the_engine_api_does(
     assert clean.ctl("image", "inspect", "-f", "{{.Id}}", short).stdout.strip() == _default_id()
     shown = _docker(clean, "image", "inspect", "-f", "{{.Id}}", short).stdout.strip()
     assert shown == _default_id()
+    # Run by the names the lists show (each client's), and built on by its id.
+    for name in ("default:latest", short, _default_id()):
+        assert clean.ctl("run", "--rm", name, "echo", "ran").stdout == "ran\n", name
+        assert _docker(clean, "run", "--rm", name, "echo", "ran").stdout == "ran\n", name
+    (tmp_path / "ctx").mkdir()
+    (tmp_path / "ctx" / "Dockerfile").write_text(f"FROM {short}\nRUN echo built > /built\n")
+    clean.ctl("build", "-q", "-t", "on-default:1", str(tmp_path / "ctx"))
+    assert clean.ctl("run", "--rm", "on-default:1", "cat", "/built").stdout == "built\n"
+    cid = clean.ctl("create", "default:latest", "true").stdout.strip()
+    assert clean.ctl("ps", "-a", "-q", "-f", f"ancestor={short}").stdout.split() == [cid[:12]]
+    clean.ctl("rm", cid)
+    clean.ctl("rmi", "on-default:1")
     history = clean.ctl("history", "--no-trunc", "default").stdout.splitlines()
     assert len(history) == 2 and "default: boxd's built-in image" in history[1], history
     r = _docker(clean, "history", "--no-trunc", "--format", "{{.CreatedBy}}", "default")

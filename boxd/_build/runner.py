@@ -59,13 +59,12 @@ from .._atomic import atomic_write
 from .._convert import structure, unstructure
 from .._healthcheck import Healthcheck
 from .._human import rfc3339_nano
-from .._images.config import DEFAULT, default_base_config
+from .._images.config import DEFAULT, default_base_config, is_default
 from .._images.reference import Reference, parse_reference
 from .._images.store import BlobRef, Hold, ImageRecord, ImageStore, NoSuchImage
 from .._images.unpack import open_in_root
 from .._images.verbs import image_event
 from .._lifecycle import error_text
-from .._listing import DEFAULT_IMAGES
 from .._plan import DEFAULT_PATH
 from .._records import ContainerConfig, Resources, Ulimit, Volume
 from . import runmounts, sources
@@ -508,7 +507,7 @@ class Builder:
             }
             await self.say(" ---> \n")
             return _default_path(_Stage(name, config, ()))
-        if base in DEFAULT_IMAGES:
+        if is_default(base):
             stage = _default_path(_default_stage(name))
             await self.say(f" ---> {_short(_digest(stage.config))}\n")
             return stage
@@ -1174,7 +1173,7 @@ class Builder:
             stage = self.stages[int(source)]
         else:
             stage = next((s for s in self.stages if s.name == source.lower()), None)
-        if stage is None and source in DEFAULT_IMAGES:
+        if stage is None and is_default(source):
             stage = _default_stage("")
         if stage is None:
             what = f"{ins.keyword} --from={source} (no stage of that name before)"

@@ -15,6 +15,7 @@ import trio
 
 from .. import _lifecycle, _listing, _logattrs, _logs, _platforms, _prune, protocol
 from .. import _mounts as mount_specs
+from .._images.config import is_default
 from .._images.store import NoSuchImage
 from .._netconfig import SYSCTLS_OPT, sysctl_interface
 from .._network import NetworkError, builtin_network_id
@@ -200,7 +201,7 @@ def _images_now(api: Api, found: list[Container]) -> dict[str, str]:
     shown = {}
     for c in found:
         ref, image_id = c.config.image, c.config.image_id
-        if not image_id or ref in (image_id, *_shapes.DEFAULT_IMAGES) or ref.startswith("/"):
+        if not image_id or ref == image_id or is_default(ref) or ref.startswith("/"):
             continue
         if ref not in now:
             try:

@@ -26,9 +26,8 @@ from .._devicespecs import DEFAULT_PERMISSIONS
 from .._dockerwords import command_line, health_suffix
 from .._healthcheck import from_api as healthcheck_from_api
 from .._healthcheck import to_api as healthcheck_to_api
-from .._images.config import DEFAULT_ID
+from .._images.config import DEFAULT_ID, is_default
 from .._images.reference import parse_reference
-from .._listing import DEFAULT_IMAGES as DEFAULT_IMAGES
 from .._listing import labels, status_word
 from .._netconfig import Endpoint, NetworkJoin, PortSpec, check_driver_opts, check_mac, joined
 from .._network import DEFAULT_NETWORK
@@ -215,7 +214,7 @@ def container_config(
     command = cfg.command("Cmd") or []
     if entrypoint == [""]:  # --entrypoint "": none, and not the image's Cmd (Docker's reset)
         entrypoint = []
-    if image in DEFAULT_IMAGES:  # no image configuration: the command is all there is
+    if is_default(image):  # no image configuration: the command is all there is
         image, command, entrypoint = "default", (entrypoint or []) + command, None
     for key in _REFUSED_HOST:
         if host.present(key):
