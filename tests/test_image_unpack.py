@@ -296,7 +296,7 @@ def test_a_layer_unpacked_by_many_threads_once_leaves_no_lock_behind(tmp_path: P
     assert store._locks == {}
     ref = BlobRef(blob, 0, "application/vnd.oci.image.layer.v1.tar+gzip", diff_id)
     record = store.add(store.put_blob(b"{}"), (ref,), None)
-    assert store.delete(record) == [diff_id]
+    assert store.delete(record).diff_ids == [diff_id]
     assert store._locks == {} and store.layer_dir(diff_id) is None
 
 
@@ -430,13 +430,13 @@ def test_a_layer_an_image_being_made_takes_outlives_a_removal(tmp_path: Path) ->
     assert check.free(diff_id) is False
     with store.holding() as hold:
         store.keep_layer(hold, tar, digest, diff_id)  # stored already: taken as it is
-        assert store.delete(first) == []
+        assert store.delete(first).diff_ids == []
         assert store.has_blob(digest) and store.layer_dir(diff_id) is not None
         assert check.free(diff_id) is False and store.held() == {diff_id}
         second = store.make(b'{"n":2}', (ref,))
     assert store.held() == frozenset() and check.free(diff_id, digest) is False
     assert (Path(store.lowers(second)[0]) / "hello").read_bytes() == b"hi\n"
-    assert store.delete(second) == [diff_id]
+    assert store.delete(second).diff_ids == [diff_id]
     assert not store.has_blob(digest) and store.layer_dir(diff_id) is None
     assert not store.has_blob(second.id) and store._locks == {}
 
@@ -498,7 +498,7 @@ def test_a_failed_load_leaves_only_what_another_image_being_made_holds(tmp_path:
             ref = BlobRef(good_id, len(good), "application/x-tar", good_id)
             taken = store.make(b'{"taken":1}', (ref,)) if other else None
         if taken is not None:
-            assert store.delete(taken) == [good_id]
+            assert store.delete(taken).diff_ids == [good_id]
         assert os.listdir(store.blobs) == [] and os.listdir(store.layer_dirs) == []
 
 

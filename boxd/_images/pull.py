@@ -36,7 +36,7 @@ from .registry import (
     open_registry,
     parse_json,
 )
-from .store import BlobRef, ImageRecord, ImageStore, NoSuchImage
+from .store import BlobRef, Deleted, ImageRecord, ImageStore, NoSuchImage
 from .unpacks import Unpacks
 
 __all__ = [
@@ -249,9 +249,9 @@ class Puller:
         # progress ends before, and a later one leaves them (ImageStore.holding).
         self.lock = lock or trio.Lock()
 
-    async def delete(self, record: ImageRecord) -> list[str]:
+    async def delete(self, record: ImageRecord) -> Deleted:
         """Remove an image and its layers no other image or pull in progress uses
-        (cancelling their unpacks first); the diff_ids removed."""
+        (cancelling their unpacks first); what went."""
         async with self.lock:
             await self.unpacks.stop(self.store.unshared(record) - self.store.held())
             return await trio.to_thread.run_sync(self.store.delete, record)

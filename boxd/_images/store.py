@@ -682,19 +682,19 @@ class ImageStore:
                 if not (self.records / f"{digest_hex(record.id)}.json").exists():
                     self._delete_unheld(record)
 
-    def delete(self, record: ImageRecord) -> list[str]:
+    def delete(self, record: ImageRecord) -> Deleted:
         """Remove an image and what no other image uses (nor one being made holds: see
-        :meth:`holding`); the layers' diff_ids removed (each once, though the image may
-        hold a layer twice: two RUN steps that changed nothing)."""
+        :meth:`holding`)."""
         with self._records_lock:
             (self.records / f"{digest_hex(record.id)}.json").unlink(missing_ok=True)
         return self._delete_unheld(record)
 
-    def _delete_unheld(self, record: ImageRecord) -> list[str]:
+    def _delete_unheld(self, record: ImageRecord) -> Deleted:
         """What of an image whose record is gone no other image uses or holds (see
         :meth:`delete`)."""
         check = _Unused(self)
-        removed = []
+        sizes = {layer.diff_id: self.layer_size(layer.diff_id) for layer in record.layers}
+        removed: list[str] = []
         for layer in record.layers:
             # After an unpack of the layer in progress (cancel it first: Unpacks.stop);
             # one that starts later finds no blob.
@@ -707,7 +707,9 @@ class ImageStore:
         with self._records_lock:  # not the config of the same image added again
             if not self._recorded(record.id):
                 self.blob_path(record.id).unlink(missing_ok=True)
-        return removed
+        held = {c for r in check.records() for c in chain_ids(r.layers)}
+        gone = [c for c in chain_ids(record.layers) if c not in held]
+        return Deleted(removed, gone[::-1], sum(sizes[diff_id] for diff_id in removed))
 
     def _recorded(self, image_id: str) -> bool:
         """Whether the image has a record, live or retired (its config is needed)."""
@@ -804,6 +806,31 @@ class ImageStore:
         return sum(map(self.layer_size, self._used(self.images())))
 
 
+@attrs.frozen
+class Deleted:
+    """What :meth:`ImageStore.delete` removed: the layers' diff_ids (each once, though
+    the image may hold a layer twice: two RUN steps that changed nothing); the ids Docker
+    names them by, top first (their ChainIDs: a layer over others that no other image
+    has, though its directory stays for an image that has it over other layers); and the
+    bytes of the layers deleted."""
+
+    diff_ids: list[str]
+    chains: list[str]
+    size: int
+
+
+def chain_ids(layers: Collection[BlobRef]) -> list[str]:
+    """Docker's ids of an image's layers (ChainIDs): the first one's diff_id, then each
+    the digest of the id below it and its own diff_id ("sha256:... sha256:...")."""
+    chains: list[str] = []
+    for layer in layers:
+        below = f"{chains[-1]} {layer.diff_id}" if chains else ""
+        chains.append(
+            "sha256:" + hashlib.sha256(below.encode()).hexdigest() if below else layer.diff_id
+        )
+    return chains
+
+
 class ImageInUse(RuntimeError):
     """rmi of an image a container uses (without --force)."""
 
@@ -848,6 +875,7 @@ class _Unused:
     def __init__(self, store: ImageStore) -> None:
         self._store = store
         self._ends = -1
+        self._records: list[ImageRecord] | None = None
         self.used: set[str] = set()
         self.blobs: set[str] = set()  # the layer blobs and configs records need
 
@@ -857,10 +885,18 @@ class _Unused:
         if held:
             return False
         if ends != self._ends:
+            records = self._read()
             store = self._store
-            records = store.images() + store.retired_images()
             self.used, self.blobs, self._ends = store._used(records), store._blobs_of(records), ends
         return blob not in self.blobs if blob else diff_id not in self.used
+
+    def records(self) -> list[ImageRecord]:
+        """The records (live and retired) as last read, read now if they were not."""
+        return self._records if self._records is not None else self._read()
+
+    def _read(self) -> list[ImageRecord]:
+        self._records = self._store.images() + self._store.retired_images()
+        return self._records
 
 
 def _without(items: tuple[str, ...], item: str) -> tuple[str, ...]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import functools
-import hashlib
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -384,13 +383,9 @@ class ImageVerbs:
         first, by the ids Docker names them by (their ChainIDs: a layer over others no
         other image has, though its directory stays for an image that has it over other
         layers), and the bytes of the layers deleted."""
-        sizes = {layer.diff_id: self.store.layer_size(layer.diff_id) for layer in record.layers}
-        removed = await self.sup.puller.delete(record)
+        deleted = await self.sup.puller.delete(record)
         self.sup.events.image("delete", record.id, record.id)
-        others = self.store.images() + self.store.retired_images()
-        held = {c for r in others for c in _chain_ids([layer.diff_id for layer in r.layers])}
-        gone = [c for c in _chain_ids([layer.diff_id for layer in record.layers]) if c not in held]
-        return (record.id, *reversed(gone)), sum(sizes[diff_id] for diff_id in removed)
+        return (record.id, *deleted.chains), deleted.size
 
     def _children(self, record: ImageRecord) -> list[ImageRecord]:
         """The stored images committed from ``record`` (their Parent)."""
@@ -803,16 +798,6 @@ def _registry(text: str) -> str:
     if not is_registry(host):  # a path, a space, a control or non-ASCII character
         raise ValueError(f"invalid registry {text!r}: give a host[:port]")
     return host
-
-
-def _chain_ids(diff_ids: list[str]) -> list[str]:
-    """Docker's ids of an image's layers (ChainIDs): the first one's diff_id, then each
-    the digest of the id below it and its own diff_id ("sha256:... sha256:...")."""
-    chains: list[str] = []
-    for diff_id in diff_ids:
-        below = f"{chains[-1]} {diff_id}" if chains else ""
-        chains.append("sha256:" + hashlib.sha256(below.encode()).hexdigest() if below else diff_id)
-    return chains
 
 
 def _single_reference(record: ImageRecord) -> bool:
