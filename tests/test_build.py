@@ -760,6 +760,15 @@ def test_dockerignore_wildcards_and_add_of_an_archive(clean: Daemon, tmp_path: P
     assert "stat b.log: file does not exist" in r.stderr
 
 
+def _image_actions(daemon: Daemon, since: float) -> list[str]:
+    """The image events' actions from ``since`` to now, through the Engine API."""
+    window = f"since={since}&until={time.time()}&filters=" + urllib.parse.quote(
+        json.dumps({"type": ["image"]})
+    )
+    lines = api_call(daemon, "GET", f"/events?{window}")[2].splitlines()
+    return [json.loads(line)["Action"] for line in lines]
+
+
 def test_the_layer_cache(clean: Daemon, tmp_path: Path) -> None:
     ctx = _context(
         tmp_path / "ctx",
@@ -769,12 +778,17 @@ def test_the_layer_cache(clean: Daemon, tmp_path: Path) -> None:
             "f": "one\n",
         },
     )
+    since = time.time()
     first = clean.ctl("build", "-t", "cached", str(ctx)).stdout
     assert "Using cache" not in first
     image = _image(clean, "cached")["Id"]
+    # An image "create" event per step committed, as dockerd's; none for a cached step.
+    assert _image_actions(clean, since) == ["create"] * 4 + ["tag"]
+    since = time.time()
     again = clean.ctl("build", "-t", "cached", str(ctx)).stdout
     assert again.count(" ---> Using cache") == 4
     assert _image(clean, "cached")["Id"] == image
+    assert _image_actions(clean, since) == ["tag"]
     fresh = clean.ctl("build", "--no-cache", "-t", "cached", str(ctx)).stdout
     assert "Using cache" not in fresh
     assert _image(clean, "cached")["Id"] != image

@@ -372,8 +372,8 @@ class Builder:
         image_id = _digest(stage.config)
         if image_id != stage.image:  # --label (else: the last step's image)
             image_id = self._make(stage)
+            image_event(self.sup, "create", image_id)
         self.steps.made.discard(image_id)  # the image now, whichever build made it
-        image_event(self.sup, "create", image_id)  # Docker 26's (API 1.46)
         for ref in self.options.tags:
             self.store.tag(image_id, ref)
             image_event(self.sup, "tag", image_id, name=ref.familiar)
@@ -749,8 +749,11 @@ class Builder:
         atomic_write(self.cache_dir / f"{key}.json", _json(entry), 0o600, durable=False)
 
     async def _stored(self, stage: _Stage, key: str) -> None:
+        """A step's new image: cached, recorded, and a "create" event as Docker 26's
+        for each step it commits (none for a step taken from the cache)."""
         self._remember(stage, key)
         await self._step_done(stage)
+        image_event(self.sup, "create", stage.image)
 
     # ---- containers for steps -----------------------------------------------------
 
