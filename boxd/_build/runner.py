@@ -87,7 +87,7 @@ if TYPE_CHECKING:
     from .._images.pull import Platform
     from .._supervisor import Supervisor
 
-__all__ = ["BuildError", "Builder", "Options", "Say", "prune_cache"]
+__all__ = ["BuildError", "Builder", "Options", "Say", "forget_gone_steps", "prune_cache"]
 
 log = logging.getLogger("boxd.build")
 
@@ -229,6 +229,19 @@ class _Mounted:
     tmpfs: list[str] = attrs.Factory(list)
     digests: list[str] = attrs.Factory(list)
     env: list[str] = attrs.Factory(list)  # secrets given as variables (env=)
+
+
+def forget_gone_steps(store: ImageStore) -> None:
+    """Forget the cached steps whose image is gone (``rmi`` or a prune took it: Docker's
+    classic cache is the steps' images), so that the entries do not outlive the images
+    of builds long gone.  Reads every entry: in a worker thread, after a prune."""
+    for path in _cache_dir(store).glob("*.json"):
+        try:
+            store.get(_digest(json.loads(path.read_bytes())["config"]))
+        except (NoSuchImage, ValueError, KeyError, TypeError):  # gone, or unreadable
+            path.unlink(missing_ok=True)
+        except OSError:  # removed meanwhile (a builder prune)
+            continue
 
 
 def prune_cache(store: ImageStore) -> list[str]:

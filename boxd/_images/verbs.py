@@ -700,6 +700,10 @@ class ImageVerbs:
                 for ids, size in (await self._delete(record), await self._prune_parents(record)):
                     deleted.extend(ids)
                     reclaimed += size
+        if deleted:
+            from .._build.runner import forget_gone_steps
+
+            await trio.to_thread.run_sync(forget_gone_steps, self.store)
         await conn.send(
             RemovedImageResponse(
                 untagged=tuple(untagged), deleted=tuple(deleted), reclaimed=reclaimed
