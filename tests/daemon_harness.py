@@ -5,12 +5,14 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import random
 import shlex
 import signal
 import socket
 import subprocess
 import sys
 import termios
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -402,3 +404,46 @@ def _end_leftovers(daemon: Daemon) -> tuple[list[int], list[str], list[str]]:
         with contextlib.suppress(OSError):
             os.rmdir(parent)
     return found, cgroups, parents
+
+
+def kill_among(
+    daemon: Daemon,
+    rng: random.Random,
+    ops: Callable[[], list[Callable[[], None]]],
+    killed: threading.Event,
+    beside: Callable[[], list[threading.Thread]],
+    within: float,
+) -> None:
+    """A crash fuzz's kill: 2-5 operations chosen from ``ops()`` one after another, the
+    daemon SIGKILLed 0-``within`` s into a random one of them (``killed`` set first) while
+    the threads ``beside()`` gives run beside it; 30% of the time killed again 0-0.3 s
+    after its next start, into another operation.  The daemon is left stopped."""
+    chosen = [rng.choice(ops()) for _ in range(rng.randint(2, 5))]
+    at = rng.randrange(len(chosen))
+    for op in chosen[:at]:
+        op()
+    assert daemon.process is not None
+    process = daemon.process
+
+    def kill() -> None:
+        killed.set()
+        process.send_signal(signal.SIGKILL)
+
+    threads = [*beside(), threading.Timer(rng.uniform(0, within), kill)]
+    for t in threads:
+        t.start()
+    chosen[at]()
+    for t in threads:
+        t.join(120)
+    process.wait(timeout=30)
+    daemon.process = None
+    if rng.random() < 0.3:  # killed again, just after its next start
+        daemon.start()
+        assert daemon.process is not None
+        process = daemon.process
+        timer = threading.Timer(rng.uniform(0, 0.3), kill)
+        timer.start()
+        rng.choice(ops())()
+        timer.join()
+        process.wait(timeout=30)
+        daemon.process = None

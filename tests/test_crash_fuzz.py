@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import random
-import signal
 import socket
 import subprocess
 import tarfile
@@ -22,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from daemon_harness import Daemon, leftover_cgroups, running_daemon, shims
+from daemon_harness import Daemon, kill_among, leftover_cgroups, running_daemon, shims
 from docker_clients import docker, needs_cli
 from test_network import links_settle, netns, nft_tables
 
@@ -229,40 +228,10 @@ def _round(w: Workload) -> None:
     (d.root / "volumes" / "fzvol" / "_data" / "sub").mkdir(exist_ok=True)
     for _ in range(rng.randint(1, 3)):
         rng.choice([w.run_d, w.create_start, w.docker_run])()
-    ops = [rng.choice(w.ops()) for _ in range(rng.randint(2, 5))]
-    at = rng.randrange(len(ops))
-    assert d.process is not None
-    process = d.process
-
-    def kill() -> None:
-        w.killed.set()
-        process.send_signal(signal.SIGKILL)
-
-    for i, op in enumerate(ops):
-        if i < at:
-            op()
-            continue
-        churners = [threading.Thread(target=w.churn, args=(rng.random(),))]
-        others = [threading.Thread(target=rng.choice(w.ops())) for _ in range(rng.randint(0, 1))]
-        timer = threading.Timer(rng.uniform(0, 0.3), kill)
-        for t in (*churners, *others, timer):
-            t.start()
-        op()
-        for t in (*churners, *others, timer):
-            t.join(90)
-        break
-    process.wait(timeout=30)
-    d.process = None
-    if rng.random() < 0.3:  # killed again, just after its next start
-        d.start()
-        assert d.process is not None
-        process = d.process
-        timer = threading.Timer(rng.uniform(0, 0.3), kill)
-        timer.start()
-        rng.choice(w.ops())()
-        timer.join()
-        process.wait(timeout=30)
-        d.process = None
+    kill_among(d, rng, w.ops, w.killed, lambda: [
+        threading.Thread(target=w.churn, args=(rng.random(),)),
+        *[threading.Thread(target=rng.choice(w.ops())) for _ in range(rng.randint(0, 1))],
+    ], 0.3)  # fmt: skip
     d.start()
     _check_truth(w)
     for volume in d.ctl("volume", "ls", "-q").stdout.split():

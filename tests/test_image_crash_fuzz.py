@@ -15,7 +15,6 @@ import contextlib
 import io
 import os
 import random
-import signal
 import subprocess
 import tarfile
 import threading
@@ -23,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from daemon_harness import Daemon, running_daemon
+from daemon_harness import Daemon, kill_among, running_daemon
 from docker_clients import api_call, docker, needs_cli
 from registry_harness import Registry, running_registry
 
@@ -145,6 +144,11 @@ class Workload:
     def run_rm(self) -> None:
         self.ctl("run", "--rm", self.pick() or BASE, "true")
 
+    def run_d(self) -> None:
+        """A container that outlives the round's operations (its image removed with -f
+        meanwhile is retired, and collected once the container is removed)."""
+        self.ctl("run", "-d", "--name", f"r{self.next()}", self.pick() or BASE, "sleep", "1000")
+
     def churn(self, seed: float) -> None:
         """Operations one after another until the daemon is killed: more of them are
         under way at the kill."""
@@ -166,6 +170,7 @@ class Workload:
             self.import_,
             self.push_pull,
             self.run_rm,
+            self.run_d,
         ]
 
 
@@ -187,6 +192,8 @@ def _check_whole(w: Workload) -> None:
     build builds again (its cached steps' images still whole); a push and pull go
     through."""
     d = w.d
+    for cid in d.ctl("ps", "-q").stdout.split():  # on an image rmi -f retired, perhaps
+        assert d.ctl("exec", cid, "true", check=False).returncode == 0, cid
     ids = d.ctl("images", "-a", "-q", "--no-trunc", timeout=60).stdout.split()
     for image in dict.fromkeys(ids):
         d.ctl("image", "inspect", image, timeout=60)
@@ -220,46 +227,17 @@ def _remove_all(d: Daemon) -> None:
     assert left == []
 
 
-def _round(w: Workload, base: Path) -> None:
+def _round(w: Workload, base: Path, big: Path) -> None:
     rng, d = w.rng, w.d
     d.start()
     w.killed.clear()
     d.ctl("import", str(base), BASE)
+    d.ctl("import", str(big), "fz:big")  # a push, pull and unpack a kill can cut
     for _ in range(rng.randint(1, 3)):
         rng.choice([w.build, w.commit, w.import_])()
-    ops = [rng.choice(w.ops()) for _ in range(rng.randint(2, 5))]
-    at = rng.randrange(len(ops))
-    assert d.process is not None
-    process = d.process
-
-    def kill() -> None:
-        w.killed.set()
-        process.send_signal(signal.SIGKILL)
-
-    for i, op in enumerate(ops):
-        if i < at:
-            op()
-            continue
-        others = [threading.Thread(target=w.churn, args=(rng.random(),)) for _ in range(2)]
-        timer = threading.Timer(rng.uniform(0, 0.6), kill)
-        for t in (*others, timer):
-            t.start()
-        op()
-        for t in (*others, timer):
-            t.join(120)
-        break
-    process.wait(timeout=30)
-    d.process = None
-    if rng.random() < 0.3:  # killed again, just after its next start
-        d.start()
-        assert d.process is not None
-        process = d.process
-        timer = threading.Timer(rng.uniform(0, 0.3), kill)
-        timer.start()
-        rng.choice(w.ops())()
-        timer.join()
-        process.wait(timeout=30)
-        d.process = None
+    kill_among(d, rng, w.ops, w.killed, lambda: [
+        threading.Thread(target=w.churn, args=(rng.random(),)) for _ in range(2)
+    ], 0.6)  # fmt: skip
     d.start()
     _check_whole(w)
     _remove_all(d)
@@ -271,11 +249,17 @@ def test_kill_9_among_image_verbs(tmp_path: Path, busybox_root: Path) -> None:
     base = tmp_path / "base.tar"
     with tarfile.open(base, "w") as tar:
         tar.add(busybox_root, arcname=".")
+    big = tmp_path / "big.tar"
+    with tarfile.open(big, "w") as tar:
+        tar.add(busybox_root, arcname=".")
+        info = tarfile.TarInfo("noise")
+        info.size = 8 << 20
+        tar.addfile(info, io.BytesIO(random.Random(SEED).randbytes(info.size)))
     (tmp_path / "busybox").write_bytes((busybox_root / "bin" / "busybox").read_bytes())
     (tmp_path / "busybox").chmod(0o755)
     with running_registry(tmp_path) as registry, running_daemon(tmp_path) as daemon:
         assert daemon.stop() == 0
         w = Workload(daemon, random.Random(SEED), tmp_path, registry)
         for _ in range(ROUNDS):
-            _round(w, base)
+            _round(w, base, big)
         daemon.start()
