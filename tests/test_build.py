@@ -1031,6 +1031,11 @@ def test_onbuild_triggers_run_in_the_child(clean: Daemon, tmp_path: Path) -> Non
         (f"FROM {BASE}\nARG =x\n", (), "line 2: ARG names can not be blank"),
         (f"FROM {BASE}\nONBUILD\n", (), "line 2: ONBUILD requires at least one argument"),
         (f"FROM {BASE}\nVOLUME\n", (), "line 2: VOLUME requires at least one argument"),
+        (f"FROM {BASE}\nVOLUME /tmp /bin/busybox\n", (), "line 2: VOLUME /bin/busybox: "
+         "cannot mount volume over existing file, file exists"),
+        (f"FROM {BASE}\nRUN ln -s /bin/busybox /l\nVOLUME [\"/l\"]\n", (), "line 3: VOLUME /l: "
+         "cannot mount volume over existing file"),
+        ("FROM default\nVOLUME /usr/bin/env\n", (), "line 2: VOLUME /usr/bin/env: cannot mount"),
         (f"FROM {BASE}\nHEALTHCHECK\n", (), "line 2: HEALTHCHECK requires an argument"),
         (f"ARG 1x=2\nFROM {BASE}\n", (), "line 1: ARG names a bad variable: '1x=2'"),
         (f"FROM {BASE}\nENV ONLYKEY\n", (), "line 2: ENV ONLYKEY: must have two arguments"),

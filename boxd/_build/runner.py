@@ -67,6 +67,7 @@ from .._images.verbs import image_event
 from .._lifecycle import error_text
 from .._plan import DEFAULT_PATH
 from .._records import ContainerConfig, Resources, Ulimit, Volume
+from .._rootfs import is_file_at
 from . import runmounts, sources
 from .dockerfile import (
     Dockerfile,
@@ -608,7 +609,25 @@ class Builder:
             stage.cmd_set = stage.cmd_set or kw == "CMD"
             if kw == "MAINTAINER":
                 stage.maintainer = ins.text
+            if kw == "VOLUME":
+                await self._check_volumes(stage, ins, inner)
             await self._metadata(stage, ins, created_by, inner)
+
+    async def _check_volumes(self, stage: _Stage, ins: Instruction, inner: dict[str, Any]) -> None:
+        """A VOLUME over a file of the stage's is refused at its line, as dockerd's
+        classic builder fails there (its step's container cannot mount the volume), not
+        left to every run of the image to fail."""
+        new = sorted(set(inner.get("Volumes") or {}) - set(stage.inner.get("Volumes") or {}))
+        if not new or not (stage.image or stage.base):  # nothing new, or no files (scratch)
+            return
+        image = self.sup._image(stage.image or stage.base)
+        nowhere = self.store.tmp / "no-container"  # no upper: the image's files alone
+        for path in new:
+            if await trio.to_thread.run_sync(is_file_at, image, nowhere, path):
+                raise BuildError(
+                    f"line {ins.line}: VOLUME {path}: cannot mount volume over existing "
+                    "file, file exists"
+                )
 
     async def _workdir(self, stage: _Stage, ins: Instruction) -> None:
         """WORKDIR: the configuration's, and the directory made where it is not there yet,
