@@ -1705,6 +1705,18 @@ def test_add_unpacks_zstd_and_xz_and_names_a_damaged_archive(clean: Daemon, tmp_
     r = clean.ctl("build", "-t", "cut", str(ctx), check=False)
     assert r.returncode == 1
     assert "ADD failed: cut.tar.gz: the archive is damaged" in r.stderr
+    # A tar whose end blocks are cut short, as Go's tar writer makes it (no padding to a
+    # record) less one byte, is refused as dockerd's (moby's TestBuildAddBrokenTar);
+    # whole, or with one end block, it is taken.
+    ended = _tar({"1": b"hi\n"})[: 4 * 512]
+    for name, data in (("whole", ended), ("one", ended[:-512]), ("broken", ended[:-1])):
+        (ctx / f"{name}.tar").write_bytes(data)
+        (ctx / "Dockerfile").write_text(f"FROM {BASE}\nADD {name}.tar /{name}/\n")
+        r = clean.ctl("build", "-q", "-t", "ends", str(ctx), check=False)
+        assert r.returncode == (1 if name == "broken" else 0), (name, r.stderr)
+    assert "broken.tar: the archive is damaged: unexpected end of data" in r.stderr
+    assert clean.ctl("run", "--rm", "ends", "cat", "/one/1").stdout == "hi\n"
+    clean.ctl("rmi", "ends")
 
 
 def test_from_pulls_a_missing_base(clean: Daemon, tmp_path: Path, busybox_root: Path) -> None:

@@ -281,6 +281,16 @@ def test_a_tar_cut_in_its_last_members_padding_ends_there(tmp_path: Path) -> Non
     (tmp_path / "again").mkdir()
     with pytest.raises(LayerError, match="not a valid tar: the tar ends too early in member 'b'"):
         _unpack(data[: 512 + 512 + 512 + 1], tmp_path / "again")
+    # Its end blocks: one, or both, are taken; part of the second is a tar cut short, as
+    # Go's reader refuses it (moby's TestBuildAddBrokenTar).
+    whole = _tar((_info("a"), b"x"))
+    assert len(whole) >= 4 * 512 and whole[1024:2048] == bytes(1024)
+    for n, cut in enumerate((2048, 1536)):
+        (tmp_path / f"end{n}").mkdir()
+        assert (_unpack(whole[:cut], tmp_path / f"end{n}") / "a").read_bytes() == b"x"
+    (tmp_path / "cut").mkdir()
+    with pytest.raises(LayerError, match="the tar ends too early, in its end-of-archive"):
+        _unpack(whole[:2047], tmp_path / "cut")
 
 
 def test_a_layer_unpacked_by_many_threads_once_leaves_no_lock_behind(tmp_path: Path) -> None:

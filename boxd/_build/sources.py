@@ -435,3 +435,17 @@ def _add_members(tar: tarfile.TarFile, f: IO[bytes], dest: str, what: str) -> No
                 tar.addfile(copy, archive.extractfile(member))
             elif member.isdir() or member.islnk() or member.issym() or member.isfifo():
                 tar.addfile(copy)
+        _check_end(archive)
+
+
+def _check_end(archive: tarfile.TarFile) -> None:
+    """The archive's end, as Go's tar reader (dockerd's) reads it: nothing, one zero
+    block or two; part of a block there is an archive cut short (tarfile stops at the
+    first zero block, or at a header cut short, without a word)."""
+    stream = archive.fileobj
+    assert stream is not None
+    read = stream.tell() - archive.offset  # of the block after the last member
+    if read == tarfile.BLOCKSIZE:  # a zero block: the second one, whole or not at all
+        read = len(stream.read(tarfile.BLOCKSIZE)) or tarfile.BLOCKSIZE
+    if read != tarfile.BLOCKSIZE and read:
+        raise tarfile.ReadError("unexpected end of data in its end-of-archive blocks")

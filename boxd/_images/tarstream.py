@@ -423,10 +423,16 @@ class TarReader:
                     return
                 self._pad = 0
             block = self._take(BLOCK)
-            if not block or block == _ZERO_BLOCK:
-                return  # the end (two zero blocks; a tar cut at a member's end is taken too)
+            if not block:
+                return  # a tar cut at a member's end is taken, as Go's reader takes it
             if len(block) < BLOCK:
                 raise self._truncated()
+            if block == _ZERO_BLOCK:
+                # The end: a second zero block, or nothing; part of one is a tar cut
+                # short, which Go's reader (dockerd's) refuses too.
+                if 0 < len(self._take(BLOCK)) < BLOCK:
+                    raise TarError("the tar ends too early, in its end-of-archive blocks")
+                return
             if not _checksum_ok(block):
                 raise TarError("a tar header has a bad checksum: the layer is damaged")
             member = Member(block)
