@@ -46,7 +46,7 @@ HISTORY = 256
 SUBSCRIBER_BUFFER = 1024  # Docker's (daemon/events)
 _ENDED = ("exited", "stopped", "restarting")
 _WITH_PROCESS = ("running", "paused", "stopping")
-TYPES = ("container", "image", "network", "volume", "daemon")
+TYPES = ("container", "image", "network", "volume", "daemon", "builder")
 # Docker's other types: accepted in a filter, no event of boxd has them.
 _OTHER_TYPES = ("plugin", "node", "service", "secret", "config")
 FILTERS = ("container", "event", "image", "label", "network", "scope", "type", "volume")
@@ -240,6 +240,11 @@ class Events:
         """An image's event: ``actor`` its id (a reference for pull and push, as Docker
         names them), ``name`` the reference it concerns (or the id), with its labels."""
         self._emit("image", action, actor, {**(labels or {}), "name": name})
+
+    def pruned(self, kind: str, reclaimed: int) -> None:
+        """A prune's end, as dockerd's (since Docker 23): of ``kind`` (container, image,
+        network, volume or builder), no actor, the bytes it freed."""
+        self._emit(kind, "prune", "", {"reclaimed": str(reclaimed)})
 
     def daemon(self, action: str, daemon_id: str, attributes: Mapping[str, str]) -> None:
         """The daemon's own event (a reload), with the host's name as dockerd's."""

@@ -342,6 +342,7 @@ def handlers(sup: Supervisor) -> dict[type[Any], Callable[[Any, Any], Awaitable[
                 await sup.networks.remove(net.name, lambda name: _users(sup, name))
                 sup.events.network("destroy", net.id, net.name)
                 removed.append(net.name)
+        sup.events.pruned("network", 0)
         await conn.send(NetworkPruneResponse(tuple(removed)))
 
     async def connect(conn: Conn, req: NetworkConnectRequest) -> None:

@@ -2146,6 +2146,7 @@ class Supervisor:
                         await self._remove_now(entry)
                         removed.append(entry.container.id)
         await self.give_space_back()
+        self.events.pruned("container", reclaimed)
         return removed, reclaimed
 
     async def _remove_now(self, entry: _Entry, *, volumes: bool = False) -> None:

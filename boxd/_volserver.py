@@ -201,6 +201,7 @@ async def prune(
         removed.append(record.name)
         reclaimed += size
     await sup.give_space_back()
+    sup.events.pruned("volume", reclaimed)
     return removed, reclaimed
 
 

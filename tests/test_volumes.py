@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -673,9 +674,22 @@ def test_system_prune_and_df(daemon: Daemon) -> None:
     df = daemon.ctl("system", "df").stdout.splitlines()
     row = next(line.split() for line in df if line.startswith("Local Volumes"))
     assert row[2:4] == ["2", "1"]  # TOTAL, ACTIVE
+    since = time.time()
     out = daemon.ctl("system", "prune", "-f", "--volumes").stdout
     assert out.startswith(f"Deleted Containers:\n{cid}\n\nDeleted Volumes:\n")
     assert re.search(r"\nTotal reclaimed space: [0-9.]+k?B\n\Z", out), out
+    # Each prune ends in an event of its type, without an actor, with the bytes it freed
+    # (dockerd's since Docker 23), which `--filter type=builder` finds too.
+    window = f"since={since}&until={time.time()}&filters="
+    events = api_call(daemon, "GET", f"/events?{window}" + '{"event":["prune"]}')[2]
+    pruned = {e["Type"]: e["Actor"] for e in map(json.loads, events.splitlines())}
+    assert sorted(pruned) == ["container", "image", "network", "volume"], pruned
+    assert {a["ID"] for a in pruned.values()} == {""}
+    assert int(pruned["container"]["Attributes"]["reclaimed"]) > 0
+    assert api_call(daemon, "POST", "/build/prune")[0] == 200
+    window = f"since={since}&until={time.time()}&filters="
+    events = api_call(daemon, "GET", f"/events?{window}" + '{"type":["builder"]}')[2]
+    assert [json.loads(e)["Action"] for e in events.splitlines()] == ["prune"]
     assert _volumes(daemon) == ["named"]  # named volumes stay (Docker 23+)
     out = daemon.ctl("system", "prune", "-f").stdout
     assert out == "Total reclaimed space: 0B\n"

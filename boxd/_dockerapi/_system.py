@@ -298,6 +298,7 @@ async def build_prune(api: Api, conn: HttpConnection, req: Request) -> None:
     for key in ("keep-storage", "reserved-space", "max-used-space", "min-free-space"):
         req.integer(key)
     deleted = prune_cache(api.sup.images)
+    api.sup.events.pruned("builder", 0)
     await conn.respond_json(200, {"CachesDeleted": deleted or None, "SpaceReclaimed": 0})
 
 

@@ -704,6 +704,7 @@ class ImageVerbs:
             from .._build.runner import forget_gone_steps
 
             await trio.to_thread.run_sync(forget_gone_steps, self.store)
+        self.sup.events.pruned("image", reclaimed)
         await conn.send(
             RemovedImageResponse(
                 untagged=tuple(untagged), deleted=tuple(deleted), reclaimed=reclaimed
