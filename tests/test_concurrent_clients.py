@@ -6,8 +6,9 @@ save and load of the one image they all use, and the listings and disk use) for
 ``CLIENTS_SECONDS`` (default 30), each checking what it gets.
 No request may fail: the races this found have deterministic tests (a prune or ``rm -f``
 during a create, a volume removed during ``system df``: test_supervisor.py; one image's
-record written by two threads at once, and a layer made again by a commit while an image
-with it is removed: test_image_unpack.py)."""
+record written by two threads at once, a layer made again by a commit while an image
+with it is removed, and a container removed while ``system df`` measures it:
+test_image_unpack.py)."""
 
 from __future__ import annotations
 
