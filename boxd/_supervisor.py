@@ -924,10 +924,15 @@ class Supervisor:
             inner = self.images.config(self.images.get(config.image_id)).get("config") or {}
             declared = inner.get("Volumes") if isinstance(inner, dict) else None
             for path in sorted(declared or {}):
-                if isinstance(path, str) and free(path):
-                    mounts.append(Volume(host="", container=path))
-                if isinstance(path, str) and path.startswith("/") and path not in paths:
-                    paths.append(path)  # Docker's merge: each one, mounted over or not
+                if not isinstance(path, str) or not path:
+                    continue
+                # A relative one (dockerd's builder takes `VOLUME data`) is below the
+                # root, as runc mounts a relative destination.
+                point = path if path.startswith("/") else posixpath.normpath("/" + path)
+                if free(point):
+                    mounts.append(Volume(host="", container=point))
+                if point not in paths:
+                    paths.append(point)  # Docker's merge: each one, mounted over or not
         for i, v in enumerate(mounts):
             if v.is_volume:
                 name = self.volumes.create(v.volume).name

@@ -1659,6 +1659,21 @@ def test_volume_paths_keep_copies_not_run_changes(clean: Daemon, tmp_path: Path)
     assert clean.ctl("run", "--rm", "vol", "ls", "/data").stdout == "f\n"
 
 
+def test_a_relative_volume_is_below_the_root(clean: Daemon, tmp_path: Path) -> None:
+    """dockerd's builder keeps `VOLUME data` as written, and runc mounts a relative
+    destination below the root: such an image (built here or pulled) runs, its volume at
+    /data, filled from the image."""
+    ctx = _context(
+        tmp_path / "ctx",
+        {"Dockerfile": f"FROM {BASE}\nCOPY f /data/f\nVOLUME data\n", "f": "seed\n"},
+    )
+    clean.ctl("build", "-q", "-t", "relvol", str(ctx))
+    assert _image(clean, "relvol")["Config"]["Volumes"] == {"data": {}}  # type: ignore[index]
+    script = "cat /data/f; grep -c ' /data ' /proc/mounts"
+    assert clean.ctl("run", "--rm", "relvol", "sh", "-c", script).stdout == "seed\n1\n"
+    clean.ctl("rmi", "relvol")
+
+
 def test_the_context_cannot_reach_host_files(clean: Daemon, tmp_path: Path) -> None:
     """A symlink in the context is resolved inside it (a link to /etc/hostname names the
     context's own), and an archive ADD unpacks may not climb out of the image."""

@@ -233,12 +233,8 @@ def apply_metadata(
         )
         if not paths or not all(p.strip() for p in paths):
             raise DockerfileError(f"line {line}: VOLUME specified can not be an empty string")
-        for path in paths:
-            if not path.startswith("/"):
-                # No container of the image could mount it (Docker refuses it at run).
-                raise DockerfileError(
-                    f"line {line}: VOLUME {path}: the volume path must be absolute"
-                )
+        # A relative path is kept as written, as dockerd's builder keeps it: a container
+        # mounts it below its root (boxd._supervisor), as runc mounts it for dockerd.
         volumes = dict(inner.get("Volumes") or {})
         volumes.update({p: {} for p in paths})
         inner["Volumes"] = volumes
