@@ -188,16 +188,35 @@ def test_symlinks_cannot_carry_writes_out(tmp_path: Path) -> None:
     assert os.stat(root / "hl").st_ino == os.stat(root / inside / "pwned").st_ino
 
 
-def test_a_write_through_a_dangling_symlink_is_refused(tmp_path: Path) -> None:
+def test_a_write_through_a_dangling_symlink_lands_inside_the_root(tmp_path: Path) -> None:
+    """A member below a symbolic link to a directory not there (an absolute target, one
+    climbing with ``..``, a chain of links) makes that directory inside the root, as
+    dockerd's unpacking (chrooted there) does, and writes nothing outside; a loop of
+    links is refused."""
     outside = tmp_path / "outside"
     outside.mkdir()
     data = _tar(
-        (_info("abs", tarfile.SYMTYPE, linkname=str(outside)), None),
+        (_info("abs", tarfile.SYMTYPE, linkname=str(outside) + "/new"), None),
         (_info("abs/pwned"), b"x"),
+        (_info("up", tarfile.SYMTYPE, linkname="../../../../climbed"), None),
+        (_info("up/f"), b"y"),
+        (_info("chain", tarfile.SYMTYPE, linkname="abs/deeper"), None),
+        (_info("chain/g"), b"z"),
     )
-    with pytest.raises(LayerError, match="'abs/pwned': 'abs' is a symbolic link"):
-        _unpack(data, tmp_path)
-    assert list(outside.iterdir()) == []
+    root = _unpack(data, tmp_path)
+    assert list(outside.iterdir()) == [] and not (tmp_path / "climbed").exists()
+    inside = root / str(outside).lstrip("/") / "new"
+    assert (inside / "pwned").read_bytes() == b"x"
+    assert (root / "climbed" / "f").read_bytes() == b"y"
+    assert (inside / "deeper" / "g").read_bytes() == b"z"
+    loop = _tar(
+        (_info("a", tarfile.SYMTYPE, linkname="b"), None),
+        (_info("b", tarfile.SYMTYPE, linkname="a"), None),
+        (_info("a/f"), b"x"),
+    )
+    (tmp_path / "loop").mkdir()
+    with pytest.raises(LayerError, match="'a/f'"):
+        _unpack(loop, tmp_path / "loop")
 
 
 def test_truncated_and_sparse_layers_are_refused(tmp_path: Path) -> None:

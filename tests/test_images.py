@@ -1571,11 +1571,7 @@ def test_a_hostile_pulled_layer_is_refused_and_leaves_nothing(
         tar.addfile(info, io.BytesIO(b"ok"))
     evil = io.BytesIO()
     with tarfile.open(fileobj=evil, mode="w") as tar:
-        link = tarfile.TarInfo("escape")
-        link.type = tarfile.SYMTYPE
-        link.linkname = str(tmp_path)
-        tar.addfile(link)
-        info = tarfile.TarInfo("escape/pwned")
+        info = tarfile.TarInfo("../../../../../../../../pwned")
         info.size = 1
         tar.addfile(info, io.BytesIO(b"x"))
     layout = tmp_path / "evil-layout"
@@ -1591,9 +1587,9 @@ def test_a_hostile_pulled_layer_is_refused_and_leaves_nothing(
     r = daemon.ctl("create", "--pull", "never", ref, check=False)
     assert r.returncode == 125
     assert ": its layer sha256:" in r.stderr
-    assert "cannot be unpacked: member 'escape/pwned': 'escape' is a symbolic link" in r.stderr
+    assert "cannot be unpacked: member '../../../../../../../../pwned' points outside" in r.stderr
     assert _stored(daemon) == []  # waits for the removal under way
-    assert not (tmp_path / "pwned").exists()
+    assert not (tmp_path / "pwned").exists() and not Path("/pwned").exists()
     assert daemon.ctl("ps", "-aq").stdout == ""
     images = daemon.root / "images"
     assert os.listdir(images / "tmp") == []
@@ -1604,7 +1600,7 @@ def test_a_hostile_pulled_layer_is_refused_and_leaves_nothing(
         assert not (images / "blobs" / "sha256" / digest.removeprefix("sha256:")).exists()
     # A run pulls it again and is refused again, with the member named.
     r = daemon.ctl("run", "--rm", ref, "true", check=False)
-    assert r.returncode == 125 and "member 'escape/pwned'" in r.stderr
+    assert r.returncode == 125 and "points outside the layer" in r.stderr
     assert _stored(daemon) == []
 
 

@@ -162,7 +162,7 @@ class _Unpacker:
         self.retired.extend(self.dirs.values())
         self.dirs.clear()
 
-    def parent(self, parts: list[str], member: str) -> int:
+    def parent(self, parts: list[str], member: str, hops: int = 0) -> int:
         """An fd of the directory ``parts`` (created as needed), resolved in the root."""
         key = "/".join(parts)
         fd = self.dirs.get(key)
@@ -173,18 +173,22 @@ class _Unpacker:
         except FileNotFoundError:
             if not parts:
                 raise
-            up = self.parent(parts[:-1], member)
+            up = self.parent(parts[:-1], member, hops)
             try:
                 os.mkdir(parts[-1], 0o755, dir_fd=up)
                 os.chown(parts[-1], *self.made_owner, dir_fd=up, follow_symlinks=False)
-            except FileExistsError:
-                pass
+            except FileExistsError:  # a symbolic link to a directory not there yet
+                self._link_target(parts, up, member, hops)
             try:
                 fd = open_in_root(self.root_fd, key, os.O_RDONLY | os.O_DIRECTORY)
             except FileNotFoundError:
                 raise LayerError(
-                    f"member {member!r}: {key!r} is a symbolic link to a directory that is "
-                    "not in the layer"
+                    f"member {member!r}: {key!r} is a symbolic link to a directory that "
+                    "cannot be made in the layer"
+                ) from None
+            except NotADirectoryError:
+                raise LayerError(
+                    f"member {member!r}: {key!r} in the layer is not a directory"
                 ) from None
         except NotADirectoryError:
             raise LayerError(
@@ -192,6 +196,24 @@ class _Unpacker:
             ) from None
         self.dirs[key] = fd
         return fd
+
+    def _link_target(self, parts: list[str], up: int, member: str, hops: int) -> None:
+        """Make the directory the symbolic link ``parts`` leads to, inside the root (an
+        absolute target from the root, ``..`` stopping there), as dockerd's unpacking,
+        chrooted to the root, makes it; never anything outside the root."""
+        if hops >= 40:
+            raise LayerError(f"member {member!r}: too many levels of symbolic links")
+        try:
+            target = os.readlink(parts[-1], dir_fd=up)
+        except OSError:  # not a link (a file was there): the open names it
+            return
+        resolved = [] if target.startswith("/") else parts[:-1]
+        for name in target.split("/"):
+            if name == "..":
+                resolved = resolved[:-1]
+            elif name not in ("", "."):
+                resolved = [*resolved, name]
+        self.parent(resolved, member, hops + 1)
 
     def clear(self, dir_fd: int, name: str, *, keep_dir: bool) -> bool:
         """Remove what is at ``name`` unless it is a directory and ``keep_dir``; whether
