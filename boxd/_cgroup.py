@@ -1449,7 +1449,9 @@ class Cgroup:
     ) -> None:
         """Call ``killed`` each time the count of the OOM killer's kills in this cgroup
         rises above ``reported`` (None: the count as the watch begins), as it happens,
-        until cancelled or the cgroup is gone.  v2: inotify of memory.events, which the
+        until cancelled or the cgroup is gone; on v1 also as an OOM begins that its
+        killer may not end (``--oom-kill-disable``: the container stalls, which dockerd
+        reports as an OOM too).  v2: inotify of memory.events, which the
         kernel notifies of each change; v1: an eventfd that ``cgroup.event_control`` ties
         to memory.oom_control, signalled as an OOM begins (and as the cgroup goes), before
         the kill is counted: the count is read again for up to OOM_COUNT_WAIT seconds.
@@ -1483,6 +1485,8 @@ class Cgroup:
                 with trio.move_on_after(0 if v == 2 else OOM_COUNT_WAIT):
                     while (now := _oom_kills(d, v)) == seen:  # noqa: ASYNC110
                         await trio.sleep(0.01)
+                if v == 1 and now == seen and _stalled(d):
+                    killed()
         finally:
             os.close(wake)
 
@@ -1504,6 +1508,12 @@ def _oom_kills(d: str, version: int) -> int | None:
     except OSError:
         return None
     return _keyed(text).get("oom_kill")
+
+
+def _stalled(d: str) -> bool:
+    """Whether the v1 memory cgroup ``d`` is in an OOM its killer may not end."""
+    control = _keyed(_read_opt(f"{d}/memory.oom_control"))
+    return control.get("oom_kill_disable") == 1 and control.get("under_oom") == 1
 
 
 def _inotify_modify(path: str) -> int:

@@ -1837,7 +1837,8 @@ class Supervisor:
 
     async def _watch_oom(self, entry: _Entry, run: Run, cgroup: Cgroup, new: bool) -> None:
         """Record and report OOM kills in the container as they happen, as Docker does
-        (``State.OOMKilled``, an ``oom`` event per rise of the kernel's count): the killer
+        (``State.OOMKilled``, an ``oom`` event per rise of the kernel's count, or on v1
+        as an OOM begins that ``--oom-kill-disable`` keeps its killer from ending): the killer
         may take a process other than the first one, and the container runs on (a
         notebook's kernel, a test's child).
         A ``new`` run's cgroup counts its kills from its start, also those before this

@@ -13,6 +13,7 @@ import json
 import os
 import stat
 import subprocess
+import time
 from pathlib import Path
 
 import fake_cgroup
@@ -85,6 +86,25 @@ def test_memory_options_in_the_v1_files_and_update(daemon: Daemon) -> None:
     assert int(_cgroup_file(cid, "memory", "memory.soft_limit_in_bytes").read_text()) == 48 * M
     r = daemon.ctl("update", "--memory-reservation", "100m", cid, check=False)
     assert r.returncode != 0 and "must not exceed --memory" in r.stderr
+    daemon.ctl("rm", "-f", cid)
+
+
+@pytest.mark.root
+def test_an_oom_its_killer_may_not_end_is_reported(daemon: Daemon) -> None:
+    """v1's --oom-kill-disable: the container stalls in its OOM instead of being killed;
+    as dockerd, that is an ``oom`` event and State.OOMKilled, and it still runs (moby's
+    TestEventsOOMDisableTrue)."""
+    since = time.time()
+    hog = "x=a; while true; do x=$x$x$x$x; done"
+    cid = daemon.ctl(
+        "run", "-d", "--oom-kill-disable", "-m", "10m", "--memory-swap", "10m",
+        "default", "sh", "-c", hog,
+    ).stdout.strip()  # fmt: skip
+    c = daemon.wait_for(cid, lambda c: c["state"]["oom_killed"], timeout=30)
+    assert c["state"]["status"] == "running"
+    until = str(time.time())
+    events = daemon.ctl("events", "--since", str(since), "--until", until, "-f", "event=oom")
+    assert cid in events.stdout, events.stdout
     daemon.ctl("rm", "-f", cid)
 
 
