@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import posixpath
 import shutil
 import stat
 from collections.abc import Callable
@@ -207,13 +208,8 @@ class _Unpacker:
             target = os.readlink(parts[-1], dir_fd=up)
         except OSError:  # not a link (a file was there): the open names it
             return
-        resolved = [] if target.startswith("/") else parts[:-1]
-        for name in target.split("/"):
-            if name == "..":
-                resolved = resolved[:-1]
-            elif name not in ("", "."):
-                resolved = [*resolved, name]
-        self.parent(resolved, member, hops + 1)
+        where = posixpath.normpath("/" + posixpath.join(*parts[:-1], target))  # ".." stops at /
+        self.parent([p for p in where.split("/") if p], member, hops + 1)
 
     def clear(self, dir_fd: int, name: str, *, keep_dir: bool) -> bool:
         """Remove what is at ``name`` unless it is a directory and ``keep_dir``; whether
