@@ -56,7 +56,9 @@ Groups = Callable[[], AbstractContextManager[tuple[int, int] | None]]
 # The most one chunk holds.
 READ_SIZE = 1024 * 1024
 # A chunk is handed on once the writer paused for COALESCE_GAP, or COALESCE_LIMIT after its
-# first bytes (what a user sees is late by at most that).
+# first bytes (what a user sees is late by at most that).  A chunk of 64 KiB or more is a
+# stream, not a screen being drawn: a pause in it hands it on after COALESCE_LIMIT, so that
+# the reader's waits are not shorter than the scheduler's tick (sandbox_native/gather.c).
 COALESCE_GAP = 0.001
 COALESCE_LIMIT = 0.01
 # The reader thread ends after this long without output.

@@ -30,16 +30,39 @@ static long long now_ns(void)
     return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
+/* Once a chunk holds this much the output is a stream, not a screen being drawn: the reader
+ * then waits up to the whole limit for the next bytes, not just the gap (see gather()). */
+#define STREAM_SIZE (64 * 1024)
+
 /* Read the non-blocking fd into buf until it is full, the writer pauses for gap_ns (once
- * something was read) or limit_ns passed since the start; *ended at end of file or EIO
- * (a PTY master whose last slave fd closed).  The size read, or -1 with errno set. */
+ * something was read; limit_ns once STREAM_SIZE was) or limit_ns passed since the start;
+ * *ended at end of file or EIO (a PTY master whose last slave fd closed).  The size read,
+ * or -1 with errno set.
+ *
+ * After the first read each one waits in poll() until the master has bytes.  A read of a
+ * master whose line discipline ran dry waits instead for the kernel worker's whole refill
+ * (flush_work), not for its first bytes: read until EAGAIN, 256 MiB took ~1.4x as long.
+ * A poll() timeout shorter than the scheduler's tick makes every wait arm and cancel the
+ * CPU's timer hardware, which a VM pays for in exits to its host: with the gap's 1 ms on
+ * each wait, the same 256 MiB took ~1.3x as long as with 10 ms (bench/README, session 43). */
 static Py_ssize_t gather(int fd, char *buf, Py_ssize_t size, long long gap_ns,
                          long long limit_ns, int *ended)
 {
     Py_ssize_t got = 0;
     long long deadline = now_ns() + limit_ns;
+    struct pollfd p = {.fd = fd, .events = POLLIN};
     *ended = 0;
     while (got < size) {
+        if (got) {
+            long long left = deadline - now_ns();
+            if (left <= 0)
+                return got;
+            long long wait = got >= STREAM_SIZE ? limit_ns : left < gap_ns ? left : gap_ns;
+            /* Rounded up: a wait of 0 ms would spin. */
+            int ready = poll(&p, 1, (int)((wait + 999999) / 1000000));
+            if (ready == 0 || (ready < 0 && errno != EINTR))
+                return got;
+        }
         ssize_t n = read(fd, buf + got, (size_t)(size - got));
         if (n > 0) {
             got += n;
@@ -49,21 +72,11 @@ static Py_ssize_t gather(int fd, char *buf, Py_ssize_t size, long long gap_ns,
             *ended = 1;
             return got;
         }
-        if (errno == EINTR)
-            continue;
-        if (errno != EAGAIN)
-            return got ? got : -1; /* what was read first; the error again at the next call */
-        long long left = deadline - now_ns();
-        if (!got || left <= 0)
-            return got;
-        long long wait = left < gap_ns ? left : gap_ns;
-        struct pollfd p = {.fd = fd, .events = POLLIN};
-        /* Rounded up: a wait of 0 ms would spin. */
-        int ready = poll(&p, 1, (int)((wait + 999999) / 1000000));
-        if (ready < 0 && errno != EINTR)
-            return got;
-        if (ready == 0)
-            return got;
+        if (errno == EINTR || (errno == EAGAIN && got))
+            continue; /* a signal, or polled ready without bytes yet: wait again */
+        /* EAGAIN before any byte: the caller waits; another error: what was read first,
+         * the error again at the next call. */
+        return got || errno == EAGAIN ? got : -1;
     }
     return got;
 }

@@ -340,6 +340,31 @@ def test_gather_read_returns_when_the_writer_pauses(pty: Pty) -> None:
     assert _gather_read()(pty.master, buffer, 0.001, 10.0) == (0, True, False)  # EIO: the end
 
 
+def test_gather_read_of_a_stream_waits_out_a_pause_longer_than_the_gap(pty: Pty) -> None:
+    """Once a chunk holds 64 KiB the output is a stream: a pause longer than the gap does not
+    end the call (it waits up to the limit), and what comes after it joins the chunk."""
+    data = _pattern(80 << 10)
+    pause = threading.Event()
+
+    def run() -> None:
+        os.write(pty.slave, data)  # blocks until the reader has taken most of it
+        pause.wait(1.5)  # three gaps of the call below
+        os.write(pty.slave, b"tail")
+        time.sleep(0.2)  # the tail at the master before the end
+        pty.close_slave()
+
+    writer = threading.Thread(target=run)
+    writer.start()
+    buffer = memoryview(bytearray(1 << 20))
+    try:
+        select.select([pty.master], [], [], 60)
+        size, ended, _ = _gather_read()(pty.master, buffer, 0.5, 60.0)
+    finally:
+        pause.set()
+        writer.join()
+    assert (bytes(buffer[:size]), ended) == (data + b"tail", True)
+
+
 def test_gather_read_of_a_pipe_sees_its_end_and_names_errors() -> None:
     r, w = os.pipe2(os.O_NONBLOCK)
     buffer = memoryview(bytearray(16))
