@@ -58,7 +58,8 @@ READ_SIZE = 1024 * 1024
 # A chunk is handed on once the writer paused for COALESCE_GAP, or COALESCE_LIMIT after its
 # first bytes (what a user sees is late by at most that).  A chunk of 64 KiB or more is a
 # stream, not a screen being drawn: a pause in it hands it on after COALESCE_LIMIT, so that
-# the reader's waits are not shorter than the scheduler's tick (sandbox_native/gather.c).
+# the reader's waits are not shorter than the scheduler's tick (sandbox_native/gather.c),
+# and the end of a stream is late by at most twice COALESCE_LIMIT.
 COALESCE_GAP = 0.001
 COALESCE_LIMIT = 0.01
 # The reader thread ends after this long without output.
@@ -212,7 +213,7 @@ async def _burst(
 
     async def watch() -> None:
         # The thread is not cancellable (run_sync waits for it): told to stop, it does
-        # within STOP_CHECK, or COALESCE_LIMIT when reading.  It is told when the process
+        # within STOP_CHECK, or twice COALESCE_LIMIT when reading.  It is told when the process
         # is reaped too.
         with watching:
             try:
@@ -246,7 +247,7 @@ async def _in_own_thread(run: Callable[[], bool]) -> bool:
     """``run()`` in a new thread, which ends with it (see the module's docstring; a terminal
     printing without end must not hold one of the shared worker threads either, nor wait
     for one).  Not cancellable, as ``trio.to_thread.run_sync``: the reader is told to stop
-    instead, and stops within STOP_CHECK or COALESCE_LIMIT."""
+    instead, and stops within STOP_CHECK or twice COALESCE_LIMIT."""
     token = trio.lowlevel.current_trio_token()
     finished = trio.Event()
     result: list[outcome.Outcome[bool]] = []
