@@ -41,10 +41,10 @@ static long long now_ns(void)
  *
  * After the first read each one waits in poll() until the master has bytes.  A read of a
  * master whose line discipline ran dry waits instead for the kernel worker's whole refill
- * (flush_work), not for its first bytes: read until EAGAIN, 256 MiB took ~1.4x as long.
+ * (flush_work), not for its first bytes: read until EAGAIN, 256 MiB took ~1.3x as long.
  * A poll() timeout shorter than the scheduler's tick makes every wait arm and cancel the
  * CPU's timer hardware, which a VM pays for in exits to its host: with the gap's 1 ms on
- * each wait, the same 256 MiB took ~1.3x as long as with 10 ms (bench/README, session 43). */
+ * each wait, 256 MiB took ~1.35x as long as with 10 ms (bench/README, session 43). */
 static Py_ssize_t gather(int fd, char *buf, Py_ssize_t size, long long gap_ns,
                          long long limit_ns, int *ended)
 {

@@ -348,7 +348,7 @@ def test_gather_read_of_a_stream_waits_out_a_pause_longer_than_the_gap(pty: Pty)
 
     def run() -> None:
         os.write(pty.slave, data)  # blocks until the reader has taken most of it
-        pause.wait(1.5)  # three gaps of the call below
+        pause.wait(3.0)  # three gaps of the call below
         os.write(pty.slave, b"tail")
         time.sleep(0.2)  # the tail at the master before the end
         pty.close_slave()
@@ -358,7 +358,7 @@ def test_gather_read_of_a_stream_waits_out_a_pause_longer_than_the_gap(pty: Pty)
     buffer = memoryview(bytearray(1 << 20))
     try:
         select.select([pty.master], [], [], 60)
-        size, ended, _ = _gather_read()(pty.master, buffer, 0.5, 60.0)
+        size, ended, _ = _gather_read()(pty.master, buffer, 1.0, 60.0)
     finally:
         pause.set()
         writer.join()
