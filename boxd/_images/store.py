@@ -680,26 +680,30 @@ class ImageStore:
             with self._records_lock:
                 (self.retired / f"{digest_hex(record.id)}.json").unlink(missing_ok=True)
                 if not (self.records / f"{digest_hex(record.id)}.json").exists():
-                    self._delete_unheld(record)
+                    self._delete_unheld(record, _Unused(self))
 
     def delete(self, record: ImageRecord) -> Deleted:
         """Remove an image and what no other image uses (nor one being made holds: see
         :meth:`holding`)."""
         with self._records_lock:
             (self.records / f"{digest_hex(record.id)}.json").unlink(missing_ok=True)
-        return self._delete_unheld(record)
-
-    def _delete_unheld(self, record: ImageRecord) -> Deleted:
-        """What of an image whose record is gone no other image uses or holds (see
-        :meth:`delete`)."""
         check = _Unused(self)
-        sizes = {layer.diff_id: self.layer_size(layer.diff_id) for layer in record.layers}
+        removed, size = self._delete_unheld(record, check)
+        held = {c for r in check.records() for c in chain_ids(r.layers)}
+        gone = [c for c in chain_ids(record.layers) if c not in held]
+        return Deleted(removed, gone[::-1], size)
+
+    def _delete_unheld(self, record: ImageRecord, check: _Unused) -> tuple[list[str], int]:
+        """What of an image whose record is gone no other image uses or holds (see
+        :meth:`delete`): the diff_ids removed and the bytes of their layers."""
         removed: list[str] = []
+        size = 0
         for layer in record.layers:
             # After an unpack of the layer in progress (cancel it first: Unpacks.stop);
             # one that starts later finds no blob.
             with self._layer_lock(layer.diff_id):
                 if layer.diff_id not in removed and check.free(layer.diff_id):
+                    size += self.layer_size(layer.diff_id)  # its record goes with it
                     self._delete_layer(layer.diff_id)
                     removed.append(layer.diff_id)
                 if check.free(layer.diff_id, layer.digest):
@@ -707,9 +711,7 @@ class ImageStore:
         with self._records_lock:  # not the config of the same image added again
             if not self._recorded(record.id):
                 self.blob_path(record.id).unlink(missing_ok=True)
-        held = {c for r in check.records() for c in chain_ids(r.layers)}
-        gone = [c for c in chain_ids(record.layers) if c not in held]
-        return Deleted(removed, gone[::-1], sum(sizes[diff_id] for diff_id in removed))
+        return removed, size
 
     def _recorded(self, image_id: str) -> bool:
         """Whether the image has a record, live or retired (its config is needed)."""
